@@ -1,0 +1,1 @@
+# rules of the cutouts family (see docs/dataflow.md)

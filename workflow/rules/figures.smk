@@ -1,0 +1,1 @@
+# rules of the figures family (see docs/dataflow.md)

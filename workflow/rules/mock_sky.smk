@@ -1,0 +1,1 @@
+# rules of the mock_sky family (see docs/dataflow.md)

@@ -1,0 +1,1 @@
+# rules of the paper family (see docs/dataflow.md)

@@ -1,0 +1,1 @@
+# rules of the query family (see docs/dataflow.md)

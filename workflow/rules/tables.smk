@@ -1,0 +1,1 @@
+# rules of the tables family (see docs/dataflow.md)

@@ -1,0 +1,1 @@
+# rules of the train family (see docs/dataflow.md)

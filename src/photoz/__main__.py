@@ -12,6 +12,21 @@ import sys
 
 COMMANDS = {
     # name: module with main(argv)
+    "mock-sky-chunk": "photoz.mock.chunk",
+    "mock-sky-merge": "photoz.mock.merge",
+    "query": "photoz.sdss.skyserver",
+    "frame-index": "photoz.frame_index",
+    "retrieve": "photoz.sdss.sas",
+    "skyserver-serve": "photoz.sdss.skyserver_server",
+    "cutouts": "photoz.cutouts.group",
+    "shards": "photoz.dataset.shards",
+    "train": "photoz.nn.train",
+    "predict": "photoz.nn.predict",
+    "ensemble": "photoz.nn.ensemble",
+    "knn": "photoz.knn",
+    "tables": "photoz.tables",
+    "figure": "photoz.figures.cli",
+    "paper": "photoz.paper",
 }
 
 

@@ -1,1 +1,90 @@
-# rules of the query family (see docs/dataflow.md)
+# rules of the query family (see docs/dataflow.md, section 2):
+#   query:       the Appendix A catalog query -> results/catalog.parquet
+#   frame_index: the Field table + spatial index -> results/frames/{frames,galaxies}.parquet
+#   retrieve:    one job per group -> results/frames/group-{group}/ (frames + MANIFEST.json)
+# In mode "mock", query and frame_index serve results/mock/skyserver.sqlite on a
+# loopback port and query it with the same client; retrieve reads the mock SAS
+# tree through a file:// URL with the same code.
+import json
+
+MOCK_DB = "results/mock/skyserver.sqlite"
+
+
+def _mock_db_arg():
+    return f"--mock-db {MOCK_DB}" if MOCK else ""
+
+
+rule query:
+    input:
+        db=MOCK_DB if MOCK else [],
+    output:
+        catalog="results/catalog.parquet",
+        rejected="results/query/rejected.csv",
+    log:
+        "logs/query/query.log",
+    params:
+        sdss=lambda w: json.dumps(config["sdss"], sort_keys=True),
+        selection=lambda w: json.dumps(config["selection"], sort_keys=True),
+        mock=_mock_db_arg(),
+    resources:
+        mem_mb=4000,
+        skyserver=1,
+    conda:
+        "../../envs/access.yaml"
+    shell:
+        PHOTOZ + " query --sdss-json {params.sdss:q} --selection-json {params.selection:q} {params.mock}"
+        " --pages results/query/pages --out {output.catalog} --rejected {output.rejected} --log {log}"
+
+
+rule frame_index:
+    input:
+        catalog="results/catalog.parquet",
+        db=MOCK_DB if MOCK else [],
+    output:
+        frames="results/frames/frames.parquet",
+        galaxies="results/frames/galaxies.parquet",
+    log:
+        "logs/frame_index/frame_index.log",
+    params:
+        sdss=lambda w: json.dumps(config["sdss"], sort_keys=True),
+        tiles=lambda w: json.dumps(config["tiles"], sort_keys=True),
+        s82=lambda w: json.dumps(config["regions"]["stripe82"], sort_keys=True),
+        cut=lambda w: json.dumps({k: config["cutouts"][k] for k in ("size", "pixel_scale")}, sort_keys=True),
+        mock=_mock_db_arg(),
+    resources:
+        mem_mb=8000,
+        skyserver=1,
+    conda:
+        "../../envs/access.yaml"
+    shell:
+        PHOTOZ + " frame-index --sdss-json {params.sdss:q} --tiles-json {params.tiles:q}"
+        " --stripe82-json {params.s82:q} --cutouts-json {params.cut:q} --catalog {input.catalog} {params.mock}"
+        " --pages results/frames/pages --frames-out {output.frames} --galaxies-out {output.galaxies} --log {log}"
+
+
+def _frames_dir(pattern):
+    out = directory(pattern)
+    return temp(out) if config["tiles"].get("delete_frames_after_cutouts", False) else out
+
+
+rule retrieve:
+    input:
+        galaxies="results/frames/galaxies.parquet",
+        # the mock SAS tree is written together with the mock SkyServer
+        db=MOCK_DB if MOCK else [],
+    output:
+        frames_dir=_frames_dir("results/frames/group-{group}"),
+    log:
+        "logs/retrieve/group-{group}.log",
+    params:
+        sdss=lambda w: json.dumps(config["sdss"], sort_keys=True),
+        sas=("file://results/mock/sas" if MOCK else config["sdss"]["sas_url"]),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        sas=1,
+    conda:
+        "../../envs/access.yaml"
+    shell:
+        PHOTOZ + " retrieve --group {wildcards.group} --galaxies {input.galaxies} --sdss-json {params.sdss:q}"
+        " --sas-url {params.sas:q} --out-dir {output.frames_dir} --log {log}"

@@ -1,1 +1,127 @@
-# rules of the tables family (see docs/dataflow.md)
+# rules of the tables family (see docs/dataflow.md, Sect. 5):
+#   knn      the kNN baseline (our B16 method) per trial -> results/knn/{trial}.parquet
+#   table1   per-fold metrics of the main trial          -> results/table1.csv, results/tables/table1.tex
+#   table2   every row of config `table2:`               -> results/table2.csv, results/tables/table2.tex
+#   tableA1  the layers of the network                   -> results/tableA1.csv, results/tables/tableA1.tex
+# `snakemake results/table2.csv` builds only the ensembles of the trials that
+# table2 rows name, the kNN of trials with a knn row, and the catalog.
+import json
+
+
+def table2_trials():
+    """Trials named by the rows of Table 2, in order of first appearance."""
+    return list(dict.fromkeys(row["trial"] for row in config["table2"]))
+
+
+def knn_trials():
+    """Trials with a kNN row in Table 2."""
+    return list(dict.fromkeys(r["trial"] for r in config["table2"] if r.get("estimator", "cnn") == "knn"))
+
+
+def table1_trial():
+    """The trial of Table 1: that of the row published as `full`, else the first all-folds trial."""
+    for row in config["table2"]:
+        if row.get("published") == "full":
+            return row["trial"]
+    for name, spec in config["trials"].items():
+        if spec["folds"] == "all":
+            return name
+    raise WorkflowError("Table 1 needs a trial with folds: all (none in config trials)")
+
+
+rule knn:
+    input:
+        catalog="results/shards/catalog.parquet",
+    output:
+        "results/knn/{trial}.parquet",
+    log:
+        "logs/knn/{trial}.log",
+    params:
+        photoz=PHOTOZ,
+        trial=lambda w: json.dumps(config["trials"][w.trial]),
+        knn=json.dumps(config["knn"]),
+        n_folds=config["dataset"]["n_folds"],
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "{params.photoz} knn --catalog {input.catalog} --trial {wildcards.trial} --trial-json {params.trial:q}"
+        " --n-folds {params.n_folds} --knn-json {params.knn:q} --output {output} --log {log}"
+
+
+rule table1:
+    input:
+        ensemble=f"results/ensemble/{table1_trial()}.parquet",
+    output:
+        csv="results/table1.csv",
+        tex="results/tables/table1.tex",
+    log:
+        "logs/table1/table1.log",
+    params:
+        photoz=PHOTOZ,
+        bootstrap=config["paper"]["bootstrap"],
+        seed=config["seed"],
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "{params.photoz} tables table1 --ensemble {input.ensemble} --bootstrap {params.bootstrap} --seed {params.seed}"
+        " --csv {output.csv} --tex {output.tex} --log {log}"
+
+
+rule table2:
+    input:
+        catalog="results/shards/catalog.parquet",
+        ensembles=expand("results/ensemble/{trial}.parquet", trial=table2_trials()),
+        knn=expand("results/knn/{trial}.parquet", trial=knn_trials()),
+    output:
+        csv="results/table2.csv",
+        tex="results/tables/table2.tex",
+    log:
+        "logs/table2/table2.log",
+    params:
+        photoz=PHOTOZ,
+        cfg=json.dumps({
+            "table2": config["table2"],
+            "regions": config["regions"],
+            "trials": {t: {k: config["trials"][t][k] for k in ("train", "test", "folds")} for t in table2_trials()},
+            "n_folds": config["dataset"]["n_folds"],
+            "bins": config["bins"],
+            "bootstrap": config["paper"]["bootstrap"],
+            "seed": config["seed"],
+        }),
+        ensembles=" ".join(f"--ensemble {t}=results/ensemble/{t}.parquet" for t in table2_trials()),
+        knn=" ".join(f"--knn {t}=results/knn/{t}.parquet" for t in knn_trials()),
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "{params.photoz} tables table2 --config-json {params.cfg:q} --catalog {input.catalog}"
+        " {params.ensembles} {params.knn} --csv {output.csv} --tex {output.tex} --log {log}"
+
+
+rule tableA1:
+    output:
+        csv="results/tableA1.csv",
+        tex="results/tables/tableA1.tex",
+    log:
+        "logs/tableA1/tableA1.log",
+    params:
+        photoz=PHOTOZ,
+        network=json.dumps(config["networks"]["full"]),
+        n_bins=config["bins"]["n"],
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../../envs/analysis.yaml"
+    shell:
+        "{params.photoz} tables tableA1 --network-json {params.network:q} --n-bins {params.n_bins}"
+        " --csv {output.csv} --tex {output.tex} --log {log}"

@@ -1,0 +1,161 @@
+"""Cross-validation folds, validation subsets and the paper's one-split trials.
+
+Splits are columns of ``results/shards/catalog.parquet`` (docs/dataflow.md,
+section 3), never copies of the data, and depend only on the master
+``seed`` and the set of ``specObjID`` (not on the row order):
+
+* ``fold`` (int8): the fold in which the galaxy is tested; a random
+  permutation dealt round-robin, so fold sizes differ by at most one and every
+  galaxy is tested exactly once;
+* ``val_{f}`` (bool): a ``validation_fraction`` random subset of fold f's
+  training side (``fold != f``);
+* ``sel_{name}`` (int8): 1 = train, 2 = test, 0 = unused, for the named
+  one-split selections of ``dataset.selections``: ``train_fraction`` of the
+  galaxies of ``pool`` (``all``, ``s82`` or ``no_s82``) are drawn for
+  training, every other galaxy is on the test side.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["DEFAULT_SELECTIONS", "make_splits", "trial_indices", "selection_masks"]
+
+DEFAULT_SELECTIONS = {
+    "frac50": {"pool": "all", "train_fraction": 0.5},
+    "frac20": {"pool": "all", "train_fraction": 0.2},
+    "frac2": {"pool": "all", "train_fraction": 0.02},
+    "s82": {"pool": "s82", "train_fraction": 0.8},
+    "nos82": {"pool": "no_s82", "train_fraction": 0.8},
+}
+
+
+def _rng(seed, *tags):
+    """An independent generator for one purpose, derived from the master seed."""
+    words = [int(seed)] + [zlib.crc32(str(t).encode()) for t in tags]
+    return np.random.default_rng(np.random.SeedSequence(words))
+
+
+def make_splits(specobjid, stripe82, seed, n_folds=5, validation_fraction=0.0484, selections=None):
+    """Split columns for a set of galaxies.
+
+    Parameters
+    ----------
+    specobjid : array_like (N,) int64, unique
+    stripe82 : array_like (N,) bool
+    seed : int
+    n_folds : int
+    validation_fraction : float
+        Fraction of each fold's training side used for validation.
+    selections : mapping name -> {"pool", "train_fraction"}
+
+    Returns
+    -------
+    DataFrame indexed like the input with ``fold, val_0..val_{n-1}, sel_{name}``.
+    """
+    ids = np.asarray(specobjid, dtype=np.int64)
+    s82 = np.asarray(stripe82, dtype=bool)
+    n = ids.size
+    if len(np.unique(ids)) != n:
+        raise ValueError("make_splits: specObjID values must be unique")
+    selections = DEFAULT_SELECTIONS if selections is None else selections
+    order = np.argsort(ids, kind="stable")  # canonical order: by specObjID
+    out = {}
+    fold_sorted = np.empty(n, dtype=np.int8)
+    perm = _rng(seed, "folds").permutation(n)
+    fold_sorted[perm] = (np.arange(n) % n_folds).astype(np.int8)
+    fold = np.empty(n, dtype=np.int8)
+    fold[order] = fold_sorted
+    out["fold"] = fold
+    for f in range(n_folds):
+        train = np.nonzero(fold_sorted != f)[0]
+        n_val = int(round(validation_fraction * train.size))
+        if train.size > 1:
+            n_val = min(max(n_val, 1), train.size - 1)
+        else:
+            n_val = 0
+        pick = _rng(seed, "validation", f).choice(train, size=n_val, replace=False) if n_val else np.array([], int)
+        v_sorted = np.zeros(n, dtype=bool)
+        v_sorted[pick] = True
+        v = np.empty(n, dtype=bool)
+        v[order] = v_sorted
+        out[f"val_{f}"] = v
+    s82_sorted = s82[order]
+    for name, spec in selections.items():
+        pool = spec.get("pool", "all")
+        if pool == "all":
+            cand = np.arange(n)
+        elif pool == "s82":
+            cand = np.nonzero(s82_sorted)[0]
+        elif pool == "no_s82":
+            cand = np.nonzero(~s82_sorted)[0]
+        else:
+            raise ValueError(f"dataset.selections.{name}.pool = {pool!r}; allowed: 'all', 's82', 'no_s82'")
+        n_train = int(round(float(spec["train_fraction"]) * cand.size))
+        pick = _rng(seed, "selection", name).choice(cand, size=n_train, replace=False) if n_train else np.array([], int)
+        s_sorted = np.full(n, 2, dtype=np.int8)
+        s_sorted[pick] = 1
+        s = np.empty(n, dtype=np.int8)
+        s[order] = s_sorted
+        out[f"sel_{name}"] = s
+    return pd.DataFrame(out)
+
+
+def _side(catalog, name, fold):
+    """Boolean mask of a selection name such as ``cv_train`` or ``frac50_test``."""
+    if "_" not in name:
+        raise KeyError(f"selection {name!r} is not of the form <name>_train or <name>_test")
+    prefix, side = name.rsplit("_", 1)
+    if side not in ("train", "test"):
+        raise KeyError(f"selection {name!r} must end in _train or _test")
+    if prefix == "cv":
+        f = np.asarray(catalog["fold"])
+        return (f != fold) if side == "train" else (f == fold), True
+    col = f"sel_{prefix}"
+    if col not in catalog:
+        known = sorted(c[4:] for c in catalog.columns if c.startswith("sel_"))
+        raise KeyError(f"no split column {col!r} for selection {name!r}; known: cv, {', '.join(known)}")
+    s = np.asarray(catalog[col])
+    return (s == 1) if side == "train" else (s == 2), False
+
+
+def selection_masks(catalog, trial_spec, fold=0):
+    """Boolean masks ``(train, val, test)`` of a trial (see :func:`trial_indices`)."""
+    train, is_cv = _side(catalog, trial_spec["train"], fold)
+    test, _ = _side(catalog, trial_spec["test"], fold)
+    vcol = f"val_{fold}" if is_cv else "val_0"
+    if vcol not in catalog:
+        raise KeyError(f"no validation column {vcol!r} in the shard catalog (fold {fold})")
+    val = train & np.asarray(catalog[vcol], dtype=bool)
+    train = train & ~val
+    overlap = (train | val) & test
+    if overlap.any():
+        raise ValueError(f"trial {trial_spec}: {int(overlap.sum())} galaxies on both the training and the test side")
+    return train, val, test
+
+
+def trial_indices(catalog, trial_spec, fold=0):
+    """Row indices (into the shard catalog) of a trial's train, validation and test sets.
+
+    Parameters
+    ----------
+    catalog : DataFrame
+        ``results/shards/catalog.parquet`` (rows in shard order).
+    trial_spec : mapping
+        A trial of the config, with ``train`` and ``test`` selection names:
+        ``cv_train``/``cv_test`` use ``fold``; ``{name}_train``/``{name}_test``
+        use ``sel_{name}``.
+    fold : int
+        The cross-validation fold (one-split trials use fold 0's validation
+        column ``val_0`` restricted to their training side).
+
+    Returns
+    -------
+    train_idx, val_idx, test_idx : ndarray int64, sorted, pairwise disjoint
+    """
+    train, val, test = selection_masks(catalog, trial_spec, fold)
+    return (np.nonzero(train)[0].astype(np.int64), np.nonzero(val)[0].astype(np.int64),
+            np.nonzero(test)[0].astype(np.int64))

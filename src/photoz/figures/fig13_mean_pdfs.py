@@ -1,0 +1,55 @@
+"""Fig. 13: mean PDF (centred on each galaxy's z_spec) in the suspect zone, in Stripe 82 and in the full test sample."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from photoz import bins
+from photoz.figures import common
+
+NAME = "fig13_mean_pdfs"
+INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet"}
+
+
+def centred_mean_pdf(pdfs, z_spec, n_bins, z_min, z_max, half=30):
+    """Mean of PDFs shifted so that each galaxy's z_spec bin sits at offset 0; offsets -half..half bins."""
+    k0 = bins.to_class(z_spec, n_bins, z_min, z_max)
+    acc = np.zeros(2 * half + 1)
+    for p, k in zip(pdfs, k0):
+        lo, hi = max(0, k - half), min(n_bins, k + half + 1)
+        acc[lo - k + half:hi - k + half] += p[lo:hi]
+    return acc / max(len(k0), 1)
+
+
+def make(inputs, cfg, log):
+    plt = common.use_style()
+    df = common.test_sample(inputs["ensemble"], inputs["catalog"], ["ra", "dec"])
+    b = cfg["bins"]
+    width = (b["z_max"] - b["z_min"]) / b["n"]
+    pdfs = np.array([np.asarray(p, dtype=float) for p in df["pdf"]])
+    if pdfs.shape[1:] != (b["n"],):
+        raise common.FigureInputError(f"{inputs['ensemble']}: pdf has shape {pdfs.shape[1:]}, config bins.n = {b['n']}")
+    groups = {"full test sample": (np.ones(len(df), bool), common.COLORS["all"]),
+              "suspect zone": (common.in_box(df["ra"], df["dec"], cfg["regions"]["suspect_zone"]), common.COLORS["suspect"]),
+              "Stripe 82": (common.in_box(df["ra"], df["dec"], cfg["regions"]["stripe82"]), common.COLORS["s82"])}
+    half = 30
+    off = np.arange(-half, half + 1) * width
+    fig, ax = plt.subplots(figsize=(3.5, 2.8))
+    for name, (sel, color) in groups.items():
+        n = int(sel.sum())
+        log.info("%s: %d galaxies", name, n)
+        if n == 0:
+            continue
+        mean = centred_mean_pdf(pdfs[sel], df["z_spec"].to_numpy()[sel], b["n"], b["z_min"], b["z_max"], half)
+        ax.step(off, mean / width, where="mid", color=color, label=f"{name} ($N$ = {n})")
+    ax.axvline(0, color="0.5", lw=0.5, ls="--")
+    ax.set_xlabel(r"$z - z_{\rm spec}$ (bin of $z_{\rm spec}$ at 0)")
+    ax.set_ylabel(r"mean PDF $\langle p(z)\rangle$")
+    ax.set_xlim(off[0], off[-1])
+    ax.set_ylim(0, None)
+    ax.legend(loc="upper left")
+    return fig
+
+
+def main(argv=None):
+    return common.run(__import__(__name__, fromlist=["x"]), argv)

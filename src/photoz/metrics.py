@@ -1,0 +1,315 @@
+"""Photometric-redshift metrics of Pasquet et al. (2019, Sect. 4.1 and 4.3).
+
+Point estimates
+    ``delta_z``   Δz = (z_phot − z_spec) / (1 + z_spec)
+    ``bias``      <Δz>
+    ``sigma_mad`` 1.4826 × median(|Δz − median(Δz)|)
+    ``eta``       percentage of galaxies with |Δz| > 0.05
+
+Probability distributions on the bin grid
+    A PDF is the vector of probabilities ``p_k`` of the ``n`` redshift classes
+    with edges ``e_0 < ... < e_n`` (``photoz.bins.edges``). Inside a bin the
+    probability is taken as uniform, so the CDF is the piecewise-linear curve
+    through ``(e_k, sum_{j<k} p_j)``. On that curve:
+
+    ``pit``       PIT_i = CDF_i(z_spec,i)
+    ``crps``      CRPS_i = ∫ (CDF_i(z) − H(z − z_spec,i))² dz over [e_0, e_n],
+                  integrated exactly (each bin is a quadratic in z)
+    ``width``     the central interval keeping 68% of the probability
+                  (16% cut from each wing), ``quantile`` in general
+
+Every function works on whole arrays at once and processes PDFs in row chunks,
+so 500,000 galaxies × 180 bins take seconds with bounded memory
+(``benchmarks/bench_metrics.py``). Uncertainties of bias, σ_MAD and η come from
+a bootstrap over galaxies (``bootstrap``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = [
+    "OUTLIER_THRESHOLD",
+    "MAD_SCALE",
+    "delta_z",
+    "bias",
+    "sigma_mad",
+    "eta",
+    "point_metrics",
+    "bootstrap",
+    "normalise",
+    "cdf_at_edges",
+    "z_phot",
+    "pit",
+    "crps",
+    "quantile",
+    "width",
+    "pit_histogram",
+]
+
+#: |Δz| above which a galaxy is a catastrophic outlier (Sect. 4.1).
+OUTLIER_THRESHOLD = 0.05
+#: 1 / Φ⁻¹(3/4): turns a median absolute deviation into a Gaussian σ.
+MAD_SCALE = 1.4826
+
+#: rows of PDFs processed at once (memory ~ CHUNK × n_bins × 8 bytes × a few)
+CHUNK = 32768
+
+
+# --------------------------------------------------------------------------
+# point estimates
+# --------------------------------------------------------------------------
+def delta_z(z_phot, z_spec):
+    """Normalised residual Δz = (z_phot − z_spec) / (1 + z_spec).
+
+    Parameters
+    ----------
+    z_phot, z_spec : array_like
+        Photometric and spectroscopic redshifts (same shape).
+
+    Returns
+    -------
+    ndarray (float64)
+    """
+    z_phot = np.asarray(z_phot, dtype=np.float64)
+    z_spec = np.asarray(z_spec, dtype=np.float64)
+    if z_phot.shape != z_spec.shape:
+        raise ValueError(f"z_phot {z_phot.shape} and z_spec {z_spec.shape} differ in shape")
+    return (z_phot - z_spec) / (1.0 + z_spec)
+
+
+def bias(dz, axis=None):
+    """Mean of Δz."""
+    return np.mean(np.asarray(dz, dtype=np.float64), axis=axis)
+
+
+def sigma_mad(dz, axis=None):
+    """1.4826 × median(|Δz − median(Δz)|) (the median residual *is* subtracted)."""
+    dz = np.asarray(dz, dtype=np.float64)
+    med = np.median(dz, axis=axis, keepdims=True)
+    return MAD_SCALE * np.median(np.abs(dz - med), axis=axis)
+
+
+def eta(dz, threshold=OUTLIER_THRESHOLD, axis=None):
+    """Outlier rate in percent: 100 × fraction of galaxies with |Δz| > ``threshold``."""
+    dz = np.asarray(dz, dtype=np.float64)
+    return 100.0 * np.mean(np.abs(dz) > threshold, axis=axis)
+
+
+def point_metrics(z_phot, z_spec):
+    """Bias, σ_MAD and η (percent) of one sample, as a dict with the count ``n``."""
+    dz = delta_z(z_phot, z_spec)
+    if dz.size == 0:
+        raise ValueError("no galaxies: cannot compute bias, sigma_mad, eta of an empty sample")
+    return {"n": int(dz.size), "bias": float(bias(dz)), "sigma_mad": float(sigma_mad(dz)), "eta": float(eta(dz))}
+
+
+def bootstrap(z_phot, z_spec, n_resamples=200, seed=0, chunk_elements=20_000_000):
+    """Bootstrap standard errors of bias, σ_MAD and η.
+
+    Galaxies are drawn with replacement ``n_resamples`` times; the returned
+    values are the standard deviations of each metric over the resamples.
+
+    Parameters
+    ----------
+    z_phot, z_spec : array_like
+    n_resamples : int
+        Number of bootstrap samples (0 returns NaNs).
+    seed : int
+        Seed of the random generator (results are reproducible).
+    chunk_elements : int
+        Resamples are processed in blocks of about this many indices.
+
+    Returns
+    -------
+    dict with keys ``bias_err``, ``sigma_mad_err``, ``eta_err``.
+    """
+    dz = delta_z(z_phot, z_spec)
+    n = dz.size
+    if n_resamples <= 0 or n == 0:
+        return {"bias_err": float("nan"), "sigma_mad_err": float("nan"), "eta_err": float("nan")}
+    rng = np.random.default_rng(seed)
+    per_block = max(1, chunk_elements // n)
+    out = {"bias": [], "sigma_mad": [], "eta": []}
+    done = 0
+    while done < n_resamples:
+        m = min(per_block, n_resamples - done)
+        sample = dz[rng.integers(0, n, size=(m, n))]
+        out["bias"].append(bias(sample, axis=1))
+        out["sigma_mad"].append(sigma_mad(sample, axis=1))
+        out["eta"].append(eta(sample, axis=1))
+        done += m
+    ddof = 1 if n_resamples > 1 else 0
+    return {f"{k}_err": float(np.std(np.concatenate(v), ddof=ddof)) for k, v in out.items()}
+
+
+# --------------------------------------------------------------------------
+# PDFs on the bin grid
+# --------------------------------------------------------------------------
+def _check(pdf, edges):
+    pdf = np.asarray(pdf)
+    edges = np.asarray(edges, dtype=np.float64)
+    if pdf.ndim != 2:
+        raise ValueError(f"pdf must be 2-D (galaxies, bins); got shape {pdf.shape}")
+    if edges.ndim != 1 or edges.size != pdf.shape[1] + 1:
+        raise ValueError(f"edges must have n_bins + 1 = {pdf.shape[1] + 1} values; got {edges.shape}")
+    if np.any(np.diff(edges) <= 0):
+        raise ValueError("edges must increase strictly")
+    return pdf, edges
+
+
+def normalise(pdf):
+    """Rows scaled to sum 1 (float64); rows summing to zero or less raise ``ValueError``."""
+    pdf = np.asarray(pdf, dtype=np.float64)
+    s = pdf.sum(axis=-1, keepdims=True)
+    if np.any(~(s > 0)):
+        bad = np.flatnonzero(~(s.ravel() > 0))
+        raise ValueError(f"PDF rows {bad[:5].tolist()} have no positive probability")
+    return pdf / s
+
+
+def cdf_at_edges(pdf):
+    """CDF at the bin edges, shape (N, n + 1), starting at 0 and ending at 1."""
+    p = normalise(pdf)
+    c = np.zeros((p.shape[0], p.shape[1] + 1))
+    np.cumsum(p, axis=1, out=c[:, 1:])
+    c[:, -1] = 1.0
+    return c
+
+
+def z_phot(pdf, midpoints):
+    """Point estimate Σ_k z_k p_k (paper's Eq. 2) with ``z_k`` the bin midpoints."""
+    pdf = np.asarray(pdf)
+    out = np.empty(pdf.shape[0])
+    mid = np.asarray(midpoints, dtype=np.float64)
+    for s in range(0, pdf.shape[0], CHUNK):
+        out[s:s + CHUNK] = normalise(pdf[s:s + CHUNK]) @ mid
+    return out
+
+
+def _locate(z, edges):
+    """Bin index k (0..n-1) and fractional position t in [0, 1] of each z (clipped to the grid)."""
+    z = np.clip(np.asarray(z, dtype=np.float64), edges[0], edges[-1])
+    k = np.clip(np.searchsorted(edges, z, side="right") - 1, 0, edges.size - 2)
+    t = (z - edges[k]) / (edges[k + 1] - edges[k])
+    return k, t
+
+
+def pit(pdf, z_spec, edges):
+    """Probability integral transform CDF_i(z_spec,i) (0 below the grid, 1 above it).
+
+    Parameters
+    ----------
+    pdf : array_like, shape (N, n)
+    z_spec : array_like, shape (N,)
+    edges : array_like, shape (n + 1,)
+
+    Returns
+    -------
+    ndarray, shape (N,)
+    """
+    pdf, edges = _check(pdf, edges)
+    z_spec = np.asarray(z_spec, dtype=np.float64)
+    if z_spec.shape != (pdf.shape[0],):
+        raise ValueError(f"z_spec must have shape ({pdf.shape[0]},); got {z_spec.shape}")
+    out = np.empty(pdf.shape[0])
+    k_all, t_all = _locate(z_spec, edges)
+    for s in range(0, pdf.shape[0], CHUNK):
+        c = cdf_at_edges(pdf[s:s + CHUNK])
+        k, t = k_all[s:s + CHUNK], t_all[s:s + CHUNK]
+        r = np.arange(c.shape[0])
+        out[s:s + CHUNK] = c[r, k] + t * (c[r, k + 1] - c[r, k])
+    return out
+
+
+def crps(pdf, z_spec, edges):
+    """Continuous ranked probability score of each galaxy, ∫ (CDF(z) − H(z − z_spec))² dz.
+
+    The CDF is linear inside each bin, so the integral is exact bin by bin:
+    ``h (a² + ab + b²) / 3`` for a segment going from a to b over width h, with
+    ``a, b = F`` below z_spec and ``a, b = 1 − F`` above it; the bin that holds
+    z_spec is split there. The integral runs over the grid [e_0, e_n]; a
+    z_spec outside it is clipped to the grid (the PDF has no mass outside).
+
+    Parameters
+    ----------
+    pdf : array_like, shape (N, n)
+    z_spec : array_like, shape (N,)
+    edges : array_like, shape (n + 1,)
+
+    Returns
+    -------
+    ndarray, shape (N,), in units of redshift.
+    """
+    pdf, edges = _check(pdf, edges)
+    z_spec = np.asarray(z_spec, dtype=np.float64)
+    if z_spec.shape != (pdf.shape[0],):
+        raise ValueError(f"z_spec must have shape ({pdf.shape[0]},); got {z_spec.shape}")
+    h = np.diff(edges)
+    out = np.empty(pdf.shape[0])
+    k_all, t_all = _locate(z_spec, edges)
+    for s in range(0, pdf.shape[0], CHUNK):
+        c = cdf_at_edges(pdf[s:s + CHUNK])
+        k, t = k_all[s:s + CHUNK], t_all[s:s + CHUNK]
+        r = np.arange(c.shape[0])
+        a, b = c[:, :-1], c[:, 1:]
+        # below z_spec: h (a² + ab + b²)/3; above: with 1 − a, 1 − b that is
+        # h (a² + ab + b² − 3(a + b) + 3)/3. Prefix sums give both per row.
+        sq = np.cumsum(h * (a * (a + b) + b * b), axis=1)
+        lin = np.cumsum(h * (a + b), axis=1)
+        hc = np.cumsum(h)
+        below_sum = np.where(k > 0, sq[r, k - 1], 0.0)
+        above_sum = (sq[:, -1] - sq[r, k]) - 3.0 * (lin[:, -1] - lin[r, k]) + 3.0 * (hc[-1] - hc[k])
+        total = (below_sum + above_sum) / 3.0
+        # the bin holding z_spec, split at z_spec
+        ck, ck1, hk = c[r, k], c[r, k + 1], h[k]
+        fs = ck + t * (ck1 - ck)
+        left = t * hk * (ck * ck + ck * fs + fs * fs) / 3.0
+        g0, g1 = 1.0 - fs, 1.0 - ck1
+        right = (1.0 - t) * hk * (g0 * g0 + g0 * g1 + g1 * g1) / 3.0
+        out[s:s + CHUNK] = total + left + right
+    return out + np.abs(z_spec - np.clip(z_spec, edges[0], edges[-1]))
+
+
+def quantile(pdf, q, edges):
+    """Redshift at which the piecewise-linear CDF reaches ``q`` (0 <= q <= 1), per galaxy."""
+    pdf, edges = _check(pdf, edges)
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile level {q} outside [0, 1]")
+    out = np.empty(pdf.shape[0])
+    for s in range(0, pdf.shape[0], CHUNK):
+        c = cdf_at_edges(pdf[s:s + CHUNK])
+        r = np.arange(c.shape[0])
+        # first edge index j >= 1 with c[j] >= q (c[0] = 0, c[-1] = 1)
+        j = np.clip((c[:, 1:] < q).sum(axis=1) + 1, 1, edges.size - 1)
+        lo, hi = c[r, j - 1], c[r, j]
+        step = hi - lo
+        frac = np.divide(q - lo, step, out=np.zeros_like(step), where=step > 0)
+        out[s:s + CHUNK] = edges[j - 1] + np.clip(frac, 0.0, 1.0) * (edges[j] - edges[j - 1])
+    return out
+
+
+def width(pdf, edges, level=0.68):
+    """Width of the central interval keeping ``level`` of the probability.
+
+    (1 − level)/2 of the probability is cut from each wing; for a Gaussian
+    and level 0.68 the width is ≈ 2σ (exactly 2 × 0.994σ).
+    """
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level {level} outside (0, 1)")
+    lo = quantile(pdf, 0.5 * (1.0 - level), edges)
+    hi = quantile(pdf, 0.5 * (1.0 + level), edges)
+    return hi - lo
+
+
+def pit_histogram(pit_values, n_bins=20):
+    """Normalised PIT histogram (density; 1 everywhere for calibrated PDFs) and its Poisson error.
+
+    Returns
+    -------
+    density, error, bin_edges : ndarrays of shapes (n_bins,), (n_bins,), (n_bins + 1,)
+    """
+    pit_values = np.asarray(pit_values, dtype=np.float64)
+    counts, e = np.histogram(np.clip(pit_values, 0.0, 1.0), bins=n_bins, range=(0.0, 1.0))
+    expected = pit_values.size / n_bins
+    return counts / expected, np.sqrt(counts) / expected, e

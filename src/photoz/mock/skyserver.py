@@ -1,0 +1,106 @@
+"""The mock SkyServer: an SQLite database with SDSS table and column names.
+
+Tables (the columns the paper's Appendix A query and the frame index read):
+
+* ``SpecObjAll``  specObjID, bestObjID, ra, dec, class, subClass, z, zErr, zWarning,
+  targetType, survey, plate, mjd, fiberID, sciencePrimary
+* ``PhotoObjAll`` objID, run, rerun, camcol, field, obj, mode, type, flags, clean, insideMask,
+  ra, dec, petroMag_{b}, petroMagErr_{b}, extinction_{b}, petroRad_r, petroR50_r, petroR90_r,
+  expAB_r, deVAB_r, fracDeV_r
+* ``Photoz``      objID, z, zErr, nnCount, photoErrorClass (kNN stand-in for Beck et al. 2016)
+* ``galSpecInfo`` specObjID, e_bv_sfd, primtarget, sectarget, targettype, spectrotype, subclass,
+  z, z_err, z_warning
+* ``Field``       fieldID, run, rerun, camcol, field, mjd, mjd_{b}, ra, dec, raMin, raMax, decMin,
+  decMax, ra_0..3, dec_0..3, stripe, baseRun, epoch, primaryEpoch, airmass, and per band
+  psfWidth_{b} (FWHM, arcsec), sky_{b} (nanomaggies/arcsec^2), gain_{b}, darkVariance_{b},
+  nMgyPerCount_{b}
+
+SkyServer speaks T-SQL; :func:`translate_sql` is the one place where the
+dialect differences are handled (``TOP n``, ``INTO mydb.x``, ``[]`` quoting
+is SQLite-compatible already, SQLite accepts result aliases in WHERE).
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["translate_sql", "run_query", "write_database", "photoz_knn"]
+
+BANDS = ("u", "g", "r", "i", "z")
+
+
+def translate_sql(sql):
+    """Turn SkyServer (T-SQL) query text into SQLite.
+
+    Handles: ``SELECT TOP n ...`` -> ``... LIMIT n``; ``INTO mydb.table``
+    (CasJobs) removed; trailing semicolons; curly quotes from PDF copies;
+    ``!=`` and ``<>`` both work in SQLite; bitwise ``&`` is native.
+    """
+    s = sql.replace("\u2018", "'").replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"')
+    s = s.strip().rstrip(";")
+    s = re.sub(r"\bINTO\s+mydb\.\w+\b", " ", s, flags=re.IGNORECASE)
+    m = re.search(r"^\s*SELECT\s+TOP\s+(\d+)\s+", s, flags=re.IGNORECASE)
+    if m:
+        s = s[: m.start()] + "SELECT " + s[m.end():] + f" LIMIT {int(m.group(1))}"
+    return s
+
+
+def run_query(db_path, sql):
+    """Run SkyServer SQL text against the mock database; returns a DataFrame."""
+    con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
+    try:
+        return pd.read_sql_query(translate_sql(sql), con)
+    except Exception as err:
+        raise RuntimeError(f"mock SkyServer {db_path}: query failed: {err}\n{translate_sql(sql)}") from err
+    finally:
+        con.close()
+
+
+def photoz_knn(train_mags, train_z, mags, k=20):
+    """kNN photometric redshifts from dereddened r and the u-g, g-r, r-i, i-z colours.
+
+    Returns (z, zErr, nnCount): distance-weighted mean and standard deviation of
+    the ``k`` nearest training redshifts.
+    """
+    from sklearn.neighbors import NearestNeighbors
+
+    def feats(m):
+        m = np.asarray(m, dtype=np.float64)
+        return np.column_stack([m[:, 2], m[:, 0] - m[:, 1], m[:, 1] - m[:, 2], m[:, 2] - m[:, 3], m[:, 3] - m[:, 4]])
+
+    ft = feats(train_mags)
+    fq = feats(mags)
+    ok = np.all(np.isfinite(fq), axis=1)
+    nn = NearestNeighbors(n_neighbors=k).fit(ft)
+    z = np.full(len(fq), -9999.0)
+    ze = np.full(len(fq), -9999.0)
+    if ok.any():
+        d, idx = nn.kneighbors(fq[ok])
+        w = 1.0 / np.maximum(d, 1e-6)
+        zz = np.asarray(train_z)[idx]
+        mean = (w * zz).sum(1) / w.sum(1)
+        z[ok] = mean
+        ze[ok] = np.sqrt((w * (zz - mean[:, None]) ** 2).sum(1) / w.sum(1))
+    return z, ze, np.where(ok, k, 0)
+
+
+def write_database(path, spec, photo, photoz, galspec, field):
+    """Write the five tables (DataFrames) and their indexes to a new SQLite file ``path``."""
+    con = sqlite3.connect(path)
+    try:
+        for name, df in (("SpecObjAll", spec), ("PhotoObjAll", photo), ("Photoz", photoz),
+                         ("galSpecInfo", galspec), ("Field", field)):
+            df.to_sql(name, con, index=False)
+        con.execute("CREATE UNIQUE INDEX ix_spec ON SpecObjAll(specObjID)")
+        con.execute("CREATE INDEX ix_spec_best ON SpecObjAll(bestObjID)")
+        con.execute("CREATE UNIQUE INDEX ix_photo ON PhotoObjAll(objID)")
+        con.execute("CREATE UNIQUE INDEX ix_photoz ON Photoz(objID)")
+        con.execute("CREATE UNIQUE INDEX ix_galspec ON galSpecInfo(specObjID)")
+        con.execute("CREATE UNIQUE INDEX ix_field ON Field(run, camcol, field)")
+        con.commit()
+    finally:
+        con.close()

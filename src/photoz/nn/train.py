@@ -1,0 +1,523 @@
+"""Training loop of the photo-z CNN: one or several members, resumable at every epoch.
+
+Cross-entropy on the redshift classes, Adam, random flips and 90-degree
+rotations, validation loss / sigma_MAD / PIT histogram after each epoch, the
+best-validation-loss weights kept, a checkpoint (model, optimizer, all RNG
+states, epoch, iteration) after every epoch.
+
+Determinism: member ``m``'s initialisation comes from its seed alone, its
+batch order and augmentations from ``(seed, epoch)`` alone. A job killed at any
+moment restarts from the last epoch checkpoint and replays the interrupted
+epoch exactly, so it ends with the same weights as an uninterrupted run
+(bit-identical on the CPU).
+
+Several members can train in one process (``seeds=[...]``): they are stacked
+into one :class:`~photoz.nn.model.PhotoZNet` (grouped convolutions, batched
+dense layers), each still the published network with its own initialisation
+and its own batches; each member's checkpoint is written to its own directory.
+
+On a GPU: the training images live in GPU memory (bf16 if asked), augmentation
+runs on the GPU, bf16 autocast, channels-last and ``torch.compile``.
+
+Only torch, numpy and the standard library are imported.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .model import PhotoZNet, member_state_dict, stack_state_dicts
+from . import pdfstats
+
+__all__ = ["TrainConfig", "train_members", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
+
+log = logging.getLogger("photoz.nn.train")
+
+CHECKPOINT_FORMAT = 1
+N_PIT = 10
+
+
+# keys of the ``training`` config section read by the workflow, not by the loop
+_NOT_TRAINING = {"network", "predict_from", "runtime_min", "mem_mb", "stack_members"}
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (the ``training`` config section plus the network)."""
+
+    epochs: int = 30
+    max_iterations: int = 120000
+    batch_size: int = 128
+    learning_rate: float = 1e-4
+    device: str = "auto"            # auto | cpu | cuda
+    num_threads: int = 2
+    width: float = 1.0
+    dense: int = 1096
+    ebv_input: bool = True
+    n_bins: int = 180
+    z_min: float = 0.0
+    z_max: float = 0.4
+    amp: str = "auto"               # auto (bf16 on cuda) | bf16 | none
+    channels_last: str = "auto"     # auto (on cuda) | true | false
+    compile: str = "auto"           # auto (on cuda) | true | false
+    resident: str = "auto"          # auto | true | false: training images in device memory
+    resident_dtype: str = "float32"  # float32 | bfloat16 (halves GPU memory)
+    eval_batch_size: int = 1024
+    deterministic: bool = True
+
+    @classmethod
+    def from_dicts(cls, training=None, network=None, bins=None, **extra):
+        d = {}
+        for src in (training or {}, network or {}, {"n_bins": (bins or {}).get("n"), "z_min": (bins or {}).get("z_min"),
+                                                       "z_max": (bins or {}).get("z_max")}, extra):
+            for k, v in src.items():
+                if k in _NOT_TRAINING or v is None:
+                    continue
+                if k == "n":
+                    k = "n_bins"
+                if k not in cls.__dataclass_fields__:
+                    raise KeyError(f"unknown training setting {k!r}; known: {', '.join(cls.__dataclass_fields__)}")
+                d[k] = v
+        for k, v in list(d.items()):
+            if isinstance(v, bool) and k in ("amp", "channels_last", "compile", "resident"):
+                d[k] = "true" if v else "false"
+        return cls(**d)
+
+    def fingerprint(self):
+        """What must match for a checkpoint to be resumed (not device or speed settings)."""
+        keys = ["epochs", "max_iterations", "batch_size", "learning_rate", "width", "dense", "ebv_input",
+                "n_bins", "z_min", "z_max"]
+        return {k: getattr(self, k) for k in keys}
+
+
+def resolve_device(name):
+    """``auto`` -> cuda if available else cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("training.device = 'cuda' but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def _flag(value, device):
+    v = str(value).lower()
+    if v == "auto":
+        return device.type == "cuda"
+    return v in ("true", "1", "yes", "bf16")
+
+
+# --------------------------------------------------------------------------
+# deterministic batches and augmentation
+
+
+def batch_order(seed, epoch, n):
+    """Permutation of the ``n`` training galaxies for ``epoch`` (from seed and epoch alone)."""
+    return np.random.default_rng([int(seed), int(epoch), 0]).permutation(n)
+
+
+def augment_codes(seed, epoch, n):
+    """One of the 8 flip/rotation transforms per position of the epoch (0..7)."""
+    return np.random.default_rng([int(seed), int(epoch), 1]).integers(0, 8, n)
+
+
+def augment(x, codes):
+    """Apply the dihedral transform ``codes[i]`` (bit 2: flip; bits 0-1: quarter turns) to image ``i``.
+
+    ``x``: ``(..., B, C, H, W)`` with square images, ``codes``: ``(..., B)`` on the same device.
+    Runs on the device of ``x``.
+    """
+    codes = codes.to(x.device)
+    shape = codes.shape + (1, 1, 1)
+    flip = ((codes >> 2) & 1).bool().reshape(shape)
+    k = (codes & 3).reshape(shape)
+    x = torch.where(flip, x.flip(-1), x)
+    r1 = x.transpose(-2, -1).flip(-2)        # rot90 by +1 in the (H, W) plane
+    r2 = x.flip(-2).flip(-1)
+    r3 = x.transpose(-2, -1).flip(-1)
+    return torch.where(k == 0, x, torch.where(k == 1, r1, torch.where(k == 2, r2, r3)))
+
+
+# --------------------------------------------------------------------------
+# evaluation
+
+
+@torch.no_grad()
+def predict_logits(model, source, ebv, batch_size=1024, amp=False, device=None):
+    """Log-softmax of every member for every galaxy of ``source``: ``(G, N, n_bins)`` float32."""
+    model.eval()
+    n = len(source)
+    out = []
+    device = device or next(model.parameters()).device
+    for a in range(0, n, batch_size):
+        idx = torch.arange(a, min(a + batch_size, n))
+        x = source.batch(idx).to(device)
+        e = ebv[a:a + len(idx)].to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            logits = model(x.unsqueeze(0).expand(model.members, *x.shape), e.unsqueeze(0).expand(model.members, -1))
+        out.append(F.log_softmax(logits.float(), dim=-1).cpu())
+    model.train()
+    return torch.cat(out, dim=1)
+
+
+def evaluate(logp, y, z, mid, edges):
+    """Validation metrics of each member from log-probabilities ``(G, N, K)``."""
+    res = []
+    for g in range(logp.shape[0]):
+        loss = float(F.nll_loss(logp[g], y).item())
+        p = logp[g].exp().double().numpy()
+        zp = pdfstats.z_mean(p, mid)
+        pits = pdfstats.pit(p, z, edges)
+        res.append({"val_loss": loss, "val_sigma_mad": pdfstats.sigma_mad(zp, z),
+                    "val_pit": pdfstats.pit_histogram(pits, N_PIT).tolist()})
+    return res
+
+
+# --------------------------------------------------------------------------
+# checkpoints (one file per member directory)
+
+
+def _optimizer_member_state(opt, model, g):
+    """Adam state of member ``g`` (moments sliced like the parameters)."""
+    names = [n for n, _ in model.named_parameters()]
+    sd = opt.state_dict()
+    state = {}
+    for i, st in sd["state"].items():
+        name = names[i]
+        state[name] = {k: (member_state_dict({name: v}, g, model.members)[name] if torch.is_tensor(v) and v.dim() > 0 else v)
+                       for k, v in st.items()}
+    return {"state": state, "param_groups": [{k: v for k, v in pg.items() if k != "params"} for pg in sd["param_groups"]]}
+
+
+def _load_optimizer(opt, model, member_states):
+    names = [n for n, _ in model.named_parameters()]
+    sd = opt.state_dict()
+    state = {}
+    for i, name in enumerate(names):
+        per = [m["state"].get(name) for m in member_states]
+        if any(p is None for p in per):
+            continue
+        st = {}
+        for k, v in per[0].items():
+            st[k] = torch.cat([p[k] for p in per], dim=0) if torch.is_tensor(v) and v.dim() > 0 else v
+        state[i] = st
+    sd["state"] = state
+    opt.load_state_dict(sd)
+
+
+def _rng_states():
+    st = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_states(st):
+    torch.set_rng_state(st["torch"])
+    np.random.set_state(st["numpy"])
+    random.setstate(st["python"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _save_atomic(obj, path):
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _write_metrics_csv(path, rows):
+    cols = ["epoch", "iteration", "train_loss", "val_loss", "val_sigma_mad", "seconds"] + [f"val_pit_{i}" for i in range(N_PIT)]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(cols)
+    for r in rows:
+        w.writerow([r["epoch"], r["iteration"], f"{r['train_loss']:.6f}", f"{r['val_loss']:.6f}",
+                    f"{r['val_sigma_mad']:.6f}", f"{r['seconds']:.2f}"] + [f"{v:.5f}" for v in r["val_pit"]])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)
+
+
+RESUME_NAME = "resume.pt"
+
+
+def load_member(path, map_location="cpu"):
+    """A ``members=1`` :class:`PhotoZNet` with the weights of a checkpoint or best file."""
+    ck = torch.load(path, map_location=map_location, weights_only=False)
+    cfg = dict(ck["model_config"], members=1)
+    model = PhotoZNet(**cfg)
+    model.load_state_dict(ck["model"])
+    return model, ck
+
+
+# --------------------------------------------------------------------------
+# the loop
+
+
+def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, seeds, out_dirs,
+                  stop_after_iterations=None, logger=None):
+    """Train one member per seed; member ``m`` writes to ``out_dirs[m]``.
+
+    Parameters
+    ----------
+    cfg : TrainConfig
+    train_src, val_src : image sources (``len`` and ``batch(idx)``; see ``photoz.nn.data``)
+    train_z, val_z : spectroscopic redshifts (numpy)
+    train_ebv, val_ebv : E(B-V) (numpy)
+    seeds : list of int, one per member
+    out_dirs : list of directories; each receives ``checkpoint.pt``, ``best.pt``,
+        ``metrics.csv`` and, while running, ``resume.pt``
+    stop_after_iterations : int, optional
+        Simulate a kill: return (without finishing) once this many iterations
+        have run in this call. For tests.
+
+    Returns the list of each member's metrics rows.
+    """
+    logger = logger or log
+    device = resolve_device(cfg.device)
+    if device.type == "cpu":
+        torch.set_num_threads(cfg.num_threads)
+    if cfg.deterministic and device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    amp = _flag(cfg.amp, device) and device.type == "cuda"
+    use_cl = _flag(cfg.channels_last, device)
+    use_compile = _flag(cfg.compile, device) and hasattr(torch, "compile")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+    G = len(seeds)
+    out_dirs = [Path(d) for d in out_dirs]
+    edges = np.linspace(cfg.z_min, cfg.z_max, cfg.n_bins + 1)
+    mid = 0.5 * (edges[:-1] + edges[1:])
+
+    def classes(z):
+        return torch.as_tensor(np.clip(np.floor((np.asarray(z) - cfg.z_min) / (cfg.z_max - cfg.z_min) * cfg.n_bins),
+                                       0, cfg.n_bins - 1).astype(np.int64))
+
+    y_train = classes(train_z).to(device)
+    e_train = torch.as_tensor(np.asarray(train_ebv, dtype=np.float32)).to(device)
+    y_val = classes(val_z)
+    e_val = torch.as_tensor(np.asarray(val_ebv, dtype=np.float32))
+    n = len(train_src)
+    if n == 0:
+        raise ValueError("train_members: no training galaxies")
+    steps_per_epoch = math.ceil(n / cfg.batch_size)
+
+    model = PhotoZNet(width=cfg.width, dense=cfg.dense, n_bins=cfg.n_bins, ebv_input=cfg.ebv_input,
+                      members=G, seeds=seeds).to(device)
+    if use_cl:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
+                           **({"fused": True} if device.type == "cuda" else {}))
+    fwd = torch.compile(model) if use_compile else model
+
+    # ---- resume
+    fp = dict(cfg.fingerprint(), seeds=list(map(int, seeds)), n_train=n)
+    start_epoch, iteration = 0, 0
+    history = [[] for _ in range(G)]
+    best = [(math.inf, -1) for _ in range(G)]
+    resume_files = [d / RESUME_NAME for d in out_dirs]
+    cks = []
+    for g, f in enumerate(resume_files):
+        if f.exists():
+            ck = torch.load(f, map_location="cpu", weights_only=False)
+            member_fp = dict(ck.get("fingerprint", {}))
+            want = dict(fp, seeds=[int(seeds[g])])
+            if ck.get("format") != CHECKPOINT_FORMAT or member_fp != want:
+                logger.warning("%s: settings changed since this checkpoint; starting member %d afresh", f, seeds[g])
+                cks = None
+                break
+            cks.append(ck)
+        else:
+            cks = None
+            break
+    if cks and len({(c["epoch"], c["iteration"]) for c in cks}) == 1:
+        model.load_state_dict(stack_state_dicts([c["model"] for c in cks]))
+        _load_optimizer(opt, model, [c["optimizer"] for c in cks])
+        _set_rng_states(cks[0]["rng"])
+        start_epoch, iteration = cks[0]["epoch"], cks[0]["iteration"]
+        history = [c["history"] for c in cks]
+        best = [(c["best_val_loss"], c["best_epoch"]) for c in cks]
+        logger.info("resumed from %s at epoch %d, iteration %d", resume_files[0].parent, start_epoch, iteration)
+    elif cks:
+        logger.warning("member checkpoints are at different epochs; starting afresh")
+
+    writer = None
+    try:  # TensorBoard only if installed
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
+        writers = [SummaryWriter(str(d / "tensorboard")) for d in out_dirs]
+    except Exception:
+        writers = None
+
+    logger.info("training %d member(s) (seeds %s) on %s: %d galaxies, %d validation, %d steps/epoch, "
+                "amp=%s channels_last=%s compile=%s", G, list(seeds), device, n, len(val_src), steps_per_epoch,
+                amp, use_cl, use_compile)
+    done_this_call = 0
+    finished = iteration >= cfg.max_iterations or start_epoch >= cfg.epochs
+    model.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        if iteration >= cfg.max_iterations:
+            break
+        t0 = time.time()
+        perms = torch.as_tensor(np.stack([batch_order(s, epoch, n) for s in seeds]))       # (G, n)
+        codes = torch.as_tensor(np.stack([augment_codes(s, epoch, n) for s in seeds]))     # (G, n)
+        loss_sum = torch.zeros(G, device=device, dtype=torch.float64)
+        n_seen = 0
+        for step in range(steps_per_epoch):
+            if iteration >= cfg.max_iterations:
+                break
+            if stop_after_iterations is not None and done_this_call >= stop_after_iterations:
+                logger.warning("stopping after %d iterations (simulated kill)", done_this_call)
+                return None
+            sl = slice(step * cfg.batch_size, min((step + 1) * cfg.batch_size, n))
+            idx = perms[:, sl]                                   # (G, b)
+            b = idx.shape[1]
+            x = train_src.batch(idx.reshape(-1)).to(device, non_blocking=True).reshape(G, b, 5, 64, 64)
+            x = augment(x, codes[:, sl].to(device, non_blocking=True))
+            idx_d = idx.to(device)
+            yb = y_train[idx_d]
+            eb = e_train[idx_d]
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = fwd(x, eb)
+            losses = F.cross_entropy(logits.float().reshape(G * b, -1), yb.reshape(-1), reduction="none").reshape(G, b).mean(1)
+            opt.zero_grad(set_to_none=True)
+            losses.sum().backward()
+            opt.step()
+            loss_sum += losses.detach().double() * b
+            n_seen += b
+            iteration += 1
+            done_this_call += 1
+        train_loss = (loss_sum / max(n_seen, 1)).cpu().numpy()
+        logp = predict_logits(model, val_src, e_val, cfg.eval_batch_size, amp, device)
+        vals = evaluate(logp, y_val, np.asarray(val_z, dtype=np.float64), mid, edges) if len(val_src) else \
+            [{"val_loss": float("nan"), "val_sigma_mad": float("nan"), "val_pit": [0.0] * N_PIT}] * G
+        seconds = time.time() - t0
+        last = epoch + 1 >= cfg.epochs or iteration >= cfg.max_iterations
+        rng = _rng_states()
+        for g in range(G):
+            row = {"epoch": epoch + 1, "iteration": iteration, "train_loss": float(train_loss[g]), "seconds": seconds,
+                   **vals[g]}
+            history[g].append(row)
+            member = member_state_dict(model, g)
+            improved = not (row["val_loss"] >= best[g][0])  # NaN-safe: no validation -> every epoch is "best"
+            if improved:
+                best[g] = (row["val_loss"], epoch + 1)
+            common = {"format": CHECKPOINT_FORMAT, "model_config": dict(model.config(), members=1),
+                      "seed": int(seeds[g]), "epoch": epoch + 1, "iteration": iteration,
+                      "fingerprint": dict(fp, seeds=[int(seeds[g])]), "train_config": asdict(cfg)}
+            if improved:
+                _save_atomic(dict(common, model=member, val_loss=row["val_loss"]), out_dirs[g] / "best.pt")
+            ck = dict(common, model=member, optimizer=_optimizer_member_state(opt, model, g), rng=rng,
+                      history=history[g], best_val_loss=best[g][0], best_epoch=best[g][1], finished=last)
+            _save_atomic(ck, resume_files[g])
+            _write_metrics_csv(out_dirs[g] / "metrics.csv", history[g])
+            if writers:
+                for k in ("train_loss", "val_loss", "val_sigma_mad"):
+                    writers[g].add_scalar(k, row[k], epoch + 1)
+            logger.info("seed %d epoch %d/%d it %d: train_loss %.4f val_loss %.4f val_sigma_mad %.4f (%.1f s, %.0f img/s)%s",
+                        seeds[g], epoch + 1, cfg.epochs, iteration, row["train_loss"], row["val_loss"],
+                        row["val_sigma_mad"], seconds, G * n_seen / max(seconds, 1e-9), " *best" if improved else "")
+        finished = last
+    if writers:
+        for w in writers:
+            w.close()
+    del writer
+    # final: the rolling checkpoint becomes checkpoint.pt
+    for g in range(G):
+        f = resume_files[g]
+        if not f.exists():
+            raise RuntimeError(f"{f}: no checkpoint written (no epoch ran)")
+        os.replace(f, out_dirs[g] / "checkpoint.pt")
+    return history
+
+
+# --------------------------------------------------------------------------
+# command line
+
+
+def member_seed(master_seed, trial, fold, member):
+    """Initialisation/batch seed of ensemble member ``member`` of ``trial``, fold ``fold``."""
+    import zlib
+
+    ss = np.random.SeedSequence([int(master_seed), zlib.crc32(str(trial).encode()), int(fold), int(member)])
+    return int(ss.generate_state(1, dtype=np.uint32)[0])
+
+
+def main(argv=None):
+    """``python -m photoz train``: train members of one trial and fold."""
+    import argparse
+
+    from photoz.io import setup_logging
+
+    ap = argparse.ArgumentParser(prog="photoz train", description="Train ensemble members of one trial and fold.")
+    ap.add_argument("--shards", default="results/shards", help="directory with shard-*.npy and catalog.parquet")
+    ap.add_argument("--split-npz", help="read the split from this .npz instead of the catalog (no pandas needed)")
+    ap.add_argument("--export-split", help="write the split to this .npz and exit")
+    ap.add_argument("--trial", required=True)
+    ap.add_argument("--trial-json", help="the trial's config entry (JSON)")
+    ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="member numbers; several train stacked in one process")
+    ap.add_argument("--master-seed", type=int, default=2019)
+    ap.add_argument("--config-json", default="{}", help='{"training": {...}, "network": {...}, "bins": {...}}')
+    ap.add_argument("--out-root", default="results/models", help="members go to OUT_ROOT/<trial>/fold<f>/seed<s>/")
+    ap.add_argument("--log")
+    a = ap.parse_args(argv)
+    logger = setup_logging(a.log, name="photoz")
+    from .data import ShardStore, SplitArrays, make_source, split_from_catalog
+
+    cfgd = json.loads(a.config_json)
+    trial = json.loads(a.trial_json) if a.trial_json else {}
+    cfg = TrainConfig.from_dicts(cfgd.get("training"), cfgd.get("network"), cfgd.get("bins"),
+                                 ebv_input=trial.get("ebv_input", True))
+    if a.split_npz:
+        parts = SplitArrays.load_npz(a.split_npz)
+    else:
+        if not a.trial_json:
+            ap.error("give --trial-json (with --shards) or --split-npz")
+        parts = split_from_catalog(Path(a.shards) / "catalog.parquet", trial, a.fold)
+    if a.export_split:
+        SplitArrays.save_npz(a.export_split, parts)
+        logger.info("split written to %s", a.export_split)
+        return 0
+    device = resolve_device(cfg.device)
+    if not a.split_npz:
+        try:  # cheap check (shapes and sizes) of the shards against their manifest
+            from photoz.dataset.shards import verify_manifest
+        except ImportError:
+            verify_manifest = None
+        if verify_manifest is not None and (Path(a.shards) / "manifest.json").exists():
+            verify_manifest(a.shards, checksums=False)
+    store = ShardStore(a.shards)
+    dtype = torch.bfloat16 if cfg.resident_dtype == "bfloat16" and device.type == "cuda" else torch.float32
+    resident = {"true": True, "false": False}.get(str(cfg.resident).lower(), "auto")
+    tr, va = parts["train"], parts["val"]
+    t0 = time.time()
+    train_src = make_source(store, tr, device, resident, dtype)
+    val_src = make_source(store, va, device, resident, dtype)
+    logger.info("trial %s fold %d: %d train, %d validation galaxies loaded in %.1f s (%s)", a.trial, a.fold, len(tr),
+                len(va), time.time() - t0, type(train_src).__name__)
+    seeds = [member_seed(a.master_seed, a.trial, a.fold, s) for s in a.seeds]
+    out_dirs = [Path(a.out_root) / a.trial / f"fold{a.fold}" / f"seed{s}" for s in a.seeds]
+    train_members(cfg, train_src, tr.z, tr.ebv, val_src, va.z, va.ebv, seeds, out_dirs, logger=logger)
+    logger.info("done in %.1f s", time.time() - t0)
+    return 0

@@ -1,0 +1,439 @@
+"""SkyServer client: paged, rate-limited, retried and resumable SQL queries.
+
+The transport is ``astroquery.sdss`` (``SDSS.query_sql_async`` with
+``data_release=12``): the SkyServer SQL search, ``GET
+{base}/dr12/en/tools/search/x_results.aspx?cmd=SQL&format=csv&searchtool=SQL``.
+The base URL (``astroquery.sdss.conf.skyserver_baseurl``) is the real
+SkyServer by default and a loopback server (:mod:`photoz.sdss.skyserver_server`)
+in mock mode and in the tests, so one code path serves both.
+
+Completeness, without trusting the service:
+
+* a ``COUNT(*)`` of the query is fetched first;
+* pages are keyset pages *overlapping by one row*: page k asks for the rows
+  with key >= the last key of page k-1, so the last row of every page is
+  received twice and compared, which catches a body cut inside its last row;
+* every page is checked: no HTML, the exact header, the right number of
+  fields and numbers in every row, keys strictly increasing, and exactly the
+  number of rows the count predicts;
+* a bad page is retried (exponential backoff, ``Retry-After`` honoured on
+  429/503) and, if it stays bad, the run stops with :class:`QueryError`
+  naming the page;
+* each good page is written to ``pages_dir`` (atomically) and reused by a
+  rerun, so an interrupted query resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import pandas as pd
+import requests
+
+from ..io import atomic_path, atomic_write_bytes, setup_logging
+from . import query as Q
+
+__all__ = ["QueryError", "PageError", "RateLimiter", "SkyServerClient", "PagedQuery",
+           "fetch_paged", "catalog_paged_query", "field_paged_query", "skyserver_base_url",
+           "parse_csv_page", "main"]
+
+log = logging.getLogger("photoz.skyserver")
+
+RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+
+
+class QueryError(RuntimeError):
+    """A query could not be completed; the message names the page and the cause."""
+
+
+class PageError(ValueError):
+    """A received page is not a complete, well-formed result (retryable)."""
+
+
+class RateLimiter:
+    """At most ``max_per_minute`` request starts per minute (even spacing).
+
+    ``clock`` and ``sleep`` are injectable so the limiter can be tested
+    without waiting.
+    """
+
+    def __init__(self, max_per_minute, clock=time.monotonic, sleep=time.sleep):
+        if max_per_minute <= 0:
+            raise ValueError("max_per_minute must be positive")
+        self.interval = 60.0 / float(max_per_minute)
+        self.clock, self.sleep = clock, sleep
+        self._next = None
+
+    def wait(self):
+        now = self.clock()
+        if self._next is not None and now < self._next:
+            self.sleep(self._next - now)
+            now = self._next
+        self._next = now + self.interval
+
+
+def skyserver_base_url(url):
+    """The base that astroquery's ``skyserver_baseurl`` wants: scheme://host[:port][/prefix].
+
+    A full endpoint URL (``.../dr12/en/tools/search/x_sql.aspx``) is cut
+    before its ``/drNN/`` part; astroquery appends the DR12 search path.
+    """
+    m = re.match(r"^(https?://[^?#]*?)(/dr\d+(/.*)?)?/?$", url.strip())
+    if not m:
+        raise ValueError(f"not an http(s) SkyServer URL: {url!r}")
+    return m.group(1).rstrip("/")
+
+
+def _is_html(text):
+    head = text.lstrip()[:512].lower()
+    return head.startswith("<") or "<html" in head or "<!doctype" in head
+
+
+def _check_number(value):
+    if value == "" or value.lower() in ("null", "nan"):
+        return
+    try:
+        float(value)
+    except ValueError:
+        raise PageError(f"value {value!r} is not a number") from None
+
+
+def parse_csv_page(text, columns):
+    """Check one SkyServer CSV answer and return its data lines (as text).
+
+    Raises :class:`PageError` for an HTML page, an unexpected header, a row
+    with the wrong number of fields or a non-numeric value.
+    """
+    if not text.strip():
+        raise PageError("empty body")
+    if _is_html(text):
+        title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+        raise PageError("an HTML page instead of CSV" + (f" ({title.group(1).strip()[:80]})" if title else ""))
+    lines = [ln.rstrip("\r") for ln in text.split("\n")]
+    lines = [ln for ln in lines if ln.strip() != "" and not ln.startswith("#")]
+    if not lines:
+        raise PageError("no header line")
+    header = next(csv.reader([lines[0]]))
+    if [h.strip().lower() for h in header] != [c.lower() for c in columns]:
+        raise PageError(f"unexpected header {lines[0][:200]!r}")
+    data = lines[1:]
+    for i, row in enumerate(csv.reader(data)):
+        if len(row) != len(columns):
+            raise PageError(f"row {i + 1} has {len(row)} fields instead of {len(columns)} (truncated?)")
+        for v in row:
+            _check_number(v)
+    return data
+
+
+class SkyServerClient:
+    """Send SQL to a SkyServer through ``astroquery.sdss`` and get checked CSV back.
+
+    Parameters
+    ----------
+    url : str
+        SkyServer URL (base or full endpoint; see :func:`skyserver_base_url`).
+    data_release : int
+        SDSS data release (12).
+    timeout : float
+        Seconds per request.
+    max_retries : int
+        Retries per page after the first attempt.
+    max_requests_per_minute : float
+        Rate limit (SkyServer asks for at most 60).
+    backoff_base, backoff_max : float
+        Retry k waits ``min(backoff_max, backoff_base * 2**k)`` seconds (or
+        the server's ``Retry-After`` if longer).
+    """
+
+    def __init__(self, url, data_release=12, timeout=120.0, max_retries=6, max_requests_per_minute=60,
+                 backoff_base=2.0, backoff_max=300.0, sleep=time.sleep):
+        from astroquery.sdss import SDSSClass  # imported here: astroquery is slow to import
+
+        self.base_url = skyserver_base_url(url)
+        self.data_release = int(data_release)
+        self.timeout = float(timeout)
+        self.max_retries = int(max_retries)
+        self.limiter = RateLimiter(max_requests_per_minute, sleep=sleep)
+        self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
+        self.sleep = sleep
+        self._sdss = SDSSClass()
+        self.n_requests = 0
+
+    def _send(self, sql):
+        from astroquery.sdss import conf
+
+        self.limiter.wait()
+        self.n_requests += 1
+        with conf.set_temp("skyserver_baseurl", self.base_url):
+            return self._sdss.query_sql_async(sql, timeout=self.timeout, data_release=self.data_release,
+                                              cache=False)
+
+    def fetch(self, sql, columns, label, validate: Callable[[list], None] | None = None):
+        """Run ``sql`` and return ``(text, data_lines)`` once the answer passes all checks.
+
+        ``validate(data_lines)`` may add checks (raising :class:`PageError`).
+        Transient failures are retried; a persistent one raises
+        :class:`QueryError` naming ``label``.
+        """
+        last = None
+        for attempt in range(self.max_retries + 1):
+            retry_after = 0.0
+            try:
+                resp = self._send(sql)
+            except (requests.Timeout, requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                    requests.exceptions.ContentDecodingError) as err:
+                last = f"{type(err).__name__}: {err}"
+            else:
+                status = resp.status_code
+                if status in RETRYABLE_STATUS:
+                    last = f"HTTP {status}"
+                    try:
+                        retry_after = float(resp.headers.get("Retry-After", 0) or 0)
+                    except ValueError:
+                        retry_after = 0.0
+                elif status != 200:
+                    raise QueryError(f"{label}: SkyServer refused the query (HTTP {status}): "
+                                     f"{resp.text.strip()[:300]}")
+                else:
+                    text = resp.text
+                    try:
+                        data = parse_csv_page(text, columns)
+                        if validate is not None:
+                            validate(data)
+                        return text, data
+                    except PageError as err:
+                        last = str(err)
+            if attempt < self.max_retries:
+                wait = max(retry_after, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+                log.warning("%s: attempt %d/%d failed (%s); retrying in %.1f s", label, attempt + 1,
+                            self.max_retries + 1, last, wait)
+                self.sleep(wait)
+        raise QueryError(f"{label}: no complete answer after {self.max_retries + 1} attempts; last error: {last}")
+
+
+@dataclass
+class PagedQuery:
+    """A query fetched in keyset pages that overlap by one row.
+
+    ``page_sql(after, limit)`` must return rows with key >= ``after``
+    (inclusive; all rows for ``after=None``) in increasing key order;
+    ``count_sql`` counts all rows; ``key`` names the key columns (ints).
+    """
+
+    name: str
+    columns: Sequence[str]
+    key: Sequence[str]
+    page_sql: Callable
+    count_sql: str
+    identity: dict = field(default_factory=dict)
+
+    def fingerprint(self, page_size):
+        blob = json.dumps({"name": self.name, "columns": list(self.columns), "key": list(self.key),
+                           "count_sql": self.count_sql, "page0": self.page_sql(None, page_size),
+                           "identity": self.identity, "page_size": page_size}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def catalog_paged_query(selection):
+    """The Appendix A catalog query as a :class:`PagedQuery` keyed on specObjID."""
+    return PagedQuery(
+        name="catalog", columns=Q.CATALOG_COLUMNS, key=("specObjID",),
+        page_sql=lambda after, limit: Q.catalog_page_query(selection, None if after is None else after[0],
+                                                           limit),
+        count_sql=Q.catalog_count_query(selection), identity={"selection": dict(selection)})
+
+
+def field_paged_query(rerun):
+    """The ``Field`` table of ``rerun`` as a :class:`PagedQuery` keyed on (run, camcol, field)."""
+    return PagedQuery(
+        name="field", columns=Q.FIELD_COLUMNS, key=("run", "camcol", "field"),
+        page_sql=lambda after, limit: Q.field_page_query(rerun, after, limit),
+        count_sql=Q.field_count_query(rerun), identity={"rerun": int(rerun)})
+
+
+def _keys(data_lines, idx):
+    out = []
+    for row in csv.reader(data_lines):
+        try:
+            out.append(tuple(int(float(row[i])) if "." in row[i] or "e" in row[i].lower() else int(row[i])
+                             for i in idx))
+        except (ValueError, IndexError):
+            raise PageError(f"key {[row[i] for i in idx]} is not an integer") from None
+    return out
+
+
+def _page_path(pages_dir, k):
+    return Path(pages_dir) / f"page-{k:05d}.csv"
+
+
+def fetch_paged(client, pq, pages_dir, page_size):
+    """Fetch all rows of ``pq``, keeping each page in ``pages_dir``; return a DataFrame.
+
+    Pages already in ``pages_dir`` from an earlier run of the same query
+    (same fingerprint in ``query.json``) are reused. Returns the rows in key
+    order, each exactly once, after checking their number against the count.
+    """
+    page_size = int(page_size)
+    if page_size < 2:
+        raise ValueError("page_size must be at least 2 (pages overlap by one row)")
+    pages_dir = Path(pages_dir)
+    pages_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = pages_dir / "query.json"
+    fp = pq.fingerprint(page_size)
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    if meta is None or meta.get("fingerprint") != fp:
+        old = sorted(pages_dir.glob("page-*.csv")) + sorted(pages_dir.glob("count.csv"))
+        if old:
+            log.info("%s: %d kept pages belong to another query; discarding them", pq.name, len(old))
+        for p in old:
+            p.unlink()
+        meta = {"fingerprint": fp, "query": pq.name, "page_size": page_size,
+                "first_page_sql": pq.page_sql(None, page_size)}
+        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
+
+    key_idx = [[c.lower() for c in pq.columns].index(k.lower()) for k in pq.key]
+
+    # 1. the total
+    count_path = pages_dir / "count.csv"
+    if count_path.exists():
+        count_lines = parse_csv_page(count_path.read_text(), ["n"])
+    else:
+        text, count_lines = client.fetch(pq.count_sql, ["n"], f"{pq.name} count ({count_path})")
+        atomic_write_bytes(count_path, text.encode())
+    if len(count_lines) != 1:
+        raise QueryError(f"{pq.name}: the count answer {count_path} has {len(count_lines)} rows, not 1")
+    total = int(float(count_lines[0]))
+    log.info("%s: %d rows to fetch in pages of %d", pq.name, total, page_size)
+
+    # 2. the pages
+    pages = []  # list of data-line lists
+    n_rows = 0  # distinct rows so far
+    k = 0
+    refetches = 0
+    while True:
+        path = _page_path(pages_dir, k)
+        after = None if k == 0 else _keys(pages[-1][-1:], key_idx)[0]
+        expect = min(page_size, total if k == 0 else total - n_rows + 1)
+        label = f"{pq.name} page {k} ({path})"
+
+        def check(data, expect=expect, after=after):
+            if len(data) != expect:
+                raise PageError(f"{len(data)} rows instead of the {expect} the count predicts (truncated?)")
+            keys = _keys(data, key_idx)
+            if any(b <= a for a, b in zip(keys, keys[1:])):
+                raise PageError("keys not strictly increasing")
+            if after is not None and keys and keys[0] != after:
+                raise PageError(f"first key {keys[0]} is not the overlap key {after}")
+
+        if path.exists():
+            try:
+                data = parse_csv_page(path.read_text(), pq.columns)
+                check(data)
+                log.info("%s: reusing kept page %d (%d rows)", pq.name, k, len(data))
+            except PageError as err:
+                log.warning("%s: kept page %s is unusable (%s); fetching it again", pq.name, path, err)
+                path.unlink()
+        if not path.exists():
+            sql = pq.page_sql(None if k == 0 else after, page_size)
+            text, data = client.fetch(sql, pq.columns, label, validate=check)
+            atomic_write_bytes(path, text.encode())
+            log.info("%s: page %d received (%d rows)", pq.name, k, len(data))
+        if k > 0 and data[0] != pages[-1][-1]:
+            # the overlap row differs: the previous page's last row was damaged
+            refetches += 1
+            if refetches > client.max_retries:
+                raise QueryError(f"{pq.name}: the last row of page {k - 1} ({_page_path(pages_dir, k - 1)}) "
+                                 f"and the first row of page {k} ({path}) keep differing")
+            log.warning("%s: overlap row of pages %d and %d differs; fetching both again", pq.name, k - 1, k)
+            path.unlink()
+            _page_path(pages_dir, k - 1).unlink()
+            n_rows -= len(pages.pop()) - (1 if k - 1 > 0 else 0)
+            k -= 1
+            continue
+        pages.append(data)
+        n_rows += len(data) - (1 if k > 0 else 0)
+        # done when every row is in and the last one was received twice: the
+        # final page is the one-row page that repeats the last row
+        if total == 0 or (k > 0 and n_rows >= total and len(data) == 1):
+            break
+        k += 1
+    # stale pages beyond the end (from a query that had more rows) would confuse a rerun
+    for p in sorted(pages_dir.glob("page-*.csv")):
+        if int(p.stem.split("-")[1]) > k:
+            p.unlink()
+    lines = list(pages[0])
+    for data in pages[1:]:
+        lines.extend(data[1:])
+    if len(lines) != total:
+        raise QueryError(f"{pq.name}: assembled {len(lines)} rows but the count is {total}")
+    text = ",".join(pq.columns) + "\n" + "\n".join(lines) + ("\n" if lines else "")
+    dtypes = {c: "int64" for c in pq.key}
+    df = pd.read_csv(io.StringIO(text), dtype=dtypes, na_values=["null", "NULL"], keep_default_na=True)
+    log.info("%s: %d rows in %d pages (%d requests this run)", pq.name, len(df), len(pages), client.n_requests)
+    return df
+
+
+def client_from_config(sdss_cfg, url=None, **kw):
+    """A :class:`SkyServerClient` from the ``sdss`` config section (``url`` overrides)."""
+    return SkyServerClient(url or sdss_cfg["skyserver_url"], data_release=sdss_cfg["data_release"],
+                           timeout=sdss_cfg.get("timeout_s", 120), max_retries=sdss_cfg.get("max_retries", 6),
+                           max_requests_per_minute=sdss_cfg.get("max_requests_per_minute", 60), **kw)
+
+
+def run_catalog_query(client, selection, pages_dir, page_size, out, rejected_out=None):
+    """Fetch the catalog, validate it against :data:`photoz.catalog.SCHEMA` and write it."""
+    from ..catalog import validate_catalog
+
+    df = fetch_paged(client, catalog_paged_query(selection), pages_dir, page_size)
+    if len(df) == 0:
+        raise QueryError("the catalog query returned no rows")
+    good, rejected = validate_catalog(df, source=str(out))
+    if rejected_out is not None:
+        with atomic_path(rejected_out) as tmp:
+            rejected.to_csv(tmp, index=False)
+    if len(rejected):
+        log.warning("catalog: %d rows rejected by the schema (see %s)", len(rejected), rejected_out)
+    with atomic_path(out) as tmp:
+        good.to_parquet(tmp, index=False)
+    log.info("catalog: %d rows written to %s", len(good), out)
+    return good
+
+
+def main(argv=None):
+    """``python -m photoz query``: the catalog query -> results/catalog.parquet."""
+    p = argparse.ArgumentParser(prog="photoz query", description=main.__doc__)
+    p.add_argument("--sdss-json", required=True, help="the sdss config section as JSON")
+    p.add_argument("--selection-json", required=True, help="the selection config section as JSON")
+    p.add_argument("--mock-db", help="serve this SQLite mock SkyServer on loopback and query it")
+    p.add_argument("--pages", default="results/query/pages")
+    p.add_argument("--out", default="results/catalog.parquet")
+    p.add_argument("--rejected", default="results/query/rejected.csv")
+    p.add_argument("--log")
+    a = p.parse_args(argv)
+    setup_logging(a.log)
+    sdss_cfg, selection = json.loads(a.sdss_json), json.loads(a.selection_json)
+    try:
+        if a.mock_db:
+            from .skyserver_server import serve_sqlite
+
+            with serve_sqlite(a.mock_db) as server:
+                log.info("mock SkyServer on %s backed by %s", server.url, a.mock_db)
+                client = client_from_config(sdss_cfg, url=server.url)
+                run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out, a.rejected)
+        else:
+            client = client_from_config(sdss_cfg)
+            run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out, a.rejected)
+    except QueryError as err:
+        log.error("%s", err)
+        return 1
+    return 0

@@ -1,0 +1,537 @@
+"""Tables 1, 2 and A1 of the paper, computed from the run's own outputs.
+
+Each table is written as CSV (our numbers with the published ones beside) and
+as a LaTeX ``tabular`` fragment that the paper ``\\input``s.
+
+* **Table 1** -- bias, σ_MAD and η of each cross-validation fold of one trial
+  (``results/ensemble/{trial}.parquet``), their mean and standard deviation
+  over the folds, with bootstrap errors per fold.
+* **Table 2** -- one row per entry of the config's ``table2:`` list: a trial's
+  ensemble predictions, a test subset (``all``, ``no_suspect``: outside the
+  ``regions.suspect_zone`` box; ``s82`` / ``no_s82``: the catalog's
+  ``stripe82`` flag), optionally without the ``remove_widest`` fraction of
+  the widest 68% PDF intervals of that subset, and an estimator: the CNN
+  (``cnn``), the catalog's Photoz redshift (``b16``) or our kNN (``knn``),
+  always on the same galaxies. Columns: training size, test size, bias,
+  σ_MAD, η (each ± bootstrap error), mean CRPS (CNN only; recomputed here from
+  the PDFs), and the published values (``photoz.published``).
+* **Table A1** -- every layer of the network built from the config's ``full``
+  network (``photoz.nn.model.layer_table``), with the per-stage parameter
+  counts of the published code beside, and the paper's stated total noted.
+
+Command: ``python -m photoz tables {table1,table2,tableA1} ...`` (see ``--help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+
+import numpy as np
+import pandas as pd
+
+from photoz import bins as zbins
+from photoz import metrics, published
+from photoz.io import atomic_path, setup_logging
+
+__all__ = [
+    "ENSEMBLE_COLUMNS",
+    "read_ensemble",
+    "in_box",
+    "subset_mask",
+    "training_size",
+    "table1",
+    "table2",
+    "tableA1",
+    "latex_table1",
+    "latex_table2",
+    "latex_tableA1",
+    "main",
+]
+
+log = logging.getLogger("photoz.tables")
+
+ENSEMBLE_COLUMNS = ("specObjID", "fold", "z_spec", "z_phot", "width68", "pdf")
+CATALOG_COLUMNS = ("specObjID", "z", "ra", "dec", "stripe82", "zphot")
+
+
+# --------------------------------------------------------------------------
+# inputs
+# --------------------------------------------------------------------------
+def _pdf_matrix(column, n_rows, source):
+    """A parquet list column of PDFs as a (N, n_bins) float32 array."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if col.null_count:
+        raise ValueError(f"{source}: {col.null_count} rows have a null pdf")
+    if n_rows == 0:
+        return np.zeros((0, 0), dtype=np.float32)
+    lengths = pc.list_value_length(col).to_numpy(zero_copy_only=False)
+    if lengths.min() != lengths.max():
+        bad = int(np.flatnonzero(lengths != lengths[0])[0])
+        raise ValueError(f"{source}: pdf lengths differ (row 0 has {lengths[0]}, row {bad} has {lengths[bad]})")
+    flat = pc.list_flatten(col).to_numpy(zero_copy_only=False)
+    return np.asarray(flat, dtype=np.float32).reshape(n_rows, int(lengths[0]))
+
+
+def read_ensemble(path, with_pdf=True):
+    """Read ``results/ensemble/{trial}.parquet``.
+
+    Returns
+    -------
+    df : DataFrame with ``specObjID, fold, z_spec, z_phot, width68`` (and
+        ``crps``, ``pit`` if present)
+    pdf : ndarray (N, n_bins) float32, or None when ``with_pdf`` is False
+    """
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    need = ENSEMBLE_COLUMNS if with_pdf else ENSEMBLE_COLUMNS[:-1]
+    missing = [c for c in need if c not in names]
+    if missing:
+        raise ValueError(f"{path}: missing columns {missing} (docs/dataflow.md, Sect. 4)")
+    scalars = [c for c in names if c in ("specObjID", "fold", "z_spec", "z_phot", "width68", "pit", "crps")]
+    table = pq.read_table(path, columns=scalars + (["pdf"] if with_pdf else []))
+    df = table.select(scalars).to_pandas()
+    if df["specObjID"].duplicated().any():
+        dup = df.loc[df["specObjID"].duplicated(), "specObjID"].iloc[0]
+        raise ValueError(f"{path}: specObjID {dup} appears more than once")
+    for c in ("z_spec", "z_phot", "width68"):
+        bad = ~np.isfinite(df[c].to_numpy(dtype=np.float64))
+        if bad.any():
+            raise ValueError(f"{path}: {int(bad.sum())} non-finite {c}, e.g. specObjID {df['specObjID'][bad].iloc[0]}")
+    pdf = _pdf_matrix(table.column("pdf"), len(df), path) if with_pdf else None
+    return df, pdf
+
+
+def read_catalog(path, columns=None):
+    """Columns of ``results/shards/catalog.parquet`` (those present among ``columns``)."""
+    import pyarrow.parquet as pq
+
+    names = pq.read_schema(path).names
+    if "specObjID" not in names:
+        raise ValueError(f"{path}: no specObjID column")
+    if columns is None:
+        keep = names
+    else:
+        keep = [c for c in names if c in columns or c.startswith(("sel_", "val_"))]
+    return pd.read_parquet(path, columns=keep)
+
+
+def in_box(ra, dec, box):
+    """True where (ra, dec) lies in ``box`` = {ra_min, ra_max, dec_min, dec_max}.
+
+    RA is compared modulo 360, so a box from ra_min = -60 to ra_max = 60
+    holds RA 300..360 and 0..60.
+    """
+    ra = np.asarray(ra, dtype=np.float64)
+    dec = np.asarray(dec, dtype=np.float64)
+    span = box["ra_max"] - box["ra_min"]
+    if span >= 360:
+        in_ra = np.ones(ra.shape, dtype=bool)
+    else:
+        in_ra = np.mod(ra - box["ra_min"], 360.0) <= span
+    return in_ra & (dec >= box["dec_min"]) & (dec <= box["dec_max"])
+
+
+def subset_mask(subset, cat, regions):
+    """Test subset of Table 2 for catalog rows ``cat`` (aligned with the predictions).
+
+    ``all``; ``no_suspect``: outside ``regions.suspect_zone``; ``s82`` /
+    ``no_s82``: the catalog's ``stripe82`` flag (the ``regions.stripe82`` box
+    where the flag is absent).
+    """
+    n = len(cat)
+    if subset == "all":
+        return np.ones(n, dtype=bool)
+    if subset == "no_suspect":
+        return ~in_box(cat["ra"], cat["dec"], regions["suspect_zone"])
+    if subset in ("s82", "no_s82"):
+        if "stripe82" in cat.columns:
+            s82 = cat["stripe82"].to_numpy().astype(bool)
+        else:
+            s82 = in_box(cat["ra"], cat["dec"], regions["stripe82"])
+        return s82 if subset == "s82" else ~s82
+    raise ValueError(f"unknown subset {subset!r}; allowed: all, no_suspect, s82, no_s82")
+
+
+def _split_masks(cat, trial, fold):
+    from photoz.knn import trial_split
+
+    return trial_split(cat, trial, fold)
+
+
+def training_size(cat, trial, folds, exclude_validation=True):
+    """Mean number of training galaxies over a trial's folds.
+
+    With ``exclude_validation`` (the CNN), the validation subset of the fold
+    (``val_{f}``; ``val_0`` for one-split trials) is left out, as in the
+    paper's 393,219; the kNN trains on the whole training side.
+    """
+    sizes = []
+    for f in folds:
+        train, _ = _split_masks(cat, trial, f)
+        if exclude_validation:
+            vcol = f"val_{f}"
+            if vcol in cat.columns:
+                train = train & ~cat[vcol].to_numpy().astype(bool)
+            else:
+                log.warning("catalog has no %s column: training size includes validation galaxies", vcol)
+        sizes.append(int(train.sum()))
+    return float(np.mean(sizes)) if sizes else float("nan")
+
+
+# --------------------------------------------------------------------------
+# Table 1
+# --------------------------------------------------------------------------
+def table1(ens, n_bootstrap=200, seed=0):
+    """Per-fold bias, σ_MAD, η of one trial's ensemble, their mean and std (ddof=1).
+
+    The published fold values (paper folds 1..5) stand beside ours in fold
+    order; the assignment of galaxies to folds is random in both, so only the
+    spread and the mean compare.
+    """
+    pub_folds, pub_mean = published.table1()
+    rows = []
+    folds = sorted(int(f) for f in pd.unique(ens["fold"]))
+    for i, f in enumerate(folds):
+        sel = ens["fold"].to_numpy() == f
+        zp, zs = ens["z_phot"].to_numpy()[sel], ens["z_spec"].to_numpy()[sel]
+        r = {"fold": str(f + 1), **metrics.point_metrics(zp, zs), **metrics.bootstrap(zp, zs, n_bootstrap, seed + f)}
+        p = pub_folds[i] if i < len(pub_folds) else {}
+        r.update({f"pub_{k}": p.get(k, np.nan) for k in metrics_keys()})
+        rows.append(r)
+    df = pd.DataFrame(rows)
+    mean = {"fold": "mean", "n": int(df["n"].sum())}
+    std = {"fold": "std", "n": np.nan}
+    for k in metrics_keys():
+        mean[k] = df[k].mean()
+        std[k] = df[k].std(ddof=1) if len(df) > 1 else np.nan
+        mean[f"{k}_err"] = std[f"{k}_err"] = np.nan
+        mean[f"pub_{k}"] = pub_mean[k]
+        std[f"pub_{k}"] = np.nan
+    df = pd.concat([df, pd.DataFrame([mean, std])], ignore_index=True)
+    cols = ["fold", "n"] + [c for k in metrics_keys() for c in (k, f"{k}_err")] + [f"pub_{k}" for k in metrics_keys()]
+    return df[cols].rename(columns={"n": "n_test"})
+
+
+def metrics_keys():
+    return ("bias", "sigma_mad", "eta")
+
+
+# --------------------------------------------------------------------------
+# Table 2
+# --------------------------------------------------------------------------
+def _align(ids, table, what, source):
+    """Row positions of ``ids`` in ``table`` (by specObjID); every id must be there."""
+    index = pd.Index(table["specObjID"].to_numpy())
+    if not index.is_unique:
+        raise ValueError(f"{source}: specObjID not unique")
+    pos = index.get_indexer(ids)
+    if (pos < 0).any():
+        missing = np.asarray(ids)[pos < 0]
+        raise ValueError(f"{source}: {int((pos < 0).sum())} {what} galaxies missing, e.g. specObjID {missing[:3].tolist()}")
+    return pos
+
+
+def table2(rows, ensembles, catalog, regions, trials, n_folds, knn=None, n_bootstrap=200, seed=0,
+           bin_edges=None, catalog_name="catalog", ensemble_names=None, knn_names=None):
+    """Compute every Table 2 row.
+
+    Parameters
+    ----------
+    rows : list of dict
+        The config's ``table2`` entries (label, trial, subset, remove_widest,
+        estimator, published).
+    ensembles : dict trial -> (DataFrame, pdf ndarray)
+        From :func:`read_ensemble`.
+    catalog : DataFrame
+        ``results/shards/catalog.parquet`` columns (specObjID, z, ra, dec,
+        stripe82, zphot, fold, sel_*, val_*).
+    regions, trials : dict
+        The config's ``regions`` and ``trials``.
+    n_folds : int
+    knn : dict trial -> DataFrame (``results/knn/{trial}.parquet``), optional
+    n_bootstrap, seed : int
+    bin_edges : ndarray (n_bins + 1,)
+
+    Returns
+    -------
+    DataFrame, one row per entry of ``rows``.
+    """
+    knn = knn or {}
+    ensemble_names = ensemble_names or {}
+    knn_names = knn_names or {}
+    cache = {}
+    out = []
+    for i, row in enumerate(rows):
+        trial = row["trial"]
+        est = row.get("estimator", "cnn")
+        where = f"table2[{i}] ({row['label']!r})"
+        if trial not in ensembles:
+            raise ValueError(f"{where}: no ensemble predictions for trial {trial!r}")
+        if trial not in cache:
+            ens, pdf = ensembles[trial]
+            src = ensemble_names.get(trial, f"ensemble of {trial}")
+            pos = _align(ens["specObjID"].to_numpy(), catalog, "test", catalog_name)
+            cat = catalog.iloc[pos].reset_index(drop=True)
+            dzs = np.abs(cat["z"].to_numpy(dtype=np.float64) - ens["z_spec"].to_numpy(dtype=np.float64))
+            if (dzs > 1e-4).any():
+                j = int(np.argmax(dzs))
+                raise ValueError(f"{src}: z_spec of specObjID {ens['specObjID'].iloc[j]} differs from {catalog_name} z by {dzs[j]:.3g}")
+            edges = bin_edges if bin_edges is not None else zbins.edges(pdf.shape[1])
+            crps = metrics.crps(pdf, ens["z_spec"].to_numpy(), edges)
+            if "crps" in ens.columns:
+                diff = np.max(np.abs(crps - ens["crps"].to_numpy())) if len(crps) else 0.0
+                log.info("trial %s: CRPS recomputed from the PDFs; max |difference| to the ensemble's crps column %.2e", trial, diff)
+            spec = trials[trial]
+            folds = list(range(n_folds)) if spec.get("folds", "all") == "all" else [0]
+            cache[trial] = {"ens": ens, "cat": cat, "crps": crps,
+                            "n_train_cnn": training_size(catalog, spec, folds, True),
+                            "n_train_all": training_size(catalog, spec, folds, False)}
+        c = cache[trial]
+        ens, cat = c["ens"], c["cat"]
+        mask = subset_mask(row["subset"], cat, regions)
+        width_cut = np.nan
+        frac = row.get("remove_widest")
+        if frac:
+            w = ens["width68"].to_numpy(dtype=np.float64)
+            if mask.any():
+                width_cut = float(np.quantile(w[mask], 1.0 - frac))
+                mask = mask & (w <= width_cut)
+        zs = ens["z_spec"].to_numpy(dtype=np.float64)
+        crps_mean = np.nan
+        if est == "cnn":
+            zp = ens["z_phot"].to_numpy(dtype=np.float64)
+            n_train = c["n_train_cnn"]
+            crps_mean = float(np.mean(c["crps"][mask])) if mask.any() else np.nan
+        elif est == "b16":
+            if "zphot" not in cat.columns:
+                raise ValueError(f"{where}: {catalog_name} has no zphot column (the Photoz table's B16 redshift)")
+            zp = cat["zphot"].to_numpy(dtype=np.float64)
+            ok = np.isfinite(zp) & (zp > -1)
+            if (mask & ~ok).any():
+                log.warning("%s: %d galaxies have no B16 redshift and are left out", where, int((mask & ~ok).sum()))
+            mask = mask & ok
+            n_train = np.nan
+        elif est == "knn":
+            if trial not in knn:
+                raise ValueError(f"{where}: no kNN predictions for trial {trial!r}")
+            k = knn[trial]
+            pos = _align(ens["specObjID"].to_numpy(), k, "test", knn_names.get(trial, f"knn of {trial}"))
+            zp = k["z_phot"].to_numpy(dtype=np.float64)[pos]
+            n_train = c["n_train_all"]
+        else:
+            raise ValueError(f"{where}: unknown estimator {est!r}; allowed: cnn, b16, knn")
+        if not mask.any():
+            raise ValueError(f"{where}: no test galaxies left in subset {row['subset']!r} of trial {trial!r}")
+        pm = metrics.point_metrics(zp[mask], zs[mask])
+        be = metrics.bootstrap(zp[mask], zs[mask], n_bootstrap, seed + 1000 * i)
+        key = row.get("published")
+        pub = published.table2_row(key) if key else {}
+        out.append({
+            "label": row["label"], "trial": trial, "estimator": est, "subset": row["subset"],
+            "remove_widest": frac or 0.0, "width_cut": width_cut,
+            "n_train": n_train, "n_test": pm["n"],
+            "bias": pm["bias"], "bias_err": be["bias_err"],
+            "sigma_mad": pm["sigma_mad"], "sigma_mad_err": be["sigma_mad_err"],
+            "eta": pm["eta"], "eta_err": be["eta_err"], "crps": crps_mean,
+            "published": key or "",
+            **{f"pub_{f}": (np.nan if pub.get(f) is None else pub.get(f)) for f in published.TABLE2_FIELDS},
+        })
+        log.info("%s: n_test=%d bias=%.5f sigma_mad=%.5f eta=%.2f%% crps=%s", where, pm["n"], pm["bias"],
+                 pm["sigma_mad"], pm["eta"], f"{crps_mean:.5f}" if np.isfinite(crps_mean) else "-")
+    return pd.DataFrame(out)
+
+
+# --------------------------------------------------------------------------
+# Table A1
+# --------------------------------------------------------------------------
+def tableA1(network=None, n_bins=180, ebv_input=True):
+    """Layer table of the network built from ``network`` = {width, dense} (default: the published one)."""
+    from photoz.nn.model import build_model, layer_table
+
+    network = network or {"width": 1.0, "dense": 1096}
+    model = build_model(network, n_bins=n_bins, ebv_input=ebv_input)
+    ref = published.tableA1()
+    rows = []
+    for r in layer_table(model):
+        stage = str(r.get("stage", ""))
+        key = stage.strip().split(" ")[0] if stage.strip() else ""
+        pub = ref["total_code"] if key == "total" else ref["stages"].get(key) if not stage.startswith(" ") else None
+        rows.append({"stage": stage, "operation": r.get("operation", ""), "kernel": r.get("kernel", ""),
+                     "maps": r.get("maps", ""), "output": r.get("output", r.get("output_shape", "")),
+                     "params": r.get("params"), "published_params": pub})
+    if not rows or rows[-1]["stage"] != "total":
+        from photoz.nn.model import count_parameters
+
+        rows.append({"stage": "total", "operation": "trainable parameters", "kernel": "", "maps": "", "output": "",
+                     "params": count_parameters(model), "published_params": ref["total_code"]})
+    rows.append({"stage": "total (paper text)", "operation": "as stated in Sect. 3 of the paper", "kernel": "",
+                 "maps": "", "output": "", "params": None, "published_params": ref["total_paper"]})
+    df = pd.DataFrame(rows)
+    df["params"] = df["params"].astype("Int64")
+    df["published_params"] = df["published_params"].astype("Int64")
+    return df
+
+
+# --------------------------------------------------------------------------
+# LaTeX
+# --------------------------------------------------------------------------
+def _tex_escape(s):
+    s = str(s)
+    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
+                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\~{}"), ("^", r"\^{}")):
+        s = s.replace(a, b)
+    return s.replace("−", "--").replace("–", "--")
+
+
+def _isnum(x):
+    return x is not None and not (isinstance(x, float) and math.isnan(x)) and x is not pd.NA
+
+
+def _num(x, fmt, dash="--"):
+    if not _isnum(x):
+        return dash
+    s = format(float(x), fmt)
+    return f"${s}$" if s.startswith("-") else s
+
+
+def _count(x):
+    return "--" if not _isnum(x) else f"{int(round(float(x))):,}".replace(",", "{,}")
+
+
+def _pm(v, e, fmt):
+    if not _isnum(v):
+        return "--"
+    if not _isnum(e):
+        return _num(v, fmt)
+    return f"${format(float(v), fmt)}\\pm{format(float(e), fmt)}$"
+
+
+FMT = {"bias": ".5f", "sigma_mad": ".5f", "eta": ".2f", "crps": ".5f"}
+
+
+def latex_table1(df):
+    """``tabular`` fragment of Table 1: ours (± bootstrap) and the published values in parentheses."""
+    lines = [r"\begin{tabular}{lrlll}", r"\hline",
+             r"Fold & $N_\mathrm{test}$ & bias & $\sigma_\mathrm{MAD}$ & $\eta$ (\%) \\", r"\hline"]
+    for _, r in df.iterrows():
+        cells = [_tex_escape(r["fold"]), _count(r["n_test"])]
+        for k in metrics_keys():
+            ours = _pm(r[k], r[f"{k}_err"], FMT[k])
+            pub = f" ({_num(r[f'pub_{k}'], FMT[k])})" if _isnum(r[f"pub_{k}"]) else ""
+            cells.append(ours + pub)
+        if r["fold"] == "mean":
+            lines.append(r"\hline")
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\hline", r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def latex_table2(df):
+    """``tabular`` fragment of Table 2: each row ours, then the published row in italics."""
+    lines = [r"\begin{tabular}{lrrllll}", r"\hline",
+             r"Trial & $N_\mathrm{train}$ & $N_\mathrm{test}$ & bias & $\sigma_\mathrm{MAD}$ & $\eta$ (\%) & CRPS \\",
+             r"\hline"]
+    for _, r in df.iterrows():
+        cells = [_tex_escape(r["label"]), _count(r["n_train"]), _count(r["n_test"])]
+        cells += [_pm(r[k], r[f"{k}_err"], FMT[k]) for k in metrics_keys()]
+        cells.append(_num(r["crps"], FMT["crps"]))
+        lines.append(" & ".join(cells) + r" \\")
+        if r["published"]:
+            pub = [r"\quad\textit{published}", _count(r["pub_n_train"]), _count(r["pub_n_test"])]
+            pub += [_num(r[f"pub_{k}"], FMT[k]) for k in ("bias", "sigma_mad", "eta", "crps")]
+            lines.append(" & ".join(pub) + r" \\")
+    lines += [r"\hline", r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+def latex_tableA1(df):
+    """``tabular`` fragment of Table A1 with the published code's counts and the paper's total."""
+    lines = [r"\begin{tabular}{lllllrr}", r"\hline",
+             r"Stage & Operation & Kernel & Maps & Output & Parameters & Published \\", r"\hline"]
+    for _, r in df.iterrows():
+        stage = str(r["stage"])
+        indent = r"\quad " if stage.startswith(" ") or not stage else ""
+        if stage.startswith("total") and not lines[-1] == r"\hline":
+            lines.append(r"\hline")
+        cells = [indent + _tex_escape(stage.strip()), indent + _tex_escape(str(r["operation"]).strip()),
+                 _tex_escape(r["kernel"]), _tex_escape(r["maps"]), _tex_escape(r["output"]).replace("x", r"$\times$"),
+                 _count(r["params"]) if _isnum(r["params"]) else "", _count(r["published_params"]) if _isnum(r["published_params"]) else ""]
+        lines.append(" & ".join(cells) + r" \\")
+    lines += [r"\hline", r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------
+def _write(df, csv, tex, texfn):
+    with atomic_path(csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.8g")
+    with atomic_path(tex) as tmp:
+        tmp.write_text(texfn(df))
+    log.info("wrote %s and %s", csv, tex)
+
+
+def _pairs(values, what):
+    out = {}
+    for v in values or []:
+        if "=" not in v:
+            raise ValueError(f"--{what} expects TRIAL=PATH, got {v!r}")
+        k, p = v.split("=", 1)
+        out[k] = p
+    return out
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="photoz tables", description="Tables 1, 2 and A1 of the paper.")
+    sub = p.add_subparsers(dest="table", required=True)
+    t1 = sub.add_parser("table1", help="per-fold metrics of one trial")
+    t1.add_argument("--ensemble", required=True)
+    t1.add_argument("--bootstrap", type=int, default=200)
+    t1.add_argument("--seed", type=int, default=0)
+    t2 = sub.add_parser("table2", help="every row of the config's table2")
+    t2.add_argument("--config-json", required=True,
+                    help="JSON with keys table2, regions, trials, n_folds, bins, bootstrap, seed")
+    t2.add_argument("--catalog", required=True)
+    t2.add_argument("--ensemble", action="append", default=[], metavar="TRIAL=PATH")
+    t2.add_argument("--knn", action="append", default=[], metavar="TRIAL=PATH")
+    a1 = sub.add_parser("tableA1", help="layers of the network")
+    a1.add_argument("--network-json", default='{"width": 1.0, "dense": 1096}')
+    a1.add_argument("--n-bins", type=int, default=180)
+    for s in (t1, t2, a1):
+        s.add_argument("--csv", required=True)
+        s.add_argument("--tex", required=True)
+        s.add_argument("--log", default=None)
+    a = p.parse_args(argv)
+    setup_logging(a.log, name="photoz")
+    if a.table == "table1":
+        ens, _ = read_ensemble(a.ensemble, with_pdf=False)
+        log.info("table1 from %s: %d galaxies, %d folds", a.ensemble, len(ens), ens["fold"].nunique())
+        _write(table1(ens, a.bootstrap, a.seed), a.csv, a.tex, latex_table1)
+    elif a.table == "table2":
+        cfg = json.loads(a.config_json)
+        ens_paths, knn_paths = _pairs(a.ensemble, "ensemble"), _pairs(a.knn, "knn")
+        ensembles = {}
+        for t, path in ens_paths.items():
+            ensembles[t] = read_ensemble(path)
+            log.info("read %s: %d galaxies", path, len(ensembles[t][0]))
+        knn = {t: pd.read_parquet(path, columns=["specObjID", "z_phot"]) for t, path in knn_paths.items()}
+        cat = read_catalog(a.catalog, CATALOG_COLUMNS + ("fold",))
+        b = cfg["bins"]
+        df = table2(cfg["table2"], ensembles, cat, cfg["regions"], cfg["trials"], cfg["n_folds"], knn=knn,
+                    n_bootstrap=cfg.get("bootstrap", 200), seed=cfg.get("seed", 0),
+                    bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]), catalog_name=a.catalog,
+                    ensemble_names=ens_paths, knn_names=knn_paths)
+        _write(df, a.csv, a.tex, latex_table2)
+    else:
+        df = tableA1(json.loads(a.network_json), n_bins=a.n_bins)
+        log.info("tableA1: total %s parameters", df.loc[df["stage"] == "total", "params"].iloc[0])
+        _write(df, a.csv, a.tex, latex_tableA1)
+    return 0

@@ -1,0 +1,142 @@
+"""Training: it learns on synthetic colours, resumes exactly after a kill, augments correctly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from photoz.nn import pdfstats
+from photoz.nn.data import ResidentImages
+from photoz.nn.train import TrainConfig, augment, batch_order, load_member, train_members
+
+
+def synthetic_galaxies(n, seed=0):
+    """Gaussian blobs whose ugriz colours redden with redshift (the signal to learn)."""
+    rng = np.random.default_rng(seed)
+    z = rng.uniform(0.02, 0.35, n)
+    yy, xx = np.mgrid[:64, :64] - 31.5
+    size = rng.uniform(2, 5, n)[:, None, None]
+    prof = np.exp(-0.5 * (xx ** 2 + yy ** 2)[None] / size ** 2)
+    amp = 10 ** rng.uniform(0.5, 1.2, n)
+    slope = np.array([-3.0, -1.5, 0.0, 1.0, 2.0])
+    colour = 10 ** (2.0 * slope[None] * (z[:, None] - 0.18))
+    img = amp[:, None, None, None] * colour[:, :, None, None] * prof[:, None]
+    img = img + rng.normal(0, 0.05, img.shape)
+    return img.astype(np.float32), z, rng.uniform(0, 0.1, n).astype(np.float32)
+
+
+TINY = dict(width=0.0625, dense=32, batch_size=16, device="cpu", num_threads=1)
+
+
+@pytest.fixture(scope="module")
+def data():
+    """480 training and 80 validation galaxies."""
+    x, z, e = synthetic_galaxies(560, seed=3)
+    return (ResidentImages(x[:480], "cpu"), z[:480], e[:480], ResidentImages(x[480:], "cpu"), z[480:], e[480:])
+
+
+@pytest.fixture(scope="module")
+def small():
+    """160 training and 32 validation galaxies (10 steps of 16 per epoch)."""
+    x, z, e = synthetic_galaxies(192, seed=4)
+    return (ResidentImages(x[:160], "cpu"), z[:160], e[:160], ResidentImages(x[160:], "cpu"), z[160:], e[160:])
+
+
+def test_tiny_run_learns(data, tmp_path):
+    tr, zt, et, va, zv, ev = data
+    cfg = TrainConfig(epochs=4, learning_rate=1e-3, **dict(TINY, dense=64))
+    hist = train_members(cfg, tr, zt, et, va, zv, ev, [7], [tmp_path / "m"])[0]
+    assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
+    assert hist[-1]["iteration"] == 4 * 30
+    assert hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.1
+    const = np.full_like(zv, np.median(zt))
+    assert hist[-1]["val_sigma_mad"] < 0.7 * pdfstats.sigma_mad(const, zv)
+    out = tmp_path / "m"
+    assert (out / "checkpoint.pt").exists() and (out / "best.pt").exists() and not (out / "resume.pt").exists()
+    lines = (out / "metrics.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,iteration,train_loss,val_loss,val_sigma_mad,seconds,val_pit_0")
+    assert len(lines) == 5
+    pit = [float(v) for v in lines[-1].split(",")[6:]]
+    assert len(pit) == 10 and sum(pit) == pytest.approx(1.0, abs=1e-3)
+    model, ck = load_member(out / "best.pt")
+    best_epoch = int(np.argmin([r["val_loss"] for r in hist])) + 1
+    assert ck["epoch"] == best_epoch and ck["seed"] == 7
+    # the best weights reproduce the recorded validation loss
+    with torch.no_grad():
+        logits = model(va.images, torch.as_tensor(ev))
+        y = torch.as_tensor(np.floor(zv / 0.4 * 180).astype(np.int64))
+        loss = torch.nn.functional.cross_entropy(logits, y).item()
+    assert loss == pytest.approx(hist[best_epoch - 1]["val_loss"], rel=1e-4)
+
+
+def test_kill_and_resume_is_identical(small, tmp_path):
+    tr, zt, et, va, zv, ev = small
+    cfg = TrainConfig(epochs=3, learning_rate=1e-3, **TINY)
+    ref = train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "a"])[0]
+    # killed in the middle of epoch 2 (after 10 + 7 iterations), then restarted twice
+    assert train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"], stop_after_iterations=17) is None
+    assert (tmp_path / "b" / "resume.pt").exists() and not (tmp_path / "b" / "checkpoint.pt").exists()
+    assert train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"], stop_after_iterations=13) is None
+    res = train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"])[0]
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
+    assert strip(res) == strip(ref)
+    a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    for name, st in a["optimizer"]["state"].items():
+        for k, v in st.items():
+            assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][name][k])), (name, k)
+    assert a["epoch"] == b["epoch"] == 3 and a["iteration"] == b["iteration"] == 30
+    assert set(a["rng"]) >= {"torch", "numpy", "python"}
+
+
+def test_settings_change_restarts(small, tmp_path):
+    tr, zt, et, va, zv, ev = small
+    cfg = TrainConfig(epochs=2, learning_rate=1e-3, **TINY)
+    train_members(cfg, tr, zt, et, va, zv, ev, [1], [tmp_path / "c"], stop_after_iterations=12)
+    cfg2 = TrainConfig(epochs=2, learning_rate=5e-4, **TINY)
+    hist = train_members(cfg2, tr, zt, et, va, zv, ev, [1], [tmp_path / "c"], stop_after_iterations=None)[0]
+    ref = train_members(cfg2, tr, zt, et, va, zv, ev, [1], [tmp_path / "d"])[0]
+    assert [r["val_loss"] for r in hist] == [r["val_loss"] for r in ref]
+
+
+def test_max_iterations_stops_mid_epoch(small, tmp_path):
+    tr, zt, et, va, zv, ev = small
+    cfg = TrainConfig(epochs=5, max_iterations=14, learning_rate=1e-3, **TINY)
+    hist = train_members(cfg, tr, zt, et, va, zv, ev, [2], [tmp_path / "e"])[0]
+    assert [(r["epoch"], r["iteration"]) for r in hist] == [(1, 10), (2, 14)]
+
+
+def test_stacked_members_train_like_single_ones(small, tmp_path):
+    tr, zt, et, va, zv, ev = small
+    cfg = TrainConfig(epochs=1, learning_rate=1e-3, **TINY)
+    both = train_members(cfg, tr, zt, et, va, zv, ev, [4, 9], [tmp_path / "s4", tmp_path / "s9"])
+    one = train_members(cfg, tr, zt, et, va, zv, ev, [9], [tmp_path / "t9"])[0]
+    assert both[1][0]["val_loss"] == pytest.approx(one[0]["val_loss"], rel=1e-3)
+    assert both[0][0]["val_loss"] != both[1][0]["val_loss"]
+    m1, _ = load_member(tmp_path / "s9" / "checkpoint.pt")
+    m2, _ = load_member(tmp_path / "t9" / "checkpoint.pt")
+    for (k, v1), v2 in zip(m1.state_dict().items(), m2.state_dict().values()):
+        torch.testing.assert_close(v1, v2, rtol=1e-3, atol=1e-4, msg=k)
+
+
+def test_augment_gives_the_eight_dihedral_transforms():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(1, 2, 3, 4, 4).expand(8, 2, 3, 4, 4)
+    codes = torch.arange(8).reshape(8, 1).expand(8, 2)
+    y = augment(x, codes)
+    assert torch.equal(y[0], x[0])
+    assert torch.equal(y[1], torch.rot90(x[1], 1, (-2, -1)))
+    assert torch.equal(y[2], torch.rot90(x[2], 2, (-2, -1)))
+    assert torch.equal(y[3], torch.rot90(x[3], 3, (-2, -1)))
+    assert torch.equal(y[4], x[4].flip(-1))
+    assert torch.equal(y[5], torch.rot90(x[5].flip(-1), 1, (-2, -1)))
+    assert len({tuple(y[k, 0, 0].flatten().tolist()) for k in range(8)}) == 8
+
+
+def test_batch_order_depends_on_seed_and_epoch_only():
+    assert np.array_equal(batch_order(5, 2, 100), batch_order(5, 2, 100))
+    assert not np.array_equal(batch_order(5, 2, 100), batch_order(5, 3, 100))
+    assert not np.array_equal(batch_order(5, 2, 100), batch_order(6, 2, 100))
+    assert sorted(batch_order(5, 2, 100)) == list(range(100))

@@ -1,0 +1,98 @@
+"""Synthetic SkyServer databases for the query and frame-index tests (no tests here).
+
+``make_skyserver_db(path, n)`` writes an SQLite database with the tables and
+columns the Appendix A query and the Field query read, holding ``n`` galaxies
+that pass every cut plus decoys that each fail exactly one cut.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import numpy as np
+
+BANDS = "ugriz"
+
+
+def _field_rows(runs):
+    """Field rows: (run, camcol, n_fields, ra0, dec0); frames 0.2245 x 0.1635 deg, stepping 0.1494 deg."""
+    rows = []
+    for run, camcol, nf, ra0, dec0 in runs:
+        for f in range(nf):
+            ra_c = ra0 + f * 0.1494
+            dec_c = dec0
+            half_ra = 0.0817 / np.cos(np.radians(dec_c))
+            half_dec = 0.1126
+            rows.append(dict(run=run, rerun=301, camcol=camcol, field=11 + f, mjd_r=51000.0 + run,
+                             ra=ra_c, dec=dec_c, raMin=ra_c - half_ra, raMax=ra_c + half_ra,
+                             decMin=dec_c - half_dec, decMax=dec_c + half_dec,
+                             **{f"psfWidth_{b}": 1.4 + 0.01 * i for i, b in enumerate(BANDS)},
+                             **{f"sky_{b}": 0.5 + i for i, b in enumerate(BANDS)},
+                             **{f"gain_{b}": 4.7 for b in BANDS},
+                             **{f"darkVariance_{b}": 1.2 for b in BANDS}))
+    return rows
+
+
+DEFAULT_RUNS = [(9001, 1, 6, 150.0, 30.0), (9101, 3, 6, 20.0, 0.0), (9102, 3, 6, 20.02, 0.01),
+                (9103, 3, 6, 20.04, -0.01)]
+
+
+def make_skyserver_db(path, n=200, seed=1, runs=DEFAULT_RUNS):
+    rng = np.random.default_rng(seed)
+    con = sqlite3.connect(path)
+    fcols = list(_field_rows(runs[:1])[0].keys())
+    con.execute(f"CREATE TABLE Field ({', '.join(fcols)})")
+    frows = _field_rows(runs)
+    con.executemany(f"INSERT INTO Field VALUES ({','.join('?' * len(fcols))})",
+                    [tuple(r[c] for c in fcols) for r in frows])
+    con.execute("CREATE TABLE SpecObjAll (specObjID INTEGER PRIMARY KEY, bestObjID INTEGER, class TEXT, "
+                "subClass TEXT, z REAL, zErr REAL, zWarning INTEGER, targetType TEXT, survey TEXT)")
+    pcols = (["objID", "ra", "dec", "type", "flags", "clean", "insideMask", "run", "rerun", "camcol", "field"]
+             + [f"petroMag_{b}" for b in BANDS] + [f"petroMagErr_{b}" for b in BANDS]
+             + [f"extinction_{b}" for b in BANDS] + ["expAB_r", "deVAB_r", "fracDeV_r", "petroR50_r"])
+    con.execute(f"CREATE TABLE PhotoObjAll ({', '.join(pcols)})")
+    con.execute("CREATE TABLE Photoz (objID INTEGER PRIMARY KEY, z REAL, zErr REAL)")
+    con.execute("CREATE TABLE galSpecInfo (specObjID INTEGER PRIMARY KEY, primtarget INTEGER, sectarget INTEGER, "
+                "targettype TEXT, spectrotype TEXT, subclass TEXT, e_bv_sfd REAL)")
+    decoys = ["class", "zwarning", "target", "survey", "bit", "clean", "mask", "rmag", "zhigh", "zzero"]
+    total = n + len(decoys)
+    spec_ids = np.sort(rng.choice(np.arange(10**17, 10**17 + 10**9), size=total, replace=False))
+    rng.shuffle(spec_ids)
+    good_ids = []
+    for i in range(total):
+        sid = int(spec_ids[i])
+        oid = 1237650000000000000 + i
+        fr = frows[rng.integers(len(frows))]
+        ra = fr["ra"] + rng.uniform(-0.07, 0.07)
+        dec = fr["dec"] + rng.uniform(-0.1, 0.1)
+        decoy = decoys[i - n] if i >= n else None
+        ext_r = float(rng.uniform(0.02, 0.3))
+        ext = {b: ext_r * c / 2.751 for b, c in zip(BANDS, (5.155, 3.793, 2.751, 2.086, 1.479))}
+        r = float(rng.uniform(14.0, 17.7)) + ext_r
+        if decoy == "rmag":
+            r = 17.9 + ext_r
+        mags = {b: r + d for b, d in zip(BANDS, (1.8, 0.8, 0.0, -0.4, -0.7))}
+        z = float(rng.uniform(0.02, 0.3))
+        z = 0.45 if decoy == "zhigh" else (0.0 if decoy == "zzero" else z)
+        con.execute("INSERT INTO SpecObjAll VALUES (?,?,?,?,?,?,?,?,?)",
+                    (sid, oid, "STAR" if decoy == "class" else "GALAXY", "", z, 1e-4,
+                     4 if decoy == "zwarning" else 0, "SKY" if decoy == "target" else "SCIENCE",
+                     "boss" if decoy == "survey" else "sdss"))
+        vals = dict(objID=oid, ra=ra, dec=dec, type=3, flags=0, clean=0 if decoy == "clean" else 1,
+                    insideMask=1 if decoy == "mask" else 0, run=fr["run"], rerun=301, camcol=fr["camcol"],
+                    field=fr["field"], expAB_r=float(rng.uniform(0.1, 1)), deVAB_r=float(rng.uniform(0.1, 1)),
+                    fracDeV_r=float(rng.uniform(0, 1)), petroR50_r=float(rng.uniform(1, 5)))
+        vals.update({f"petroMag_{b}": mags[b] for b in BANDS})
+        vals.update({f"petroMagErr_{b}": 0.01 for b in BANDS})
+        vals.update({f"extinction_{b}": ext[b] for b in BANDS})
+        if i == 3:
+            vals["deVAB_r"] = -9999.0  # an SDSS "not measured" sentinel in an optional column
+        con.execute(f"INSERT INTO PhotoObjAll VALUES ({','.join('?' * len(pcols))})", tuple(vals[c] for c in pcols))
+        con.execute("INSERT INTO Photoz VALUES (?,?,?)", (oid, z + float(rng.normal(0, 0.02)), 0.02))
+        con.execute("INSERT INTO galSpecInfo VALUES (?,?,?,?,?,?,?)",
+                    (sid, 0 if decoy == "bit" else 64 | 2, 0, "SCIENCE", "GALAXY", "", ext_r / 2.751))
+        if decoy is None:
+            good_ids.append(sid)
+    con.commit()
+    con.close()
+    return sorted(good_ids)

@@ -1,0 +1,69 @@
+"""Splits: folds, validation subsets and the one-split trials; no galaxy on both sides."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from photoz.dataset.splits import DEFAULT_SELECTIONS, make_splits, trial_indices
+
+
+@pytest.fixture(scope="module")
+def table():
+    rng = np.random.default_rng(5)
+    ids = rng.choice(10**12, size=2000, replace=False).astype(np.int64)
+    s82 = rng.random(2000) < 0.15
+    cat = pd.DataFrame({"specObjID": ids, "stripe82": s82})
+    return pd.concat([cat, make_splits(ids, s82, seed=2019, n_folds=5, validation_fraction=0.05)], axis=1)
+
+
+def test_each_galaxy_tested_exactly_once(table):
+    counts = np.bincount(table["fold"], minlength=5)
+    assert counts.sum() == len(table) and counts.max() - counts.min() <= 1
+    tested = np.zeros(len(table), int)
+    for f in range(5):
+        _, _, test = trial_indices(table, {"train": "cv_train", "test": "cv_test"}, f)
+        tested[test] += 1
+    assert (tested == 1).all()
+
+
+def test_no_galaxy_on_both_sides_of_any_trial(table, default_config):
+    for name, spec in default_config["trials"].items():
+        folds = range(5) if spec["folds"] == "all" else [0]
+        for f in folds:
+            tr, va, te = trial_indices(table, spec, f)
+            assert len(tr) and len(te), name
+            assert not set(tr) & set(te) and not set(va) & set(te) and not set(tr) & set(va), (name, f)
+            ids_train = set(table.specObjID.iloc[np.r_[tr, va]])
+            assert not ids_train & set(table.specObjID.iloc[te]), (name, f)
+
+
+def test_validation_and_selection_fractions(table):
+    for f in range(5):
+        train = table.fold != f
+        assert not (table[f"val_{f}"] & ~train).any()
+        assert table[f"val_{f}"].sum() == round(0.05 * train.sum())
+    assert (table.sel_frac50 == 1).mean() == pytest.approx(0.5, abs=1e-3)
+    assert (table.sel_frac2 == 1).sum() == round(0.02 * len(table))
+    s82 = table.stripe82
+    assert not (table.sel_s82[~s82] == 1).any() and (table.sel_s82[s82] == 1).mean() == pytest.approx(0.8, abs=2e-3)
+    assert not (table.sel_nos82[s82] == 1).any()
+    tr, va, te = trial_indices(table, {"train": "s82_train", "test": "s82_test"}, 0)
+    assert s82.iloc[np.r_[tr, va]].all() and (~s82.iloc[te]).sum() == (~s82).sum()
+    assert table.fold.dtype == np.int8 and table.sel_frac20.dtype == np.int8 and table.val_0.dtype == bool
+
+
+def test_deterministic_and_order_independent(table):
+    again = make_splits(table.specObjID, table.stripe82, 2019, 5, 0.05)
+    perm = np.random.default_rng(0).permutation(len(table))
+    shuffled = make_splits(table.specObjID.iloc[perm], table.stripe82.iloc[perm], 2019, 5, 0.05)
+    cols = ["fold", "val_0", "val_3", "sel_frac50", "sel_s82"]
+    pd.testing.assert_frame_equal(again[cols], table[cols])
+    np.testing.assert_array_equal(shuffled["fold"].to_numpy(), table["fold"].to_numpy()[perm])
+    other = make_splits(table.specObjID, table.stripe82, 2020, 5, 0.05)
+    assert (other.fold != table.fold).any()
+    assert set(DEFAULT_SELECTIONS) == {c[4:] for c in table.columns if c.startswith("sel_")}
+
+
+def test_unknown_selection_is_a_clear_error(table):
+    with pytest.raises(KeyError, match="sel_frac7"):
+        trial_indices(table, {"train": "frac7_train", "test": "frac7_test"}, 0)

@@ -43,10 +43,10 @@ system-tools:
 setup: $(VENV)/.installed system-tools
 
 paper: setup
-	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --printshellcmds
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete --printshellcmds
 
 test: setup
-	$(BIN)/python -m pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
 
 lint: setup
 	$(BIN)/snakemake --lint

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+# Rules call `python -m photoz`: the interpreter running the tests must be the
+# first `python` on PATH for the workflow runs the tests start.
+os.environ["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 REAL_FIELD = ROOT.parent / "shared" / "data" / "sdss-field-2583-2-136"
 

@@ -31,6 +31,8 @@ def synthetic_catalog(n=3000, seed=0):
     })
     sel = rng.integers(0, 3, n).astype(np.int8)
     cat["sel_s82"] = sel
+    for f in range(5):
+        cat[f"val_{f}"] = (cat["fold"] != f) & (rng.random(n) < 0.05)
     return cat
 
 
@@ -69,6 +71,8 @@ def test_trial_split_follows_the_contract():
     cat = synthetic_catalog(500)
     tr, te = knn.trial_split(cat, {"train": "cv_train", "test": "cv_test"}, 2)
     assert np.all(te == (cat["fold"] == 2)) and np.all(tr == (cat["fold"] != 2))
+    tr, _ = knn.trial_split(cat, {"train": "cv_train", "test": "cv_test"}, 2, with_validation=False)
+    assert np.all(tr == ((cat["fold"] != 2) & ~cat["val_2"]))
     tr, te = knn.trial_split(cat, {"train": "s82_train", "test": "s82_test"}, 0)
     assert np.all(tr == (cat["sel_s82"] == 1)) and np.all(te == (cat["sel_s82"] == 2))
     with pytest.raises(ValueError, match="sel_nos82"):

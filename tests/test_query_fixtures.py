@@ -56,7 +56,7 @@ def make_skyserver_db(path, n=200, seed=1, runs=DEFAULT_RUNS):
                 "targettype TEXT, spectrotype TEXT, subclass TEXT, e_bv_sfd REAL)")
     decoys = ["class", "zwarning", "target", "survey", "bit", "clean", "mask", "rmag", "zhigh", "zzero"]
     total = n + len(decoys)
-    spec_ids = np.sort(rng.choice(np.arange(10**17, 10**17 + 10**9), size=total, replace=False))
+    spec_ids = 10**17 + rng.choice(10**9, size=total, replace=False).astype(np.int64)
     rng.shuffle(spec_ids)
     good_ids = []
     for i in range(total):

@@ -287,3 +287,13 @@ def test_snakemake_table2_runs_knn_only_for_knn_trials(tmp_path, root, default_c
     jobs, out = _dry_run(tmp_path, root)
     assert jobs == {"knn": 1, "table2": 1}, out
     assert "results/knn/main.parquet" in out and "tableA1" not in out
+
+
+def test_empty_subset_gives_an_empty_row(world):
+    d = world
+    ens = tables.read_ensemble(d / "results/ensemble/s82only.parquet")
+    cat = pd.read_parquet(d / "results/shards/catalog.parquet")
+    rows = [{"label": "inside", "trial": "s82only", "subset": "s82", "published": "s82only_in"}]
+    t = tables.table2(rows, {"s82only": ens}, cat, REGIONS, TRIALS, 5, n_bootstrap=5)
+    assert t["n_test"].iloc[0] == 0 and np.isnan(t["sigma_mad"].iloc[0]) and t["pub_n_test"].iloc[0] == 3942
+    assert "--" in tables.latex_table2(t)

@@ -125,8 +125,9 @@ class FrameIndex:
         self.corner_ra = self.frames[[f"ra_{k}" for k in range(4)]].to_numpy(float)
         self.corner_dec = self.frames[[f"dec_{k}" for k in range(4)]].to_numpy(float)
         xyz_c = _unit(self.ra_c, self.dec_c)
+        self.corner_xyz = _unit(self.corner_ra, self.corner_dec)  # (F, 4, 3)
         if len(xyz_c):
-            xyz_k = _unit(self.corner_ra, self.corner_dec)
+            xyz_k = self.corner_xyz
             cosang = np.clip(np.einsum("nj,nkj->nk", xyz_c, xyz_k), -1, 1)
             self.max_radius = float(np.degrees(np.arccos(cosang)).max())
         else:
@@ -141,9 +142,24 @@ class FrameIndex:
         m = gtree.sparse_distance_matrix(self.tree, chord, output_type="coo_matrix")
         return m.row.astype(np.int64), m.col.astype(np.int64)
 
-    def _projected(self, ra, dec, gi, fi):
-        x, y, cosc = _gnomonic(ra[gi, None], dec[gi, None], self.corner_ra[fi], self.corner_dec[fi])
-        return np.stack([x, y], axis=-1), np.all(cosc > 0, axis=1)
+    @staticmethod
+    def _basis(ra, dec):
+        """Unit vectors (radial, east, north) of the tangent plane at each (ra, dec)."""
+        a, d = np.radians(ra), np.radians(dec)
+        ca, sa, cd, sd = np.cos(a), np.sin(a), np.cos(d), np.sin(d)
+        radial = np.stack([cd * ca, cd * sa, sd], axis=-1)
+        east = np.stack([-sa, ca, np.zeros_like(a)], axis=-1)
+        north = np.stack([-sd * ca, -sd * sa, cd], axis=-1)
+        return radial, east, north
+
+    def _projected(self, basis, gi, fi):
+        """Gnomonic (x east, y north; deg) of the corners of frames ``fi`` about galaxies ``gi``."""
+        radial, east, north = basis
+        v = self.corner_xyz[fi]  # (P, 4, 3)
+        cosc = np.einsum("pkj,pj->pk", v, radial[gi])
+        x = np.einsum("pkj,pj->pk", v, east[gi]) / cosc
+        y = np.einsum("pkj,pj->pk", v, north[gi]) / cosc
+        return np.degrees(np.stack([x, y], axis=-1)), np.all(cosc > 0, axis=1)
 
     def overlapping(self, ra, dec, half_size_deg):
         """(galaxy, frame) index pairs whose footprints overlap the square cutout of half-size ``half_size_deg``.
@@ -157,16 +173,21 @@ class FrameIndex:
             return gi, fi
         keep = np.zeros(len(gi), bool)
         h = float(half_size_deg)
-        for s in range(0, len(gi), 2_000_000):  # bounded memory
-            sl = slice(s, s + 2_000_000)
-            q, front = self._projected(ra, dec, gi[sl], fi[sl])
+        basis = self._basis(ra, dec)
+        for s in range(0, len(gi), 1_000_000):  # bounded memory
+            sl = slice(s, s + 1_000_000)
+            q, front = self._projected(basis, gi[sl], fi[sl])
             qx, qy = q[..., 0], q[..., 1]
+            # separating axes of the square (its x and y axes)...
             ok = front & (qx.min(1) <= h) & (qx.max(1) >= -h) & (qy.min(1) <= h) & (qy.max(1) >= -h)
-            edges = np.roll(q, -1, axis=1) - q
+            # ...then those of the frame's four edges, for the pairs still in
+            idx = np.flatnonzero(ok)
+            qq = q[idx]
+            edges = np.roll(qq, -1, axis=1) - qq
             normals = np.stack([-edges[..., 1], edges[..., 0]], axis=-1)  # (P, 4, 2)
-            proj = np.einsum("pkd,pjd->pkj", normals, q)  # normal k, vertex j
+            proj = np.einsum("pkd,pjd->pkj", normals, qq)  # normal k, vertex j
             reach = h * (np.abs(normals[..., 0]) + np.abs(normals[..., 1]))
-            ok &= np.all((proj.min(2) <= reach) & (proj.max(2) >= -reach), axis=1)
+            ok[idx] = np.all((proj.min(2) <= reach) & (proj.max(2) >= -reach), axis=1)
             keep[sl] = ok
         return gi[keep], fi[keep]
 
@@ -176,10 +197,14 @@ class FrameIndex:
         gi, fi = self._candidates(ra, dec, self.max_radius * 1.01)
         if len(gi) == 0:
             return gi, fi
-        q, front = self._projected(ra, dec, gi, fi)
-        edges = np.roll(q, -1, axis=1) - q
-        cross = edges[..., 0] * (-q[..., 1]) - edges[..., 1] * (-q[..., 0])
-        inside = front & (np.all(cross >= 0, axis=1) | np.all(cross <= 0, axis=1))
+        basis = self._basis(ra, dec)
+        inside = np.zeros(len(gi), bool)
+        for s in range(0, len(gi), 1_000_000):
+            sl = slice(s, s + 1_000_000)
+            q, front = self._projected(basis, gi[sl], fi[sl])
+            edges = np.roll(q, -1, axis=1) - q
+            cross = edges[..., 0] * (-q[..., 1]) - edges[..., 1] * (-q[..., 0])
+            inside[sl] = front & (np.all(cross >= 0, axis=1) | np.all(cross <= 0, axis=1))
         return gi[inside], fi[inside]
 
 

@@ -16,9 +16,9 @@ by a local linear regression z ≈ a + b·(x − x_0) fitted to the neighbours
   used instead (the fallback of Csabai et al. 2007); the rate is logged.
 
 Training and test galaxies follow the trial's selections exactly as the CNN's
-(docs/dataflow.md, Sect. 3): for ``cv_*`` trials, fold f tests ``fold == f``
-and trains on every other fold; for ``{name}_*`` trials, ``sel_{name}`` 1 is
-train and 2 is test (fold 0 only). The kNN has no hyper-parameter search, so
+(docs/dataflow.md, Sect. 3; ``photoz.dataset.splits.selection_masks``): for
+``cv_*`` trials, fold f tests ``fold == f`` and trains on every other fold; for
+``{name}_*`` trials, ``sel_{name}`` 1 is train and 2 is test (fold 0 only). The kNN has no hyper-parameter search, so
 its training set is the whole training side, validation galaxies included.
 
 Command::
@@ -65,32 +65,26 @@ def features(df, source="catalog"):
     return np.column_stack([r, u - g, g - r, r - i, i - z])
 
 
-def trial_split(catalog, trial, fold):
+def trial_split(catalog, trial, fold, with_validation=True):
     """Boolean masks (train, test) of a trial's fold, from the catalog's split columns.
+
+    The selection is the CNN's own (``photoz.dataset.splits.selection_masks``);
+    with ``with_validation`` the fold's validation galaxies count as training
+    (the kNN has no model selection that would need them held out).
 
     Parameters
     ----------
-    catalog : DataFrame with ``fold`` and ``sel_{name}`` columns
+    catalog : DataFrame with ``fold``, ``val_{f}`` and ``sel_{name}`` columns
     trial : dict with ``train`` and ``test`` selection names (config ``trials``)
     fold : int
     """
-    train, test = trial["train"], trial["test"]
-    if not (train.endswith("_train") and test.endswith("_test")):
-        raise ValueError(f"trial selections must be NAME_train / NAME_test; got {train!r}, {test!r}")
-    tname, sname = train[: -len("_train")], test[: -len("_test")]
-    if tname == "cv" and sname == "cv":
-        if "fold" not in catalog.columns:
-            raise ValueError("catalog has no 'fold' column")
-        f = catalog["fold"].to_numpy()
-        return f != fold, f == fold
-    masks = []
-    for name, code in ((tname, 1), (sname, 2)):
-        col = f"sel_{name}"
-        if col not in catalog.columns:
-            have = sorted(c for c in catalog.columns if c.startswith("sel_"))
-            raise ValueError(f"catalog has no column {col!r} for selection {name!r}; available: {have}")
-        masks.append(catalog[col].to_numpy() == code)
-    return masks[0], masks[1]
+    from photoz.dataset.splits import selection_masks
+
+    try:
+        train, val, test = selection_masks(catalog, trial, fold)
+    except KeyError as err:
+        raise ValueError(str(err.args[0]) if err.args else str(err)) from None
+    return (train | val) if with_validation else train, test
 
 
 def _solve_local(dx, dzn, w):
@@ -247,7 +241,7 @@ def main(argv=None):
     import pyarrow.parquet as pq
 
     names = pq.read_schema(a.catalog).names
-    want = [c for c in names if c in cols or c.startswith("sel_")]
+    want = [c for c in names if c in cols or c.startswith(("sel_", "val_"))]
     cat = pd.read_parquet(a.catalog, columns=want)
     log.info("trial %s: %d catalog galaxies, folds %s, k=%d, clip=%s", a.trial, len(cat), folds, opts["k"], opts["clip_sigma"])
     out = predict_trial(cat, trial, folds, k=int(opts["k"]), clip_sigma=opts["clip_sigma"], source=a.catalog)

@@ -272,21 +272,27 @@ def crps(pdf, z_spec, edges):
 
 
 def quantile(pdf, q, edges):
-    """Redshift at which the piecewise-linear CDF reaches ``q`` (0 <= q <= 1), per galaxy."""
+    """Redshift at which the piecewise-linear CDF reaches ``q``, per galaxy.
+
+    ``q`` is a level in [0, 1] (result shape (N,)) or a sequence of levels
+    (result shape (len(q), N)); the CDF is built once for all levels.
+    """
     pdf, edges = _check(pdf, edges)
-    if not 0.0 <= q <= 1.0:
-        raise ValueError(f"quantile level {q} outside [0, 1]")
-    out = np.empty(pdf.shape[0])
+    levels = np.atleast_1d(np.asarray(q, dtype=np.float64))
+    if levels.ndim != 1 or np.any((levels < 0) | (levels > 1)):
+        raise ValueError(f"quantile levels {q} outside [0, 1]")
+    out = np.empty((levels.size, pdf.shape[0]))
     for s in range(0, pdf.shape[0], CHUNK):
         c = cdf_at_edges(pdf[s:s + CHUNK])
         r = np.arange(c.shape[0])
-        # first edge index j >= 1 with c[j] >= q (c[0] = 0, c[-1] = 1)
-        j = np.clip((c[:, 1:] < q).sum(axis=1) + 1, 1, edges.size - 1)
-        lo, hi = c[r, j - 1], c[r, j]
-        step = hi - lo
-        frac = np.divide(q - lo, step, out=np.zeros_like(step), where=step > 0)
-        out[s:s + CHUNK] = edges[j - 1] + np.clip(frac, 0.0, 1.0) * (edges[j] - edges[j - 1])
-    return out
+        for i, lev in enumerate(levels):
+            # first edge index j >= 1 with c[j] >= lev (c[0] = 0, c[-1] = 1)
+            j = np.clip((c[:, 1:] < lev).sum(axis=1) + 1, 1, edges.size - 1)
+            lo, hi = c[r, j - 1], c[r, j]
+            step = hi - lo
+            frac = np.divide(lev - lo, step, out=np.zeros_like(step), where=step > 0)
+            out[i, s:s + CHUNK] = edges[j - 1] + np.clip(frac, 0.0, 1.0) * (edges[j] - edges[j - 1])
+    return out[0] if np.ndim(q) == 0 else out
 
 
 def width(pdf, edges, level=0.68):
@@ -297,8 +303,7 @@ def width(pdf, edges, level=0.68):
     """
     if not 0.0 < level < 1.0:
         raise ValueError(f"level {level} outside (0, 1)")
-    lo = quantile(pdf, 0.5 * (1.0 - level), edges)
-    hi = quantile(pdf, 0.5 * (1.0 + level), edges)
+    lo, hi = quantile(pdf, [0.5 * (1.0 - level), 0.5 * (1.0 + level)], edges)
     return hi - lo
 
 

@@ -12,7 +12,9 @@ as a LaTeX ``tabular`` fragment that the paper ``\\input``s.
   ``stripe82`` flag), optionally without the ``remove_widest`` fraction of
   the widest 68% PDF intervals of that subset, and an estimator: the CNN
   (``cnn``), the catalog's Photoz redshift (``b16``) or our kNN (``knn``),
-  always on the same galaxies. Columns: training size, test size, bias,
+  always on the same galaxies (a ``remove_widest`` cut uses the CNN's PDF
+  widths whatever the estimator; galaxies without a Photoz redshift are left
+  out of a ``b16`` row and counted in its ``n_test``). Columns: training size, test size, bias,
   σ_MAD, η (each ± bootstrap error), mean CRPS (CNN only; recomputed here from
   the PDFs), and the published values (``photoz.published``).
 * **Table A1** -- every layer of the network built from the config's ``full``
@@ -159,12 +161,6 @@ def subset_mask(subset, cat, regions):
     raise ValueError(f"unknown subset {subset!r}; allowed: all, no_suspect, s82, no_s82")
 
 
-def _split_masks(cat, trial, fold):
-    from photoz.knn import trial_split
-
-    return trial_split(cat, trial, fold)
-
-
 def training_size(cat, trial, folds, exclude_validation=True):
     """Mean number of training galaxies over a trial's folds.
 
@@ -172,16 +168,9 @@ def training_size(cat, trial, folds, exclude_validation=True):
     (``val_{f}``; ``val_0`` for one-split trials) is left out, as in the
     paper's 393,219; the kNN trains on the whole training side.
     """
-    sizes = []
-    for f in folds:
-        train, _ = _split_masks(cat, trial, f)
-        if exclude_validation:
-            vcol = f"val_{f}"
-            if vcol in cat.columns:
-                train = train & ~cat[vcol].to_numpy().astype(bool)
-            else:
-                log.warning("catalog has no %s column: training size includes validation galaxies", vcol)
-        sizes.append(int(train.sum()))
+    from photoz.knn import trial_split
+
+    sizes = [int(trial_split(cat, trial, f, with_validation=not exclude_validation)[0].sum()) for f in folds]
     return float(np.mean(sizes)) if sizes else float("nan")
 
 
@@ -284,6 +273,8 @@ def table2(rows, ensembles, catalog, regions, trials, n_folds, knn=None, n_boots
                 j = int(np.argmax(dzs))
                 raise ValueError(f"{src}: z_spec of specObjID {ens['specObjID'].iloc[j]} differs from {catalog_name} z by {dzs[j]:.3g}")
             edges = bin_edges if bin_edges is not None else zbins.edges(pdf.shape[1])
+            if pdf.shape[1] != len(edges) - 1:
+                raise ValueError(f"{src}: PDFs have {pdf.shape[1]} bins, the config's bins.n is {len(edges) - 1}")
             crps = metrics.crps(pdf, ens["z_spec"].to_numpy(), edges)
             if "crps" in ens.columns:
                 diff = np.max(np.abs(crps - ens["crps"].to_numpy())) if len(crps) else 0.0
@@ -327,10 +318,13 @@ def table2(rows, ensembles, catalog, regions, trials, n_folds, knn=None, n_boots
             n_train = c["n_train_all"]
         else:
             raise ValueError(f"{where}: unknown estimator {est!r}; allowed: cnn, b16, knn")
-        if not mask.any():
-            raise ValueError(f"{where}: no test galaxies left in subset {row['subset']!r} of trial {trial!r}")
-        pm = metrics.point_metrics(zp[mask], zs[mask])
-        be = metrics.bootstrap(zp[mask], zs[mask], n_bootstrap, seed + 1000 * i)
+        if mask.any():
+            pm = metrics.point_metrics(zp[mask], zs[mask])
+            be = metrics.bootstrap(zp[mask], zs[mask], n_bootstrap, seed + 1000 * i)
+        else:
+            log.warning("%s: no test galaxies in subset %r of trial %r; the row is empty", where, row["subset"], trial)
+            pm = {"n": 0, "bias": np.nan, "sigma_mad": np.nan, "eta": np.nan}
+            be = {"bias_err": np.nan, "sigma_mad_err": np.nan, "eta_err": np.nan}
         key = row.get("published")
         pub = published.table2_row(key) if key else {}
         out.append({

@@ -120,6 +120,7 @@ GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
 AccountingStoragePort=$DBD_PORT
+AccountingStoragePass=$D/munge/munge.socket.2
 AccountingStorageEnforce=associations
 AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/none
@@ -163,11 +164,12 @@ EOF
     chmod 600 "$ETC/slurmdbd.conf"
 }
 
-wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
-    local t="$1" what="$2" i
+wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds
+    local deadline=$((SECONDS + $1))
     shift 2
-    for ((i = 0; i < t * 4; i++)); do
-        "$@" >/dev/null 2>&1 && return 0
+    while ((SECONDS < deadline)); do
+        if [ "$(type -t "$1")" = function ]; then "$@" >/dev/null 2>&1 && return 0
+        else timeout 10 "$@" >/dev/null 2>&1 && return 0; fi
         sleep 0.25
     done
     return 1

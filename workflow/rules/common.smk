@@ -16,8 +16,11 @@ MOCK = config["mode"] == "mock"
 BANDS = ["u", "g", "r", "i", "z"]
 GROUPS = list(range(config["tiles"]["n_groups"]))
 TRIALS = list(config["trials"])
-# Inside the rules, `python -m photoz ...` is the entry point of the package.
-PHOTOZ = f"PYTHONPATH={Path(workflow.basedir) / 'src'}${{PYTHONPATH:+:$PYTHONPATH}} python -m photoz"
+# Inside the rules, `python -m photoz ...` is the entry point of the package:
+# `python` is the one of the rule's environment (the local .venv, which the
+# Makefile puts first on PATH, or the rule's conda env with --sdm conda, where
+# the package is found through PYTHONPATH). No braces: it is pasted into shell:.
+PHOTOZ = f"PYTHONPATH={Path(workflow.basedir) / 'src'}:$PYTHONPATH python -m photoz"
 
 
 def trial_folds(trial):

@@ -38,7 +38,7 @@ rule knn:
         "logs/knn/{trial}.log",
     params:
         photoz=PHOTOZ,
-        trial=lambda w: json.dumps(config["trials"][w.trial]),
+        trial=lambda w: json.dumps({k: config["trials"][w.trial][k] for k in ("train", "test", "folds")}),
         knn=json.dumps(config["knn"]),
         n_folds=config["dataset"]["n_folds"],
     threads: 1

@@ -7,6 +7,8 @@
 # so Snakemake keeps it); the rerun resumes from its last finished epoch.
 # Resources: gpu=1 unless training.device is "cpu" (a resource not limited with
 # --resources is unconstrained, so `snakemake --cores 2` runs these locally).
+# The command prefix comes in as a param: PHOTOZ holds shell braces
+# (${PYTHONPATH:+...}) that Snakemake's shell formatting would try to expand.
 import json
 
 TRAINING = config["training"]
@@ -36,6 +38,7 @@ rule train:
     log:
         "logs/train/{trial}/fold{fold}/seed{seed}.log",
     params:
+        photoz=PHOTOZ,
         cfg=_train_cfg,
         trial=_trial_json,
         master_seed=config["seed"],
@@ -48,7 +51,7 @@ rule train:
     conda:
         "../../envs/train.yaml"
     shell:
-        PHOTOZ + " train --shards {params.shards} --trial {wildcards.trial} --trial-json {params.trial:q}"
+        "{params.photoz} train --shards {params.shards} --trial {wildcards.trial} --trial-json {params.trial:q}"
         " --fold {wildcards.fold} --seeds {wildcards.seed} --master-seed {params.master_seed}"
         " --config-json {params.cfg:q} --out-root results/models 2> {log}"
 
@@ -63,6 +66,7 @@ rule predict:
     log:
         "logs/predict/{trial}/fold{fold}/seed{seed}.log",
     params:
+        photoz=PHOTOZ,
         trial=_trial_json,
         shards=lambda w, input: str(Path(input.manifest).parent),
         device=TRAINING["device"],
@@ -73,7 +77,7 @@ rule predict:
     conda:
         "../../envs/train.yaml"
     shell:
-        PHOTOZ + " predict --checkpoint {input.model} --shards {params.shards} --trial-json {params.trial:q}"
+        "{params.photoz} predict --checkpoint {input.model} --shards {params.shards} --trial-json {params.trial:q}"
         " --fold {wildcards.fold} --device {params.device} --num-threads {threads} --out {output}"
         " 2> {log}"
 
@@ -90,6 +94,7 @@ rule ensemble:
     log:
         "logs/ensemble/{trial}.log",
     params:
+        photoz=PHOTOZ,
         bins=json.dumps(config["bins"], sort_keys=True),
         catalog=lambda w, input: str(Path(input.manifest).parent / "catalog.parquet"),
     resources:
@@ -97,5 +102,5 @@ rule ensemble:
     conda:
         "../../envs/train.yaml"
     shell:
-        PHOTOZ + " ensemble {input.predictions} --catalog {params.catalog} --bins-json {params.bins:q}"
+        "{params.photoz} ensemble {input.predictions} --catalog {params.catalog} --bins-json {params.bins:q}"
         " --out {output} 2> {log}"

@@ -31,14 +31,12 @@ def predict_pdfs(model, source, ebv, batch_size=1024, device="cpu", amp=False, c
     device = torch.device(device)
     model = model.to(device).eval()
     if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+        model.set_channels_last(True)
     ebv = torch.as_tensor(np.asarray(ebv, dtype=np.float32))
     out = np.empty((len(source), model.n_bins), dtype=np.float32)
     for a in range(0, len(source), batch_size):
         idx = torch.arange(a, min(a + batch_size, len(source)))
         x = source.batch(idx).to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             logits = model(x, ebv[idx].to(device) if model.ebv_input else None)
         out[a:a + len(idx)] = torch.softmax(logits.float(), dim=-1).cpu().numpy()

@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from .model import PhotoZNet, member_state_dict, stack_state_dicts
 from . import pdfstats
 
-__all__ = ["TrainConfig", "train_members", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
+__all__ = ["TrainConfig", "train_members", "train_step", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
 
 log = logging.getLogger("photoz.nn.train")
 
@@ -148,6 +148,24 @@ def augment(x, codes):
     r2 = x.flip(-2).flip(-1)
     r3 = x.transpose(-2, -1).flip(-1)
     return torch.where(k == 0, x, torch.where(k == 1, r1, torch.where(k == 2, r2, r3)))
+
+
+def train_step(fwd, opt, x, codes, y, ebv, amp=False):
+    """One optimisation step of all members: augment, forward, cross-entropy, backward, Adam.
+
+    ``x``: ``(G, B, 5, 64, 64)`` images, ``codes``: ``(G, B)`` augmentation codes, ``y``:
+    ``(G, B)`` classes, ``ebv``: ``(G, B)``. The summed loss makes each member's
+    gradient that of its own mean loss. Returns the members' losses ``(G,)`` (detached).
+    """
+    G, b = y.shape
+    x = augment(x, codes)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        logits = fwd(x, ebv)
+    losses = F.cross_entropy(logits.float().reshape(G * b, -1), y.reshape(-1), reduction="none").reshape(G, b).mean(1)
+    opt.zero_grad(set_to_none=True)
+    losses.sum().backward()
+    opt.step()
+    return losses.detach()
 
 
 # --------------------------------------------------------------------------
@@ -314,9 +332,9 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
                                        0, cfg.n_bins - 1).astype(np.int64))
 
     y_train = classes(train_z).to(device)
-    e_train = torch.as_tensor(np.asarray(train_ebv, dtype=np.float32)).to(device)
+    e_train = torch.tensor(np.array(train_ebv, dtype=np.float32)).to(device)
     y_val = classes(val_z)
-    e_val = torch.as_tensor(np.asarray(val_ebv, dtype=np.float32))
+    e_val = torch.tensor(np.array(val_ebv, dtype=np.float32))
     n = len(train_src)
     if n == 0:
         raise ValueError("train_members: no training galaxies")
@@ -325,7 +343,7 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
     model = PhotoZNet(width=cfg.width, dense=cfg.dense, n_bins=cfg.n_bins, ebv_input=cfg.ebv_input,
                       members=G, seeds=seeds).to(device)
     if use_cl:
-        model = model.to(memory_format=torch.channels_last)
+        model.set_channels_last(True)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
                            **({"fused": True} if device.type == "cuda" else {}))
     fwd = torch.compile(model) if use_compile else model
@@ -393,16 +411,9 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
             idx = perms[:, sl]                                   # (G, b)
             b = idx.shape[1]
             x = train_src.batch(idx.reshape(-1)).to(device, non_blocking=True).reshape(G, b, 5, 64, 64)
-            x = augment(x, codes[:, sl].to(device, non_blocking=True))
             idx_d = idx.to(device)
-            yb = y_train[idx_d]
-            eb = e_train[idx_d]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = fwd(x, eb)
-            losses = F.cross_entropy(logits.float().reshape(G * b, -1), yb.reshape(-1), reduction="none").reshape(G, b).mean(1)
-            opt.zero_grad(set_to_none=True)
-            losses.sum().backward()
-            opt.step()
+            losses = train_step(fwd, opt, x, codes[:, sl].to(device, non_blocking=True), y_train[idx_d],
+                                e_train[idx_d], amp)
             loss_sum += losses.detach().double() * b
             n_seen += b
             iteration += 1
@@ -519,5 +530,8 @@ def main(argv=None):
     seeds = [member_seed(a.master_seed, a.trial, a.fold, s) for s in a.seeds]
     out_dirs = [Path(a.out_root) / a.trial / f"fold{a.fold}" / f"seed{s}" for s in a.seeds]
     train_members(cfg, train_src, tr.z, tr.ebv, val_src, va.z, va.ebv, seeds, out_dirs, logger=logger)
-    logger.info("done in %.1f s", time.time() - t0)
+    import resource
+
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    logger.info("done in %.1f s wall, %.1f s CPU", time.time() - t0, ru.ru_utime + ru.ru_stime)
     return 0

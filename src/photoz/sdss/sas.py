@@ -150,7 +150,7 @@ def _download(url, part, timeout, session):
         else:
             raise _Fatal(f"{url}: HTTP {r.status_code}")
         with open(part, mode) as fh:
-            for chunk in r.iter_content(1 << 20):
+            for chunk in r.iter_content(1 << 16):
                 fh.write(chunk)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import os
 import platform
 import time
 from pathlib import Path
@@ -49,6 +50,7 @@ def main():
     ap.add_argument("--n", type=int, default=500_000)
     ap.add_argument("--out", default=str(Path(__file__).with_suffix(".txt")))
     a = ap.parse_args()
+    load = os.getloadavg()[0]
     rng = np.random.default_rng(0)
     parts = [strip_frames(130.0, dec, 6, 700, 0.0, rng) for dec in (10.0, 20.0, 35.0, 50.0)]
     parts += [strip_frames(0.0, 0.0, 6, 300, 0.002, rng) for _ in range(40)]  # Stripe 82: 40 epochs
@@ -78,7 +80,8 @@ def main():
     lines = [
         f"# bench_frame_index  {datetime.datetime.now().isoformat(timespec='seconds')}",
         f"# machine: {platform.node()} {platform.machine()} {platform.processor() or ''} python {platform.python_version()}"
-        f" numpy {np.__version__} scipy {scipy.__version__} pandas {pd.__version__}",
+        f" numpy {np.__version__} scipy {scipy.__version__} pandas {pd.__version__}; {os.cpu_count()} cores,"
+        f" load average {load:.1f} at start (shared machine)",
         f"frames: {len(frames)}  galaxies: {len(ra)}",
         f"build index: {t1 - t0:.2f} s",
         f"overlap query (64x64 cutouts): {t2 - t1:.2f} s  -> {len(gi)} pairs, "

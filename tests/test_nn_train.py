@@ -77,6 +77,9 @@ def test_kill_and_resume_is_identical(small, tmp_path):
     # killed in the middle of epoch 2 (after 10 + 7 iterations), then restarted twice
     assert train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"], stop_after_iterations=17) is None
     assert (tmp_path / "b" / "resume.pt").exists() and not (tmp_path / "b" / "checkpoint.pt").exists()
+    # a scheduler removes the declared outputs of a failed job; resume.pt stays
+    (tmp_path / "b" / "best.pt").unlink()
+    (tmp_path / "b" / "metrics.csv").unlink()
     assert train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"], stop_after_iterations=13) is None
     res = train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"])[0]
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
@@ -85,6 +88,10 @@ def test_kill_and_resume_is_identical(small, tmp_path):
     b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=False)
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+    ba = torch.load(tmp_path / "a" / "best.pt", weights_only=False)
+    bb = torch.load(tmp_path / "b" / "best.pt", weights_only=False)
+    assert ba["epoch"] == bb["epoch"] and all(torch.equal(ba["model"][k], bb["model"][k]) for k in ba["model"])
+    assert (tmp_path / "a" / "metrics.csv").read_text().count("\n") == (tmp_path / "b" / "metrics.csv").read_text().count("\n") == 4
     for name, st in a["optimizer"]["state"].items():
         for k, v in st.items():
             assert torch.equal(torch.as_tensor(v), torch.as_tensor(b["optimizer"]["state"][name][k])), (name, k)
@@ -140,3 +147,12 @@ def test_batch_order_depends_on_seed_and_epoch_only():
     assert not np.array_equal(batch_order(5, 2, 100), batch_order(5, 3, 100))
     assert not np.array_equal(batch_order(5, 2, 100), batch_order(6, 2, 100))
     assert sorted(batch_order(5, 2, 100)) == list(range(100))
+
+
+def test_without_validation_galaxies(small, tmp_path):
+    tr, zt, et, va, zv, ev = small
+    empty = ResidentImages(np.zeros((0, 5, 64, 64), np.float32), "cpu")
+    cfg = TrainConfig(epochs=1, max_iterations=3, learning_rate=1e-3, **TINY)
+    hist = train_members(cfg, tr, zt, et, empty, zv[:0], ev[:0], [1], [tmp_path / "v"])[0]
+    assert len(hist) == 1 and np.isnan(hist[0]["val_loss"])
+    assert (tmp_path / "v" / "best.pt").exists()

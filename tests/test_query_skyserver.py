@@ -183,3 +183,38 @@ def test_base_url_and_csv_checks():
         parse_csv_page("#Table1\nerror_message\nsyntax error\n", ["a", "b"])
     with pytest.raises(ValueError, match="not a number"):
         parse_csv_page("a,b\n1,x\n", ["a", "b"])
+
+
+def test_pages_of_a_regenerated_mock_database_are_not_reused(tmp_path):
+    from photoz.sdss.skyserver import source_identity
+
+    db = tmp_path / "db.sqlite"
+    make_skyserver_db(db, 12, seed=1)
+    with serve_sqlite(db) as s:
+        c = client(s.url)
+        a = fetch_paged(c, catalog_paged_query(SEL), tmp_path / "p", PAGE, source_identity(c, db))
+    db.unlink()
+    ids = make_skyserver_db(db, 15, seed=2)  # same SQL, other rows
+    with serve_sqlite(db) as s:
+        c = client(s.url)
+        b = fetch_paged(c, catalog_paged_query(SEL), tmp_path / "p", PAGE, source_identity(c, db))
+        assert any("COUNT(*)" in cmd for _, cmd, _ in s.requests)
+    assert len(a) == 12 and sorted(b["specObjID"]) == ids
+
+
+def test_query_command_in_mock_mode(db, reference, tmp_path):
+    import json
+
+    from photoz.sdss import skyserver
+
+    path, _ = db
+    sdss = {"data_release": 12, "rerun": 301,
+            "skyserver_url": "https://skyserver.sdss.org/dr12/en/tools/search/x_sql.aspx", "page_size": 9,
+            "max_requests_per_minute": 60000, "max_retries": 2, "timeout_s": 5}
+    args = ["--sdss-json", json.dumps(sdss), "--selection-json", json.dumps(SEL), "--mock-db", str(path),
+            "--pages", str(tmp_path / "pages"), "--out", str(tmp_path / "cat.parquet"),
+            "--rejected", str(tmp_path / "rej.csv"), "--log", str(tmp_path / "query.log")]
+    assert skyserver.main(args) == 0
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cat.parquet"), reference)
+    assert f"catalog: {N} rows written" in (tmp_path / "query.log").read_text()
+    assert len(pd.read_csv(tmp_path / "rej.csv")) == 0

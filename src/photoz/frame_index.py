@@ -278,7 +278,7 @@ def main(argv=None):
     p.add_argument("--log")
     a = p.parse_args(argv)
     setup_logging(a.log)
-    from .sdss.skyserver import QueryError, client_from_config, fetch_paged, field_paged_query
+    from .sdss.skyserver import QueryError, client_from_config, fetch_paged, field_paged_query, source_identity
 
     sdss_cfg, tiles = json.loads(a.sdss_json), json.loads(a.tiles_json)
     s82, cut = json.loads(a.stripe82_json), json.loads(a.cutouts_json)
@@ -289,11 +289,13 @@ def main(argv=None):
 
             with serve_sqlite(a.mock_db) as server:
                 log.info("mock SkyServer on %s backed by %s", server.url, a.mock_db)
-                fields = fetch_paged(client_from_config(sdss_cfg, url=server.url),
-                                     field_paged_query(sdss_cfg["rerun"]), a.pages, page_size)
+                client = client_from_config(sdss_cfg, url=server.url)
+                fields = fetch_paged(client, field_paged_query(sdss_cfg["rerun"]), a.pages, page_size,
+                                     source_identity(client, a.mock_db))
         else:
-            fields = fetch_paged(client_from_config(sdss_cfg), field_paged_query(sdss_cfg["rerun"]), a.pages,
-                                 page_size)
+            client = client_from_config(sdss_cfg)
+            fields = fetch_paged(client, field_paged_query(sdss_cfg["rerun"]), a.pages, page_size,
+                                 source_identity(client))
     except QueryError as err:
         log.error("%s", err)
         return 1

@@ -8,7 +8,7 @@
 #   tools/slurm/cluster.sh env      print the `export` lines a shell needs to use it
 #   tools/slurm/cluster.sh purge    stop, then delete the state directory
 #
-# What runs (all as root, all bound to 127.0.0.1, nothing under /etc touched):
+# What runs (all as root, all bound to 127.0.0.1):
 #   munged     authentication, with its own key and socket
 #   mariadbd   the accounting database (own datadir and port)
 #   slurmdbd   accounting: sacct/sacctmgr work, accounts are enforced
@@ -22,7 +22,11 @@
 #
 # Everything (config, state, logs, database) lives under $PHOTOZ_SLURM_DIR
 # (default: ${TMPDIR:-/tmp}/photoz-slurm). Clients find the cluster through
-# SLURM_CONF=$PHOTOZ_SLURM_DIR/etc/slurm.conf (see `env`). The ports can be moved
+# SLURM_CONF=$PHOTOZ_SLURM_DIR/etc/slurm.conf (see `env`) and, where the machine
+# has no SLURM config of its own, through a symlink /etc/slurm/slurm.conf to it
+# (removed by `stop`): snakemake-executor-plugin-slurm-jobstep clears every
+# SLURM_* variable before its `srun` inside a job, so srun must find the config
+# at the default place, as on a real cluster. The ports can be moved
 # with PHOTOZ_SLURM_PORT_BASE (default 16800: ctld +17, slurmd +18, dbd +19,
 # mariadb +6). Installing needs root (Debian: slurm-wlm munge slurmdbd
 # mariadb-server); exit status 2 means "cannot run here" (callers skip on it).
@@ -176,6 +180,18 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succ
 }
 
 # ---------------------------------------------------------------- daemons
+SYSCONF=/etc/slurm/slurm.conf
+link_sysconf() {
+    if [ -L "$SYSCONF" ] && [ "$(readlink "$SYSCONF")" = "$SLURM_CONF" ]; then return 0; fi
+    [ -e "$SYSCONF" ] && die "$SYSCONF exists: this machine has its own SLURM; not touching it" 2
+    mkdir -p "$(dirname "$SYSCONF")"
+    ln -s "$SLURM_CONF" "$SYSCONF"
+}
+
+unlink_sysconf() {
+    if [ -L "$SYSCONF" ] && [ "$(readlink "$SYSCONF")" = "$SLURM_CONF" ]; then rm -f "$SYSCONF"; fi
+}
+
 start_munge() {
     pid_alive "$RUN/munged.pid" && return 0
     [ -s "$D/munge/munge.key" ] || mungekey --create --keyfile="$D/munge/munge.key" >/dev/null 2>&1 ||
@@ -254,6 +270,7 @@ start() {
     export PATH="$PATH:/usr/sbin:/sbin"
     [ "$(id -u)" = 0 ] || die "the test cluster runs its daemons as root (SlurmUser=root)" 2
     write_config
+    link_sysconf
     start_munge
     start_mariadb
     start_slurmdbd
@@ -283,6 +300,7 @@ stop() {
     stop_one slurmdbd
     stop_one mariadbd
     stop_one munged
+    unlink_sysconf
 }
 
 status() {

@@ -20,7 +20,8 @@ TRIALS = list(config["trials"])
 # `python` is the one of the rule's environment (the local .venv, which the
 # Makefile puts first on PATH, or the rule's conda env with --sdm conda, where
 # the package is found through PYTHONPATH). No braces: it is pasted into shell:.
-PHOTOZ = f"PYTHONPATH={Path(workflow.basedir) / 'src'}:$PYTHONPATH python -m photoz"
+# (PYTHONPATH is set, not extended: Snakemake's shell runs under `set -u`.)
+PHOTOZ = f"PYTHONPATH={Path(workflow.basedir) / 'src'} python -m photoz"
 
 
 def trial_folds(trial):

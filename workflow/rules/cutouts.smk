@@ -37,6 +37,7 @@ rule shards:
         galaxies="results/frames/galaxies.parquet",
     output:
         manifest="results/shards/manifest.json",
+        catalog="results/shards/catalog.parquet",
         failures="results/cutouts/failures.csv",
     log:
         "logs/shards/shards.log",

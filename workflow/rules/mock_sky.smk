@@ -17,7 +17,6 @@ rule mock_sky_chunk:
     log:
         "logs/mock_sky_chunk/chunk-{chunk}.log",
     params:
-        photoz=PHOTOZ,  # passed as a param: PHOTOZ holds shell braces
         cfg=lambda w: json.dumps(config["mock"], sort_keys=True),
     wildcard_constraints:
         chunk=r"\d+",
@@ -27,7 +26,7 @@ rule mock_sky_chunk:
     conda:
         "../../envs/mock.yaml"
     shell:
-        "{params.photoz} mock-sky-chunk --config-json {params.cfg:q} --chunk {wildcards.chunk}"
+        PHOTOZ + " mock-sky-chunk --config-json {params.cfg:q} --chunk {wildcards.chunk}"
         " --sas-root results/mock/sas --out-catalog {output.catalog} --out-fields {output.fields} --log {log}"
 
 
@@ -42,13 +41,12 @@ rule mock_sky_merge:
     log:
         "logs/mock_sky_merge/merge.log",
     params:
-        photoz=PHOTOZ,  # passed as a param: PHOTOZ holds shell braces
         cfg=lambda w: json.dumps(config["mock"], sort_keys=True),
     resources:
         mem_mb=4000,
     conda:
         "../../envs/mock.yaml"
     shell:
-        "{params.photoz} mock-sky-merge --config-json {params.cfg:q} --catalogs {input.catalogs}"
+        PHOTOZ + " mock-sky-merge --config-json {params.cfg:q} --catalogs {input.catalogs}"
         " --fields {input.fields} --db {output.db} --truth {output.truth}"
         " --truth-frames {output.truth_frames} --log {log}"

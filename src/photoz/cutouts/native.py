@@ -59,6 +59,9 @@ _PAD = 3  # padding of the frame: taps of a covered pixel reach floor(x) - 2 >= 
 _COS_K = np.cos(np.pi * _TAPS / 3.0)
 _SIN_K = np.sin(np.pi * _TAPS / 3.0)
 _SIGN_K = np.where(_TAPS % 2 == 0, 1.0, -1.0)
+_PI_K = np.pi * _TAPS
+_SC_K = _SIGN_K * _COS_K
+_SS_K = np.where(_TAPS % 3 == 0, 0.0, _SIGN_K * _SIN_K)  # sin(pi k / 3) is 0 for k = 0, 3
 # largest allowed difference (frame pixels) between the homography and all_world2pix
 HOMOGRAPHY_TOLERANCE = 1e-6
 
@@ -76,31 +79,26 @@ def _lanczos3_weights(frac):
     ``L(f - k) = 3 sin(pi (f-k)) sin(pi (f-k)/3) / (pi (f-k))**2`` with
     ``sin(pi (f-k)) = (-1)**k sin(pi f)`` and
     ``sin(pi (f-k)/3) = sin(pi f/3) cos(pi k/3) - cos(pi f/3) sin(pi k/3)``.
-    The factor ``3 sin(pi f)``, common to the six taps, is left out: every
-    caller normalises the weights to unit sum. Taps come first so that every
+    The factor ``3 sin(pi f)``, common to the six taps, is left out: the
+    weights are normalised to unit sum afterwards. Taps come first so that every
     array operation runs over the P positions.
     """
-    a = np.pi * np.where(frac == 0.0, 1e-30, frac)  # L(0) = 1 is the limit; 1e-30 gives it to 1e-60
+    exact = frac == 0.0
+    a = np.pi * np.where(exact, 0.5, frac)  # on a pixel centre: weights (0, 0, 1, 0, 0, 0), set below
     a3 = a / 3.0
     s3, c3 = np.sin(a3), np.cos(a3)
-    w = np.empty((6, a.size), dtype=np.float64)
-    d = np.empty_like(a)
-    for j, k in enumerate(_TAPS):
-        np.subtract(a, np.pi * k, out=d)  # pi (f - k)
-        np.multiply(d, d, out=d)
-        row = w[j]
-        if k == 0:
-            np.divide(s3, d, out=row)
-            continue
-        np.multiply(s3, _SIGN_K[j] * _COS_K[j], out=row)
-        if k != 3:
-            row -= c3 * (_SIGN_K[j] * _SIN_K[j])
-        row /= d
+    d = a[None, :] - _PI_K[:, None]  # pi (f - k)
+    d *= d
+    w = s3[None, :] * _SC_K[:, None]
+    w -= c3[None, :] * _SS_K[:, None]
+    w /= d
+    if exact.any():
+        w[:, exact] = (_TAPS == 0)[:, None]
     return w
 
 
 def _taps(coord, n):
-    """First tap ``floor(coord) - 2``, weights ``(6, P)`` (0 off the axis ``0..n-1``) and their sums."""
+    """First tap ``floor(coord) - 2`` and normalised weights ``(6, P)`` (0 off the axis ``0..n-1``)."""
     coord = np.asarray(coord, dtype=np.float64)
     base = np.floor(coord)
     w = _lanczos3_weights(coord - base)
@@ -108,7 +106,10 @@ def _taps(coord, n):
     if first.size and (first.min() < 0 or first.max() + 5 >= n):  # near an edge: drop the taps off the axis
         idx = first[None, :] + np.arange(6)[:, None]
         w = np.where((idx >= 0) & (idx < n), w, 0.0)
-    return first, w, w.sum(axis=0)
+    s = w.sum(axis=0)
+    np.divide(1.0, s, out=s, where=s != 0)  # all-zero columns (no tap on the axis) stay 0
+    w *= s
+    return first, w
 
 
 def lanczos3_taps(coord, n):
@@ -126,8 +127,7 @@ def lanczos3_taps(coord, n):
     first : ndarray (P,) intp, the first tap ``floor(coord) - 2`` (taps are ``first .. first + 5``)
     w : ndarray (6, P) float64, summing to 1 over the taps (all 0 when no tap is inside)
     """
-    first, w, s = _taps(coord, n)
-    return first, np.divide(w, s, out=np.zeros_like(w), where=s != 0)
+    return _taps(coord, n)
 
 
 def _pad(image):
@@ -137,21 +137,16 @@ def _pad(image):
 def _interpolate_padded(flat, nrow, ncol, xs, ys, out):
     """Lanczos-3 at positions already clipped to ``[-0.5, n - 0.5]`` of a padded, flattened frame.
 
-    The separable kernel is normalised per axis, as in :func:`lanczos3_taps`;
-    the normalisation is applied once to the interpolated value.
+    The separable kernel is normalised per axis, as in :func:`lanczos3_taps`.
     """
     ncolp = ncol + 2 * _PAD
-    ix, wx, sx = _taps(xs, ncol)
-    iy, wy, sy = _taps(ys, nrow)
+    ix, wx = _taps(xs, ncol)
+    iy, wy = _taps(ys, nrow)
     base = (iy + _PAD) * ncolp + (ix + _PAD)
     offsets = (np.arange(6)[:, None] * ncolp + np.arange(6)[None, :]).ravel()
     patch = flat.take(offsets[:, None] + base[None, :]).reshape(6, 6, -1)  # (6 rows, 6 columns, P)
     rows = np.einsum("ijp,jp->ip", patch, wx.astype(np.float32))
-    val = np.einsum("ip,ip->p", rows, wy.astype(np.float32))
-    norm = sx * sy
-    np.divide(val, norm, out=out, where=norm != 0, casting="same_kind")
-    if not np.all(norm != 0):
-        out[norm == 0] = 0.0
+    np.einsum("ip,ip->p", rows, wy.astype(np.float32), out=out)
 
 
 def interpolate_lanczos3(image, x, y, chunk=4096):
@@ -291,7 +286,7 @@ def frame_pixel_grid(wcs, ra, dec, size=64, pixel_scale=0.396, exact=False):
     return project(wcs, R, D)
 
 
-def resample_frame(image, wcs, ra, dec, size=64, pixel_scale=0.396, exact_projection=False):
+def resample_frame(image, wcs, ra, dec, size=64, pixel_scale=0.396, exact_projection=False, block=2):
     """Resample one frame onto the cutout grids of many galaxies.
 
     Parameters
@@ -304,6 +299,8 @@ def resample_frame(image, wcs, ra, dec, size=64, pixel_scale=0.396, exact_projec
     exact_projection : bool
         Project every output pixel with ``all_world2pix`` instead of the
         checked TAN homography (for tests and non-TAN frames).
+    block : int
+        Galaxies interpolated per vectorised step.
 
     Returns
     -------
@@ -321,17 +318,16 @@ def resample_frame(image, wcs, ra, dec, size=64, pixel_scale=0.396, exact_projec
     scale = np.float32(pixel_area_ratio(wcs, pixel_scale))
     flat = _pad(image).ravel()
     npix = size * size
-    for k in range(x.shape[0]):  # one galaxy (size*size pixels) at a time keeps the (P, 36) gather in cache
-        cov = covered[k]
-        if not cov.any():
-            continue
-        xs = np.clip(x[k].ravel(), -0.5, ncol - 0.5)
-        ys = np.clip(y[k].ravel(), -0.5, nrow - 0.5)
-        out = values[k].reshape(npix)
+    todo = np.flatnonzero(covered.reshape(x.shape[0], -1).any(axis=1))
+    for s in range(0, todo.size, block):  # a few galaxies at a time keep the (36, P) gather small
+        ks = todo[s:s + block]
+        xs = np.clip(x[ks].ravel(), -0.5, ncol - 0.5)
+        ys = np.clip(y[ks].ravel(), -0.5, nrow - 0.5)
+        out = np.empty(ks.size * npix, dtype=np.float32)
         _interpolate_padded(flat, nrow, ncol, xs, ys, out)
         out *= scale
-        if not cov.all():
-            out[~cov.ravel()] = 0.0
+        values[ks] = out.reshape(ks.size, size, size)
+    values[~covered] = 0.0
     return values, covered
 
 

@@ -173,7 +173,6 @@ def run_chunk(mock, k, sas_root, write_frames=True):
         if fr.epoch == 0:
             cats.append(measure_cell(mock, cell, fr, objects, rendered, cond))
         log.info("chunk %d: field-epoch %d/%d (%s) done, %.1f s elapsed", k, i + 1, len(frs), fr.key, time.time() - t0)
-        # keep only the populations still needed (cells are processed in order)
     cat = pd.concat(cats, ignore_index=True) if cats else pd.DataFrame()
     return cat, pd.DataFrame(rows)
 

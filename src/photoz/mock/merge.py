@@ -61,13 +61,13 @@ def build_tables(mock, cat, fields):
     fields = fields.sort_values(["run", "camcol", "field"]).reset_index(drop=True)
     if cat["specObjID"].duplicated().any() or cat["objID"].duplicated().any():
         raise ValueError("mock-sky-merge: duplicate specObjID/objID across chunks (overlapping chunks?)")
-    n = len(cat)
+    sid = cat["specObjID"].to_numpy(dtype=np.int64)
     spec = pd.DataFrame({
         "specObjID": cat["specObjID"].astype("int64"), "bestObjID": cat["objID"].astype("int64"),
         "ra": cat["ra"], "dec": cat["dec"], "class": cat["class"],
         "subClass": np.where(cat["class"] == "GALAXY", "", "K"), "z": cat["z_spec"], "zErr": cat["zErr"],
         "zWarning": cat["zWarning"].astype("int64"), "targetType": cat["targetType"], "survey": cat["survey"],
-        "plate": (cat["specObjID"] >> 20) & 0xFFFF, "mjd": 52000 + (cat["specObjID"] >> 20) % 3000,
+        "plate": (sid >> 20) & 0xFFFF, "mjd": 52000 + (sid >> 20) % 3000,
         "fiberID": (cat["obj"] % 640) + 1, "sciencePrimary": 1})
     photo = pd.DataFrame({
         "objID": cat["objID"].astype("int64"), "run": cat["run"], "rerun": geo.RERUN, "camcol": cat["camcol"],
@@ -91,8 +91,9 @@ def build_tables(mock, cat, fields):
         "z_warning": cat["zWarning"]})
     keep = [c for c in fields.columns if not c.startswith("truth_")]
     field = fields[keep].copy()
-    field.insert(0, "fieldID", ((np.int64(1) << 59) + (field["run"].astype("int64") << 32)
-                                + (field["camcol"].astype("int64") << 29) + (field["field"].astype("int64") << 16)))
+    fid = ((np.int64(1) << 59) + (field["run"].to_numpy(dtype=np.int64) << 32)
+           + (field["camcol"].to_numpy(dtype=np.int64) << 29) + (field["field"].to_numpy(dtype=np.int64) << 16))
+    field.insert(0, "fieldID", fid)
     truth_cols = ["specObjID", "objID", "ra", "dec", "z", "kind", "class", "M_r", "bt", "hlr_bulge", "hlr_disk",
                   "q_bulge", "q_disk", "pa", "ebv_true", "in_suspect_zone", "stripe82", "run", "camcol", "field"]
     truth = cat[truth_cols + [f"flux_true_{b}" for b in BANDS]].rename(columns={"z": "z_true", "kind": "type"})

@@ -71,7 +71,8 @@ def petrosian(images, errs, x, y, ref=2, segmap=None, seg_id=None):
     for k, r in enumerate(RADII):
         f_in[k] = sep.sum_circle(img, x, y, r, subpix=5, **seg)[0]
         f_ann[k] = sep.sum_circann(img, x, y, 0.8 * r, 1.25 * r, subpix=5, **seg)[0]
-    ratio = (f_ann / (np.pi * (1.25**2 - 0.8**2) * RADII[:, None] ** 2)) / (f_in / (np.pi * RADII[:, None] ** 2))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = (f_ann / (np.pi * (1.25**2 - 0.8**2) * RADII[:, None] ** 2)) / (f_in / (np.pi * RADII[:, None] ** 2))
     rp = np.full(n, RADII[-1])
     for i in range(n):
         below = np.nonzero((ratio[:, i] < 0.2) & (RADII > 1.5))[0]

@@ -27,7 +27,7 @@ import pandas as pd
 from . import geometry as geo
 from .seds import BANDS, BULGE_MIX, DISK_MIX, MIX_CONCENTRATION, template_grid
 
-__all__ = ["COSMO", "R_LIMIT", "R_GEN", "lf_tables", "natural_target_density", "sample_galaxies",
+__all__ = ["R_LIMIT", "R_GEN", "lf_tables", "natural_target_density", "sample_galaxies",
            "cell_population", "cell_area_deg2"]
 
 H = 0.7
@@ -45,9 +45,6 @@ def _cosmo():
     from astropy.cosmology import FlatLambdaCDM
 
     return FlatLambdaCDM(H0=100 * H, Om0=0.3)
-
-
-COSMO = property(lambda self: _cosmo())
 
 
 def cell_area_deg2():

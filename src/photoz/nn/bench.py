@@ -158,11 +158,13 @@ def main(argv=None):
     ap.add_argument("--extra-batches", type=int, nargs="*", default=[768, 4096],
                     help="also measure one member at these batches (GPU-bound regime)")
     ap.add_argument("--iters", type=int, default=30)
-    ap.add_argument("--compile", nargs="*", default=["none", "default", "max-autotune-no-cudagraphs"],
-                    help="torch.compile modes to try (none = eager)")
+    ap.add_argument("--compile", nargs="*", default=["none", "default", "reduce-overhead"],
+                    help="torch.compile modes to try (none = eager; reduce-overhead uses CUDA graphs; "
+                         "max-autotune-no-cudagraphs tunes kernels, slow to compile)")
     ap.add_argument("--width", type=float, default=1.0)
     ap.add_argument("--dense", type=int, default=1096)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--flops-only", action="store_true", help="count FLOPs (full and given network) and stop")
     ap.add_argument("--json", help="also write the results as JSON here")
     a = ap.parse_args(argv)
 
@@ -189,6 +191,9 @@ def main(argv=None):
     print(f"FLOPs per image: forward {flops['forward'] / 1e9:.3f} GFLOP, training step {flops['train_step'] / 1e9:.3f} GFLOP")
     for k, v in flops["per_module_forward"].items():
         print(f"  forward {k:>4}: {v / 1e6:9.1f} MFLOP ({100 * v / flops['forward']:.1f}%)")
+
+    if a.flops_only:
+        return res
 
     mm_dtype = torch.bfloat16 if cuda else torch.float32
     rate = matmul_rate(device, mm_dtype, n=8192 if cuda else (512 if a.tiny else 2048), reps=20 if cuda else 3)

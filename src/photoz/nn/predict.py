@@ -32,7 +32,7 @@ def predict_pdfs(model, source, ebv, batch_size=1024, device="cpu", amp=False, c
     model = model.to(device).eval()
     if channels_last:
         model.set_channels_last(True)
-    ebv = torch.as_tensor(np.asarray(ebv, dtype=np.float32))
+    ebv = torch.tensor(np.array(ebv, dtype=np.float32))
     out = np.empty((len(source), model.n_bins), dtype=np.float32)
     for a in range(0, len(source), batch_size):
         idx = torch.arange(a, min(a + batch_size, len(source)))

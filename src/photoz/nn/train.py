@@ -46,7 +46,7 @@ __all__ = ["TrainConfig", "train_members", "train_step", "augment", "batch_order
 
 log = logging.getLogger("photoz.nn.train")
 
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 N_PIT = 10
 
 
@@ -353,6 +353,7 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
     start_epoch, iteration = 0, 0
     history = [[] for _ in range(G)]
     best = [(math.inf, -1) for _ in range(G)]
+    best_files = [None] * G  # contents of each member's best.pt (kept in resume.pt too)
     resume_files = [d / RESUME_NAME for d in out_dirs]
     cks = []
     for g, f in enumerate(resume_files):
@@ -375,11 +376,11 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
         start_epoch, iteration = cks[0]["epoch"], cks[0]["iteration"]
         history = [c["history"] for c in cks]
         best = [(c["best_val_loss"], c["best_epoch"]) for c in cks]
+        best_files = [c["best"] for c in cks]
         logger.info("resumed from %s at epoch %d, iteration %d", resume_files[0].parent, start_epoch, iteration)
     elif cks:
         logger.warning("member checkpoints are at different epochs; starting afresh")
 
-    writer = None
     try:  # TensorBoard only if installed
         from torch.utils.tensorboard import SummaryWriter  # noqa: F401
 
@@ -397,8 +398,9 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
         if iteration >= cfg.max_iterations:
             break
         t0 = time.time()
-        perms = torch.as_tensor(np.stack([batch_order(s, epoch, n) for s in seeds]))       # (G, n)
-        codes = torch.as_tensor(np.stack([augment_codes(s, epoch, n) for s in seeds]))     # (G, n)
+        # the epoch's batch order and augmentations, copied to the device once
+        perms = torch.as_tensor(np.stack([batch_order(s, epoch, n) for s in seeds])).to(device)    # (G, n)
+        codes = torch.as_tensor(np.stack([augment_codes(s, epoch, n) for s in seeds])).to(device)  # (G, n)
         loss_sum = torch.zeros(G, device=device, dtype=torch.float64)
         n_seen = 0
         for step in range(steps_per_epoch):
@@ -411,17 +413,17 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
             idx = perms[:, sl]                                   # (G, b)
             b = idx.shape[1]
             x = train_src.batch(idx.reshape(-1)).to(device, non_blocking=True).reshape(G, b, 5, 64, 64)
-            idx_d = idx.to(device)
-            losses = train_step(fwd, opt, x, codes[:, sl].to(device, non_blocking=True), y_train[idx_d],
-                                e_train[idx_d], amp)
+            losses = train_step(fwd, opt, x, codes[:, sl], y_train[idx], e_train[idx], amp)
             loss_sum += losses.detach().double() * b
             n_seen += b
             iteration += 1
             done_this_call += 1
         train_loss = (loss_sum / max(n_seen, 1)).cpu().numpy()
-        logp = predict_logits(model, val_src, e_val, cfg.eval_batch_size, amp, device)
-        vals = evaluate(logp, y_val, np.asarray(val_z, dtype=np.float64), mid, edges) if len(val_src) else \
-            [{"val_loss": float("nan"), "val_sigma_mad": float("nan"), "val_pit": [0.0] * N_PIT}] * G
+        if len(val_src):
+            logp = predict_logits(model, val_src, e_val, cfg.eval_batch_size, amp, device)
+            vals = evaluate(logp, y_val, np.asarray(val_z, dtype=np.float64), mid, edges)
+        else:  # no validation galaxies: every epoch counts as the best
+            vals = [{"val_loss": float("nan"), "val_sigma_mad": float("nan"), "val_pit": [0.0] * N_PIT}] * G
         seconds = time.time() - t0
         last = epoch + 1 >= cfg.epochs or iteration >= cfg.max_iterations
         rng = _rng_states()
@@ -437,9 +439,11 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
                       "seed": int(seeds[g]), "epoch": epoch + 1, "iteration": iteration,
                       "fingerprint": dict(fp, seeds=[int(seeds[g])]), "train_config": asdict(cfg)}
             if improved:
-                _save_atomic(dict(common, model=member, val_loss=row["val_loss"]), out_dirs[g] / "best.pt")
+                best_files[g] = dict(common, model=member, val_loss=row["val_loss"])
+                _save_atomic(best_files[g], out_dirs[g] / "best.pt")
             ck = dict(common, model=member, optimizer=_optimizer_member_state(opt, model, g), rng=rng,
-                      history=history[g], best_val_loss=best[g][0], best_epoch=best[g][1], finished=last)
+                      history=history[g], best_val_loss=best[g][0], best_epoch=best[g][1], best=best_files[g],
+                      finished=last)
             _save_atomic(ck, resume_files[g])
             _write_metrics_csv(out_dirs[g] / "metrics.csv", history[g])
             if writers:
@@ -452,12 +456,13 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
     if writers:
         for w in writers:
             w.close()
-    del writer
-    # final: the rolling checkpoint becomes checkpoint.pt
+    # final: best.pt (re)written (a scheduler may have deleted it after a kill),
+    # then the rolling checkpoint becomes checkpoint.pt
     for g in range(G):
         f = resume_files[g]
-        if not f.exists():
+        if not f.exists() or best_files[g] is None:
             raise RuntimeError(f"{f}: no checkpoint written (no epoch ran)")
+        _save_atomic(best_files[g], out_dirs[g] / "best.pt")
         os.replace(f, out_dirs[g] / "checkpoint.pt")
     return history
 

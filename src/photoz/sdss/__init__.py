@@ -4,4 +4,5 @@
 ``skyserver``       the paged, rate-limited, resumable SkyServer client (astroquery.sdss)
 ``skyserver_server`` a loopback SkyServer backed by SQLite (mock mode and tests)
 ``sas``             frame retrieval from the SAS (https:// or file://) and a loopback SAS
+``frames``          the reader of real and mock frame files (mock_sky family)
 """

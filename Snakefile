@@ -19,6 +19,13 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 
 
+wildcard_constraints:
+    trial="[a-z][a-z0-9_]*",
+    fold=r"\d+",
+    seed=r"\d+",
+    group=r"\d+",
+
+
 rule all:
     input:
         "paper/ms.pdf",

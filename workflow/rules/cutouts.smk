@@ -1,7 +1,6 @@
 # rules of the cutouts family (see docs/dataflow.md, section 3):
 #   cutouts: one job per group of sky tiles -> results/cutouts/group-{group}.npz
 #   shards:  all groups -> results/shards/ (manifest.json + shard-*.npy + catalog.parquet)
-import json
 
 
 rule cutouts:
@@ -23,7 +22,7 @@ rule cutouts:
     conda:
         "../../envs/cutouts.yaml"
     shell:
-        PHOTOZ + " cutouts --group {wildcards.group} --frame-dir {input.frames_dir}"
+        "python -m photoz cutouts --group {wildcards.group} --frame-dir {input.frames_dir}"
         " --galaxies {input.galaxies} --catalog {input.catalog} --frames {input.frames}"
         " --config-json {params.cfg:q} --out {output.cube} --failures {output.failures}"
         " 2> {log}"
@@ -49,6 +48,6 @@ rule shards:
     conda:
         "../../envs/cutouts.yaml"
     shell:
-        PHOTOZ + " shards --cutouts {input.cubes} --failures {input.failures}"
+        "python -m photoz shards --cutouts {input.cubes} --failures {input.failures}"
         " --catalog {input.catalog} --galaxies {input.galaxies} --config-json {params.cfg:q}"
         " --out-dir {params.out_dir} --failures-out {output.failures} 2> {log}"

@@ -1,22 +1,6 @@
 # rules of the figures family (see docs/dataflow.md, Sect. 5): one rule per figure,
 # each running `python -m photoz figure NAME` (src/photoz/figures/NAME.py) and writing
 # results/figures/NAME.pdf and .png; the PNGs are report() outputs for `snakemake --report`.
-import json
-import os
-
-FIGURES = ["fig01_sky_and_nz", "fig02_gallery", "fig04_architecture", "fig05_protocol", "fig06_dz", "fig07_zphot_zspec", "fig08_bias", "fig09_pdfs", "fig10_pit", "fig11_ebv_inclination", "fig12_sky_maps", "fig13_mean_pdfs", "fig14_snr_psf", "figA_image_quality"]
-FIG_CONFIG = json.dumps(config)
-
-
-def figure_args(inputs):
-    """Command-line options --NAME PATH for a figure's named inputs (the shards folder from the manifest)."""
-    args = []
-    for key, path in inputs.items():
-        if key == "manifest":
-            args.append(f"--shards {os.path.dirname(path)}")
-        else:
-            args.append(f"--{key.replace('_', '-')} {path}")
-    return " ".join(args)
 
 
 rule figures:
@@ -41,7 +25,7 @@ rule fig01_sky_and_nz:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig01_sky_and_nz {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig01_sky_and_nz {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig02_gallery:
@@ -62,7 +46,7 @@ rule fig02_gallery:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig02_gallery {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig02_gallery {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig04_architecture:
@@ -80,7 +64,7 @@ rule fig04_architecture:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig04_architecture {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig04_architecture {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig05_protocol:
@@ -98,7 +82,7 @@ rule fig05_protocol:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig05_protocol {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig05_protocol {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig06_dz:
@@ -118,7 +102,7 @@ rule fig06_dz:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig06_dz {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig06_dz {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig07_zphot_zspec:
@@ -139,7 +123,7 @@ rule fig07_zphot_zspec:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig07_zphot_zspec {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig07_zphot_zspec {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig08_bias:
@@ -160,7 +144,7 @@ rule fig08_bias:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig08_bias {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig08_bias {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig09_pdfs:
@@ -182,7 +166,7 @@ rule fig09_pdfs:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig09_pdfs {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig09_pdfs {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig10_pit:
@@ -202,7 +186,7 @@ rule fig10_pit:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig10_pit {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig10_pit {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig11_ebv_inclination:
@@ -224,7 +208,7 @@ rule fig11_ebv_inclination:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig11_ebv_inclination {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig11_ebv_inclination {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig12_sky_maps:
@@ -245,7 +229,7 @@ rule fig12_sky_maps:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig12_sky_maps {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig12_sky_maps {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig13_mean_pdfs:
@@ -266,7 +250,7 @@ rule fig13_mean_pdfs:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig13_mean_pdfs {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig13_mean_pdfs {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule fig14_snr_psf:
@@ -287,7 +271,7 @@ rule fig14_snr_psf:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure fig14_snr_psf {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure fig14_snr_psf {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
 
 
 rule figA_image_quality:
@@ -309,4 +293,4 @@ rule figA_image_quality:
     conda:
         "../../envs/figures.yaml"
     shell:
-        PHOTOZ + " figure figA_image_quality {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"
+        "python -m photoz figure figA_image_quality {params.args} --config-json {params.cfg:q} --out {output.pdf} --log {log}"

@@ -5,9 +5,6 @@
 # The frames of the SAS tree are side outputs of the chunks (their number reaches
 # millions in config/mock-large.yaml, too many for the DAG); the per-chunk field
 # tables list them, and the SkyServer database depends on every chunk.
-import json
-
-MOCK_CHUNKS = list(range(config["mock"]["n_chunks"]))
 
 
 rule mock_sky_chunk:
@@ -26,7 +23,7 @@ rule mock_sky_chunk:
     conda:
         "../../envs/mock.yaml"
     shell:
-        PHOTOZ + " mock-sky-chunk --config-json {params.cfg:q} --chunk {wildcards.chunk}"
+        "python -m photoz mock-sky-chunk --config-json {params.cfg:q} --chunk {wildcards.chunk}"
         " --sas-root results/mock/sas --out-catalog {output.catalog} --out-fields {output.fields} --log {log}"
 
 
@@ -47,6 +44,6 @@ rule mock_sky_merge:
     conda:
         "../../envs/mock.yaml"
     shell:
-        PHOTOZ + " mock-sky-merge --config-json {params.cfg:q} --catalogs {input.catalogs}"
+        "python -m photoz mock-sky-merge --config-json {params.cfg:q} --catalogs {input.catalogs}"
         " --fields {input.fields} --db {output.db} --truth {output.truth}"
         " --truth-frames {output.truth_frames} --log {log}"

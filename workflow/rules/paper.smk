@@ -1,7 +1,6 @@
 # rules of the paper family (see docs/dataflow.md, Sect. 5):
 #   paper_variables  every number of the text -> results/paper/variables.tex
 #   paper            latexmk paper/ms.tex      -> paper/ms.pdf (aa.cls if installed, else paper/aa-fallback.cls)
-import json
 
 
 rule paper_variables:
@@ -24,7 +23,7 @@ rule paper_variables:
     conda:
         "../../envs/paper.yaml"
     shell:
-        PHOTOZ + " paper variables --results results --config-json {params.cfg:q} --out {output} --log {log}"
+        "python -m photoz paper variables --results results --config-json {params.cfg:q} --out {output} --log {log}"
 
 
 rule paper:
@@ -44,4 +43,4 @@ rule paper:
     conda:
         "../../envs/paper.yaml"
     shell:
-        PHOTOZ + " paper build --tex {input.tex} --results results --out {output} --log {log}"
+        "python -m photoz paper build --tex {input.tex} --results results --out {output} --log {log}"

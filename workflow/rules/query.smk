@@ -5,13 +5,6 @@
 # In mode "mock", query and frame_index serve results/mock/skyserver.sqlite on a
 # loopback port and query it with the same client; retrieve reads the mock SAS
 # tree through a file:// URL with the same code.
-import json
-
-MOCK_DB = "results/mock/skyserver.sqlite"
-
-
-def _mock_db_arg():
-    return f"--mock-db {MOCK_DB}" if MOCK else ""
 
 
 rule query:
@@ -32,7 +25,7 @@ rule query:
     conda:
         "../../envs/access.yaml"
     shell:
-        PHOTOZ + " query --sdss-json {params.sdss:q} --selection-json {params.selection:q} {params.mock}"
+        "python -m photoz query --sdss-json {params.sdss:q} --selection-json {params.selection:q} {params.mock}"
         " --pages results/query/pages --out {output.catalog} --rejected {output.rejected} --log {log}"
 
 
@@ -57,14 +50,9 @@ rule frame_index:
     conda:
         "../../envs/access.yaml"
     shell:
-        PHOTOZ + " frame-index --sdss-json {params.sdss:q} --tiles-json {params.tiles:q}"
+        "python -m photoz frame-index --sdss-json {params.sdss:q} --tiles-json {params.tiles:q}"
         " --stripe82-json {params.s82:q} --cutouts-json {params.cut:q} --catalog {input.catalog} {params.mock}"
         " --pages results/frames/pages --frames-out {output.frames} --galaxies-out {output.galaxies} --log {log}"
-
-
-def _frames_dir(pattern):
-    out = directory(pattern)
-    return temp(out) if config["tiles"].get("delete_frames_after_cutouts", False) else out
 
 
 rule retrieve:
@@ -86,5 +74,5 @@ rule retrieve:
     conda:
         "../../envs/access.yaml"
     shell:
-        PHOTOZ + " retrieve --group {wildcards.group} --galaxies {input.galaxies} --sdss-json {params.sdss:q}"
+        "python -m photoz retrieve --group {wildcards.group} --galaxies {input.galaxies} --sdss-json {params.sdss:q}"
         " --sas-url {params.sas:q} --out-dir {output.frames_dir} --log {log}"

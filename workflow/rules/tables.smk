@@ -5,28 +5,6 @@
 #   tableA1  the layers of the network                   -> results/tableA1.csv, results/tables/tableA1.tex
 # `snakemake results/table2.csv` builds only the ensembles of the trials that
 # table2 rows name, the kNN of trials with a knn row, and the catalog.
-import json
-
-
-def table2_trials():
-    """Trials named by the rows of Table 2, in order of first appearance."""
-    return list(dict.fromkeys(row["trial"] for row in config["table2"]))
-
-
-def knn_trials():
-    """Trials with a kNN row in Table 2."""
-    return list(dict.fromkeys(r["trial"] for r in config["table2"] if r.get("estimator", "cnn") == "knn"))
-
-
-def table1_trial():
-    """The trial of Table 1: that of the row published as `full`, else the first all-folds trial."""
-    for row in config["table2"]:
-        if row.get("published") == "full":
-            return row["trial"]
-    for name, spec in config["trials"].items():
-        if spec["folds"] == "all":
-            return name
-    raise WorkflowError("Table 1 needs a trial with folds: all (none in config trials)")
 
 
 rule knn:
@@ -37,7 +15,6 @@ rule knn:
     log:
         "logs/knn/{trial}.log",
     params:
-        photoz=PHOTOZ,
         trial=lambda w: json.dumps({k: config["trials"][w.trial][k] for k in ("train", "test", "folds")}),
         knn=json.dumps(config["knn"]),
         n_folds=config["dataset"]["n_folds"],
@@ -48,7 +25,7 @@ rule knn:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{params.photoz} knn --catalog {input.catalog} --trial {wildcards.trial} --trial-json {params.trial:q}"
+        "python -m photoz knn --catalog {input.catalog} --trial {wildcards.trial} --trial-json {params.trial:q}"
         " --n-folds {params.n_folds} --knn-json {params.knn:q} --output {output} --log {log}"
 
 
@@ -61,7 +38,6 @@ rule table1:
     log:
         "logs/table1/table1.log",
     params:
-        photoz=PHOTOZ,
         bootstrap=config["paper"]["bootstrap"],
         seed=config["seed"],
     resources:
@@ -70,7 +46,7 @@ rule table1:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{params.photoz} tables table1 --ensemble {input.ensemble} --bootstrap {params.bootstrap} --seed {params.seed}"
+        "python -m photoz tables table1 --ensemble {input.ensemble} --bootstrap {params.bootstrap} --seed {params.seed}"
         " --csv {output.csv} --tex {output.tex} --log {log}"
 
 
@@ -85,7 +61,6 @@ rule table2:
     log:
         "logs/table2/table2.log",
     params:
-        photoz=PHOTOZ,
         cfg=json.dumps({
             "table2": config["table2"],
             "regions": config["regions"],
@@ -103,7 +78,7 @@ rule table2:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{params.photoz} tables table2 --config-json {params.cfg:q} --catalog {input.catalog}"
+        "python -m photoz tables table2 --config-json {params.cfg:q} --catalog {input.catalog}"
         " {params.ensembles} {params.knn} --csv {output.csv} --tex {output.tex} --log {log}"
 
 
@@ -114,7 +89,6 @@ rule tableA1:
     log:
         "logs/tableA1/tableA1.log",
     params:
-        photoz=PHOTOZ,
         network=json.dumps(config["networks"]["full"]),
         n_bins=config["bins"]["n"],
     resources:
@@ -123,5 +97,5 @@ rule tableA1:
     conda:
         "../../envs/analysis.yaml"
     shell:
-        "{params.photoz} tables tableA1 --network-json {params.network:q} --n-bins {params.n_bins}"
+        "python -m photoz tables tableA1 --network-json {params.network:q} --n-bins {params.n_bins}"
         " --csv {output.csv} --tex {output.tex} --log {log}"

@@ -7,24 +7,6 @@
 # so Snakemake keeps it); the rerun resumes from its last finished epoch.
 # Resources: gpu=1 unless training.device is "cpu" (a resource not limited with
 # --resources is unconstrained, so `snakemake --cores 2` runs these locally).
-import json
-
-TRAINING = config["training"]
-TRAIN_GPU = 0 if TRAINING["device"] == "cpu" else 1
-
-
-def _network_name(trial):
-    return config["trials"][trial].get("network", TRAINING["network"])
-
-
-def _train_cfg(trial):
-    """The settings of a trial's training run, as JSON (a change reruns the jobs)."""
-    return json.dumps({"training": TRAINING, "network": config["networks"][_network_name(trial)],
-                       "bins": config["bins"]}, sort_keys=True)
-
-
-def _trial_json(wildcards):
-    return json.dumps(config["trials"][wildcards.trial], sort_keys=True)
 
 
 if not TRAINING["stack_members"]:
@@ -51,7 +33,7 @@ if not TRAINING["stack_members"]:
         conda:
             "../../envs/train.yaml"
         shell:
-            PHOTOZ + " train --shards {params.shards} --trial {wildcards.trial} --trial-json {params.trial:q}"
+            "python -m photoz train --shards {params.shards} --trial {wildcards.trial} --trial-json {params.trial:q}"
             " --fold {wildcards.fold} --seeds {wildcards.seed} --master-seed {params.master_seed}"
             " --config-json {params.cfg:q} --out-root results/models 2> {log}"
 
@@ -87,7 +69,7 @@ if TRAINING["stack_members"]:
             conda:
                 "../../envs/train.yaml"
             shell:
-                PHOTOZ + " train --shards {params.shards} --trial {params.trial_name} --trial-json {params.trial:q}"
+                "python -m photoz train --shards {params.shards} --trial {params.trial_name} --trial-json {params.trial:q}"
                 " --fold {wildcards.fold} --seeds {params.seeds} --master-seed {params.master_seed}"
                 " --config-json {params.cfg:q} --out-root results/models 2> {log}"
 
@@ -112,7 +94,7 @@ rule predict:
     conda:
         "../../envs/train.yaml"
     shell:
-        PHOTOZ + " predict --checkpoint {input.model} --shards {params.shards} --trial-json {params.trial:q}"
+        "python -m photoz predict --checkpoint {input.model} --shards {params.shards} --trial-json {params.trial:q}"
         " --fold {wildcards.fold} --device {params.device} --num-threads {threads} --out {output}"
         " 2> {log}"
 
@@ -136,5 +118,5 @@ rule ensemble:
     conda:
         "../../envs/train.yaml"
     shell:
-        PHOTOZ + " ensemble {input.predictions} --catalog {params.catalog} --bins-json {params.bins:q}"
+        "python -m photoz ensemble {input.predictions} --catalog {params.catalog} --bins-json {params.bins:q}"
         " --out {output} 2> {log}"

@@ -13,7 +13,9 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
-configfile: "config.yaml"
+# The embedded default, found beside this Snakefile (also with --directory);
+# --configfile presets are merged over it.
+configfile: workflow.source_path("config.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -45,6 +45,7 @@ import requests
 
 from .. import BANDS
 from ..io import atomic_write_bytes, setup_logging
+from .loopback import serving
 
 __all__ = ["FrameError", "RetrievalError", "frame_name", "frame_url", "verify_frame", "fetch_frame",
            "group_frames", "retrieve_group", "SASServer", "serve_sas", "main"]
@@ -354,15 +355,8 @@ class _SASHandler(BaseHTTPRequestHandler):
 @contextmanager
 def serve_sas(root, host="127.0.0.1", port=0, **kw):
     """Serve the SAS-like tree ``root`` over HTTP for the duration of the block."""
-    server = SASServer((host, port), root, **kw)
-    thread = threading.Thread(target=server.serve_forever, name="sas", daemon=True)
-    thread.start()
-    try:
+    with serving(SASServer((host, port), root, **kw), "sas") as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def main(argv=None):

@@ -36,6 +36,7 @@ import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from .loopback import serving
 from .query import to_sqlite
 
 __all__ = ["SkyServerHandler", "SkyServerServer", "serve_sqlite", "format_csv", "main"]
@@ -187,15 +188,8 @@ def serve_sqlite(db_path, host="127.0.0.1", port=0, **kw):
 
     if not Path(db_path).is_file():
         raise FileNotFoundError(f"mock SkyServer database not found: {db_path}")
-    server = SkyServerServer((host, port), db_path, **kw)
-    thread = threading.Thread(target=server.serve_forever, name="skyserver", daemon=True)
-    thread.start()
-    try:
+    with serving(SkyServerServer((host, port), db_path, **kw), "skyserver") as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=10)
 
 
 def main(argv=None):

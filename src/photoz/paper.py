@@ -262,6 +262,9 @@ def collect(results, cfg, data_mode=None, root=None, date=None):
         m["BsixteenOverMain"] = "--"
     pm, pb = published.table2_row("full"), published.table2_row("b16")
     m["PubBsixteenOverMain"] = f"{pb['sigma_mad'] / pm['sigma_mad']:.2f}"
+    proto = published.load()["protocol"]
+    m["PubMembers"] = count(proto["members"])
+    m["PubMaxIterations"] = count(proto["max_iterations"])
     return m
 
 

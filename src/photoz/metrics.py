@@ -195,6 +195,14 @@ def _locate(z, edges):
     return k, t
 
 
+def _check_zspec(z_spec, pdf):
+    """``z_spec`` as float64, checked to hold one value per PDF row."""
+    z_spec = np.asarray(z_spec, dtype=np.float64)
+    if z_spec.shape != (pdf.shape[0],):
+        raise ValueError(f"z_spec must have shape ({pdf.shape[0]},); got {z_spec.shape}")
+    return z_spec
+
+
 def pit(pdf, z_spec, edges):
     """Probability integral transform CDF_i(z_spec,i) (0 below the grid, 1 above it).
 
@@ -209,9 +217,7 @@ def pit(pdf, z_spec, edges):
     ndarray, shape (N,)
     """
     pdf, edges = _check(pdf, edges)
-    z_spec = np.asarray(z_spec, dtype=np.float64)
-    if z_spec.shape != (pdf.shape[0],):
-        raise ValueError(f"z_spec must have shape ({pdf.shape[0]},); got {z_spec.shape}")
+    z_spec = _check_zspec(z_spec, pdf)
     out = np.empty(pdf.shape[0])
     k_all, t_all = _locate(z_spec, edges)
     for s in range(0, pdf.shape[0], CHUNK):
@@ -242,9 +248,7 @@ def crps(pdf, z_spec, edges):
     ndarray, shape (N,), in units of redshift.
     """
     pdf, edges = _check(pdf, edges)
-    z_spec = np.asarray(z_spec, dtype=np.float64)
-    if z_spec.shape != (pdf.shape[0],):
-        raise ValueError(f"z_spec must have shape ({pdf.shape[0]},); got {z_spec.shape}")
+    z_spec = _check_zspec(z_spec, pdf)
     h = np.diff(edges)
     out = np.empty(pdf.shape[0])
     k_all, t_all = _locate(z_spec, edges)

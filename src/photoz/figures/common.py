@@ -121,28 +121,25 @@ def quantile_edges(x, n_bins):
 
 # --- inputs -------------------------------------------------------------------
 
-def read_parquet(path, columns=()):
-    """Read a parquet file and check it has ``columns``; clear error naming the file otherwise."""
+def _read_table(path, reader, columns):
     path = Path(path)
     if not path.exists():
         raise FigureInputError(f"input file {path} does not exist")
-    df = pd.read_parquet(path)
+    df = reader(path)
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise FigureInputError(f"{path} misses column(s) {', '.join(missing)} (see docs/dataflow.md)")
     return df
 
 
+def read_parquet(path, columns=()):
+    """Read a parquet file and check it has ``columns``; clear error naming the file otherwise."""
+    return _read_table(path, pd.read_parquet, columns)
+
+
 def read_csv(path, columns=()):
-    """Read a CSV file and check it has ``columns``."""
-    path = Path(path)
-    if not path.exists():
-        raise FigureInputError(f"input file {path} does not exist")
-    df = pd.read_csv(path)
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise FigureInputError(f"{path} misses column(s) {', '.join(missing)}")
-    return df
+    """Read a CSV file and check it has ``columns``; clear error naming the file otherwise."""
+    return _read_table(path, pd.read_csv, columns)
 
 
 def test_sample(ensemble_path, catalog_path, columns=()):

@@ -14,7 +14,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-__all__ = ["ConfigError", "SCHEMA_PATH", "load_config", "validate_config", "load_schema"]
+__all__ = ["ConfigError", "SCHEMA_PATH", "EXECUTION_KEYS", "load_config", "validate_config", "load_schema",
+           "result_settings", "execution_settings", "coerce_overrides"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -22,6 +23,43 @@ SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 class ConfigError(ValueError):
     """The configuration does not match the schema."""
+
+
+#: Keys that say how a step runs, never what it computes: resources (memory,
+#: runtime, threads), device and speed settings. They are passed to the
+#: commands but are never a rule's rerun trigger (``result_settings`` leaves
+#: them out), so changing them redoes no work. One list, used by every rule.
+EXECUTION_KEYS = {
+    "training": ("device", "num_threads", "amp", "channels_last", "compile", "resident", "resident_dtype",
+                 "eval_batch_size", "stack_members", "mem_mb", "runtime_min"),
+    "cutouts": ("threads", "chunk_galaxies"),
+    "sdss": ("max_requests_per_minute", "max_retries", "timeout_s", "parallel_downloads"),
+}
+
+
+def result_settings(cfg, section=None):
+    """A deep copy of ``cfg`` (or of its ``section``) without the ``EXECUTION_KEYS``.
+
+    The values that change a step's output: what a rule's params hold, so
+    that Snakemake reruns a job when one of them changes and only then.
+    """
+    if section is not None:
+        out = copy.deepcopy(cfg[section])
+        if isinstance(out, dict):
+            for key in EXECUTION_KEYS.get(section, ()):
+                out.pop(key, None)
+        return out
+    out = copy.deepcopy(dict(cfg))
+    for sec, keys in EXECUTION_KEYS.items():
+        if isinstance(out.get(sec), dict):
+            for key in keys:
+                out[sec].pop(key, None)
+    return out
+
+
+def execution_settings(cfg, section):
+    """The ``EXECUTION_KEYS`` of ``cfg[section]`` present in the config."""
+    return {k: cfg[section][k] for k in EXECUTION_KEYS.get(section, ()) if k in cfg[section]}
 
 
 def load_schema(path=SCHEMA_PATH):
@@ -85,17 +123,67 @@ def _fill_defaults(instance, schema, root):
             _fill_defaults(item, schema["items"], root)
 
 
+def _selection_names(cfg):
+    """Selection names a trial may use: ``cv_{train,test}`` and ``{name}_{train,test}`` per dataset selection."""
+    prefixes = ["cv"] + list(cfg["dataset"].get("selections", {}))
+    return [f"{p}_{side}" for p in prefixes for side in ("train", "test")]
+
+
+def _boxes(node, where):
+    """Every (key path, mapping) below ``node`` holding ``X_min``/``X_max`` pairs."""
+    if isinstance(node, dict):
+        if any(k.endswith("_min") and k[:-4] + "_max" in node for k in node):
+            yield where, node
+        for k, v in node.items():
+            yield from _boxes(v, f"{where}.{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _boxes(v, f"{where}[{i}]")
+
+
+def _check_boxes(cfg):
+    """Every region box (``regions``, ``mock.suspect_zone``) has min <= max on each axis."""
+    bad = []
+    for section in ("regions", "mock"):
+        for where, box in _boxes(cfg.get(section), section):
+            for k, lo in box.items():
+                hi_key = k[:-4] + "_max" if k.endswith("_min") else None
+                if hi_key in box and isinstance(lo, (int, float)) and isinstance(box[hi_key], (int, float)) \
+                        and lo > box[hi_key]:
+                    bad.append(f"{where}.{k} = {lo} is above {where}.{hi_key} = {box[hi_key]}")
+    if bad:
+        more = f" (and {len(bad) - 1} more: {'; '.join(bad[1:4])})" if len(bad) > 1 else ""
+        raise ConfigError(f"inverted region box: {bad[0]}{more}; a box needs min <= max "
+                          f"(an RA range across 0 is written with a negative ra_min, e.g. -60 .. 60)")
+
+
 def _cross_checks(cfg):
-    """Checks a JSON schema cannot express: references between sections."""
+    """Checks a JSON schema cannot express: references between sections, region boxes."""
+    errors = []
     nets = cfg["networks"]
     if cfg["training"]["network"] not in nets:
         raise ConfigError(f"training.network = {cfg['training']['network']!r} is not a key of networks; allowed values: {', '.join(map(repr, nets))}")
     for name, trial in cfg["trials"].items():
         if trial.get("network", cfg["training"]["network"]) not in nets:
             raise ConfigError(f"trials.{name}.network = {trial['network']!r} is not a key of networks; allowed values: {', '.join(map(repr, nets))}")
+    sels = _selection_names(cfg)
+    for name, trial in cfg["trials"].items():
+        for side in ("train", "test"):
+            if trial[side] not in sels:
+                errors.append(f"trials.{name}.{side} = {trial[side]!r} is not a selection; allowed values: "
+                              f"{', '.join(map(repr, sels))} (cv_* or a key of dataset.selections + _train/_test)")
+    from photoz.published import TABLE2_KEYS
+
     for i, row in enumerate(cfg["table2"]):
         if row["trial"] not in cfg["trials"]:
-            raise ConfigError(f"table2[{i}].trial = {row['trial']!r} is not a key of trials; allowed values: {', '.join(map(repr, cfg['trials']))}")
+            errors.append(f"table2[{i}].trial = {row['trial']!r} is not a key of trials; allowed values: {', '.join(map(repr, cfg['trials']))}")
+        if row.get("published") and row["published"] not in TABLE2_KEYS:
+            errors.append(f"table2[{i}].published = {row['published']!r} is not a published Table 2 row; "
+                          f"allowed values: {', '.join(map(repr, TABLE2_KEYS))}")
+    if errors:
+        more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
+        raise ConfigError(f"invalid configuration: {errors[0]}{more}")
+    _check_boxes(cfg)
     b = cfg["bins"]
     if not b["z_min"] < b["z_max"]:
         raise ConfigError(f"bins.z_min = {b['z_min']} must be below bins.z_max = {b['z_max']}")
@@ -117,6 +205,77 @@ def validate_config(config, schema=None):
     _fill_defaults(cfg, schema, schema)
     _cross_checks(cfg)
     return cfg
+
+
+def _subschema(schema, key, root):
+    """The schema of ``key`` below ``schema`` (following ``$ref``, properties, additionalProperties, items)."""
+    while "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    if isinstance(key, int):
+        return schema.get("items", {}) if isinstance(schema.get("items"), dict) else {}
+    if key in schema.get("properties", {}):
+        return schema["properties"][key]
+    extra = schema.get("additionalProperties")
+    return extra if isinstance(extra, dict) else {}
+
+
+def _typed(value, schema, root):
+    """``value`` (a string from the command line) as the scalar type the schema asks, if it parses."""
+    while "$ref" in schema:
+        node = root
+        for part in schema["$ref"].lstrip("#/").split("/"):
+            node = node[part]
+        schema = node
+    kinds = schema.get("type")
+    kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
+    if "string" in kinds or not kinds:
+        return value
+    for kind in kinds:
+        try:
+            if kind == "integer":
+                return int(value)
+            if kind == "number":
+                return float(value)
+        except ValueError:
+            continue
+        if kind == "boolean" and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        if kind == "null" and value.lower() in ("null", "none", "~"):
+            return None
+    return value
+
+
+def coerce_overrides(config, overrides, schema=None):
+    """Give ``snakemake --config`` values the types the schema asks for (in place; returns ``config``).
+
+    Snakemake parses a nested ``--config 'training={epochs: 2}'`` with YAML's
+    base loader, so every nested value arrives as a string (``"2"``) and would
+    fail validation. Each string leaf of ``overrides`` (Snakemake's
+    ``--config`` mapping) whose schema type is integer, number, boolean or
+    null is converted in ``config`` when it parses as that type; anything
+    else is left for validation to report. Values from ``--configfile`` are
+    never touched.
+    """
+    schema = load_schema() if schema is None else schema
+
+    def walk(over, cfg, sch):
+        items = over.items() if isinstance(over, dict) else enumerate(over) if isinstance(over, list) else ()
+        for key, value in items:
+            try:
+                current = cfg[key]
+            except (KeyError, IndexError, TypeError):
+                continue
+            sub = _subschema(sch, key, schema)
+            if isinstance(value, (dict, list)):
+                walk(value, current, sub)
+            elif isinstance(value, str) and isinstance(current, str):
+                cfg[key] = _typed(current, sub, schema)
+
+    walk(overrides or {}, config, schema)
+    return config
 
 
 def load_config(path="config.yaml", overrides=None):

@@ -38,6 +38,7 @@ import time
 import numpy as np
 import pandas as pd
 
+from photoz import trials
 from photoz.io import atomic_path, setup_logging
 
 __all__ = ["BANDS", "features", "trial_split", "fit_predict", "predict_trial", "main"]
@@ -236,7 +237,7 @@ def main(argv=None):
     setup_logging(a.log, name="photoz")
     trial = json.loads(a.trial_json)
     opts = {"k": 100, "clip_sigma": 3.0, **json.loads(a.knn_json)}
-    folds = list(range(a.n_folds)) if trial.get("folds", "all") == "all" else [0]
+    folds = trials.folds(trial, a.n_folds)
     cols = ["specObjID", "z", "fold", *MAG_COLUMNS]
     import pyarrow.parquet as pq
 

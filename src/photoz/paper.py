@@ -1,7 +1,7 @@
 """The paper: its number macros (``variables``) and its PDF (``build``).
 
-``python -m photoz paper variables --results results --out results/paper/variables.tex``
-writes one ``\\newcommand`` per number the text of ``paper/ms.tex`` uses, read
+``python -m photoz paper variables --table1 results/table1.csv ... --out results/paper/variables.tex``
+(each result file by name, or ``--results`` for the folder holding them) writes one ``\\newcommand`` per number the text of ``paper/ms.tex`` uses, read
 from the result files (tables, failures, manifest) and the run (config digest,
 git commit, software versions, date): the text never contains a typed number.
 
@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import hashlib
 import json
-import math
 import platform
 import re
 import shutil
@@ -27,11 +26,15 @@ from pathlib import Path
 
 import pandas as pd
 
+from photoz import latex, trials
 from photoz.io import atomic_path, setup_logging
 
-__all__ = ["fmt", "macro", "collect", "write_variables", "build_pdf", "main"]
+__all__ = ["fmt", "macro", "result_paths", "collect", "write_variables", "build_pdf", "main"]
 
-FMT = {"bias": ".5f", "sigma_mad": ".5f", "eta": ".2f", "crps": ".5f"}
+FMT = latex.FMT
+#: The result files the macros are read from (option of ``paper variables`` -> path below the results folder).
+RESULT_FILES = {"table1": "table1.csv", "table2": "table2.csv", "tableA1": "tableA1.csv",
+                "catalog": "catalog.parquet", "failures": "cutouts/failures.csv", "manifest": "shards/manifest.json"}
 PACKAGES = ["numpy", "scipy", "pandas", "astropy", "torch", "matplotlib", "snakemake", "galsim", "sep"]
 #: Table 2 rows the text talks about, by (estimator, subset, widest-removed) of the trial of the full row.
 NAMED_ROWS = {"Main": ("cnn", "all", 0.0), "Bsixteen": ("b16", "all", 0.0), "Knn": ("knn", "all", 0.0),
@@ -42,28 +45,16 @@ class PaperInputError(ValueError):
     """A result file the paper needs is missing or malformed."""
 
 
-def _isnum(x):
-    try:
-        return x is not None and not math.isnan(float(x))
-    except (TypeError, ValueError):
-        return False
+_isnum = latex.isnum
 
 
 def fmt(value, kind):
-    """Format a metric as the tables do (LaTeX minus sign); ``--`` if missing."""
-    if not _isnum(value):
-        return "--"
-    s = format(float(value), FMT[kind])
-    return f"$-${s[1:]}" if s.startswith("-") else s
+    """Format a metric as the tables do (text-mode minus sign); ``--`` if missing."""
+    return latex.number(value, kind)
 
 
-def count(value):
-    """An integer with thin-space thousands separators (``--`` if missing)."""
-    return "--" if not _isnum(value) else f"{int(round(float(value))):,}".replace(",", "\\,")
-
-
-def tex_escape(s):
-    return re.sub(r"([%&#_$])", r"\\\1", str(s))
+count = latex.count
+tex_escape = latex.escape
 
 
 def macro(name, value):
@@ -154,16 +145,36 @@ def config_digest(cfg):
     return hashlib.sha256(json.dumps(cfg, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
 
 
-def collect(results, cfg, data_mode=None, root=None, date=None):
-    """All macros of the paper as an ordered dict ``name -> LaTeX text``."""
-    from photoz import published
-    from photoz.figures.fig08_bias import EUCLID
+def result_paths(results="results"):
+    """The result files of :data:`RESULT_FILES` below a results folder."""
+    return {k: Path(results) / v for k, v in RESULT_FILES.items()}
 
-    results = Path(results)
-    root = Path(root) if root else Path(__file__).resolve().parents[2]
+
+def collect(inputs, cfg, data_mode=None, root=None, date=None):
+    """All macros of the paper as an ordered dict ``name -> LaTeX text``.
+
+    ``inputs``: the result files, a mapping with the keys of :data:`RESULT_FILES`
+    (what the workflow's rule declares), or a results folder holding them.
+    """
+    paths = {k: Path(v) for k, v in inputs.items()} if isinstance(inputs, dict) else result_paths(inputs)
+    missing = [k for k in RESULT_FILES if k not in paths]
+    if missing:
+        raise PaperInputError(f"paper variables: no path given for {', '.join(missing)}")
     m = {}
-    mode = data_mode or cfg.get("mode", "unknown")
-    m["DataMode"] = tex_escape(mode)
+    m.update(_run_macros(cfg, data_mode or cfg.get("mode", "unknown"), root, date))
+    m.update(_protocol_macros(cfg))
+    m.update(_parameter_macros(paths["tableA1"]))
+    m.update(_count_macros(paths["catalog"], paths["failures"], paths["manifest"]))
+    m.update(_table1_macros(paths["table1"]))
+    m.update(_table2_macros(paths["table2"]))
+    m.update(_published_macros())
+    return m
+
+
+def _run_macros(cfg, mode, root=None, date=None):
+    """The run: data mode, config digest, git commit, date, software versions, seed."""
+    root = Path(root) if root else Path(__file__).resolve().parents[2]
+    m = {"DataMode": tex_escape(mode)}
     m["DataModeLong"] = {"mock": "the offline mock sky (synthetic SDSS images and catalogue)",
                          "sdss": "SDSS DR12 (real SkyServer catalogue and SAS images)"}.get(
                              mode, f"synthetic test files ({tex_escape(mode)}), not a workflow run")
@@ -175,10 +186,16 @@ def collect(results, cfg, data_mode=None, root=None, date=None):
     for k in ("python", "torch", "snakemake", "swarp"):
         m[f"Version{k.capitalize()}"] = tex_escape(v[k])
     m["MasterSeed"] = str(cfg["seed"])
-    # protocol, from the config
-    m["NFolds"] = str(cfg["dataset"]["n_folds"])
-    main_trial = cfg["trials"].get("main", next(iter(cfg["trials"].values())))
-    m["NMembers"] = str(main_trial["members"])
+    return m
+
+
+def _protocol_macros(cfg):
+    """The protocol, from the config: folds, members, bins, selection, training, network, cutouts."""
+    from photoz.figures.fig08_bias import EUCLID
+
+    m = {"NFolds": str(cfg["dataset"]["n_folds"])}
+    main = trials.main_trial(cfg)
+    m["NMembers"] = str(cfg["trials"][main]["members"])
     m["NBins"] = str(cfg["bins"]["n"])
     m["ZMax"] = f"{cfg['bins']['z_max']:g}"
     m["RMax"] = f"{cfg['selection']['r_max']:g}"
@@ -189,7 +206,7 @@ def collect(results, cfg, data_mode=None, root=None, date=None):
     m["Epochs"] = str(cfg["training"]["epochs"])
     m["BatchSize"] = str(cfg["training"]["batch_size"])
     m["LearningRate"] = f"{cfg['training']['learning_rate']:g}"
-    net = main_trial.get("network", cfg["training"]["network"])
+    net = trials.network_name(cfg, main)
     m["NetworkName"] = tex_escape(net)
     m["NetworkWidth"] = f"{cfg['networks'][net]['width']:g}"
     m["NetworkDense"] = str(cfg["networks"][net]["dense"])
@@ -198,74 +215,100 @@ def collect(results, cfg, data_mode=None, root=None, date=None):
     m["Resampler"] = tex_escape(cfg["cutouts"]["resampler"])
     m["EuclidReq"] = f"{EUCLID:g}"
     m["OutlierCut"] = "0.05"
-    # parameter counts: the model object, and the published figures
+    return m
+
+
+def _parameter_macros(table_a1):
+    """Parameter counts: the published figures and ours (Table A1)."""
+    from photoz import published
+
     a1 = published.tableA1()
-    m["ParamsPaperText"] = count(a1["total_paper"])
-    m["ParamsPublishedCode"] = count(a1["total_code"])
-    ta = _read_csv(results / "tableA1.csv")
+    m = {"ParamsPaperText": count(a1["total_paper"]), "ParamsPublishedCode": count(a1["total_code"])}
+    ta = _read_csv(table_a1)
     tot = ta[ta["stage"].astype(str).str.strip().str.startswith("total")]
     m["ParamsOurs"] = count(tot["params"].iloc[0]) if len(tot) else "--"
-    # counts of the run
-    cat_path = results / "catalog.parquet"
-    if cat_path.exists():
-        import pyarrow.parquet as pq
+    return m
 
-        m["NCatalog"] = count(pq.ParquetFile(cat_path).metadata.num_rows)
-    else:
-        m["NCatalog"] = "--"
-    fail_path = results / "cutouts" / "failures.csv"
-    fail = _read_csv(fail_path)
+
+def _count_macros(catalog, failures, manifest):
+    """Galaxy counts of the run: catalog, cutout failures, shards."""
+    import pyarrow.parquet as pq
+
+    catalog, failures, manifest = Path(catalog), Path(failures), Path(manifest)
+    if not catalog.exists():
+        raise PaperInputError(f"result file {catalog} does not exist")
+    m = {"NCatalog": count(pq.ParquetFile(catalog).metadata.num_rows)}
+    fail = _read_csv(failures)
     if "specObjID" not in fail.columns:
-        raise PaperInputError(f"{fail_path} misses column specObjID")
+        raise PaperInputError(f"{failures} misses column specObjID")
     m["NCutoutFailures"] = count(fail["specObjID"].nunique())
-    man_path = results / "shards" / "manifest.json"
-    if not man_path.exists():
-        raise PaperInputError(f"result file {man_path} does not exist")
-    man = json.loads(man_path.read_text())
+    if not manifest.exists():
+        raise PaperInputError(f"result file {manifest} does not exist")
+    man = json.loads(manifest.read_text())
     n_sh = man.get("n_galaxies", man.get("n_rows", man.get("count")))
     if n_sh is None and isinstance(man.get("shards"), list):
         n_sh = sum(int(s.get("n", s.get("rows", 0))) for s in man["shards"])
     m["NShardGalaxies"] = count(n_sh)
-    # Table 1: mean over folds
-    t1 = _read_csv(results / "table1.csv")
+    return m
+
+
+def _table1_macros(path):
+    """Table 1: the mean over folds and the range of the per-fold values."""
+    t1 = _read_csv(path)
     mean = t1[t1["fold"].astype(str) == "mean"]
+    folds = t1[~t1["fold"].astype(str).isin(["mean", "std"])]
+    m = {}
     for k, name in (("bias", "Bias"), ("sigma_mad", "SigmaMad"), ("eta", "Eta")):
         m[f"FoldMean{name}"] = fmt(mean[k].iloc[0], k) if len(mean) else "--"
-        folds = t1[~t1["fold"].astype(str).isin(["mean", "std"])][k]
-        m[f"FoldMin{name}"] = fmt(folds.min(), k)
-        m[f"FoldMax{name}"] = fmt(folds.max(), k)
-    # Table 2
-    t2 = _read_csv(results / "table2.csv")
+        m[f"FoldMin{name}"] = fmt(folds[k].min(), k)
+        m[f"FoldMax{name}"] = fmt(folds[k].max(), k)
+    return m
+
+
+def _named_row_macros(name, vals):
+    """Macros of one Table 2 row the text names (ours and published)."""
+    m = {}
+    for k, cname in (("bias", "Bias"), ("sigma_mad", "SigmaMad"), ("eta", "Eta"), ("crps", "CRPS")):
+        m[f"{name}{cname}"] = fmt(vals.get(k), k)
+        m[f"Pub{name}{cname}"] = fmt(vals.get(f"pub_{k}"), k)
+    m[f"{name}NTrain"] = count(vals.get("n_train"))
+    m[f"{name}NTest"] = count(vals.get("n_test"))
+    m[f"Pub{name}NTest"] = count(vals.get("pub_n_test"))
+    m[f"Pub{name}NTrain"] = count(vals.get("pub_n_train"))
+    if vals and _isnum(vals.get("sigma_mad")) and _isnum(vals.get("pub_sigma_mad")) and float(vals["pub_sigma_mad"]):
+        m[f"{name}SigmaRatio"] = f"{float(vals['sigma_mad']) / float(vals['pub_sigma_mad']):.2f}"
+    else:
+        m[f"{name}SigmaRatio"] = "--"
+    return m
+
+
+def _table2_macros(path):
+    """Table 2: its size, the rows the text names, and the B16/CNN ratio."""
+    t2 = _read_csv(path)
     for col in ("bias", "sigma_mad", "eta"):
         if col not in t2.columns:
-            raise PaperInputError(f"{results / 'table2.csv'} misses column {col}")
-    m["NTableTwoRows"] = str(len(t2))
+            raise PaperInputError(f"{path} misses column {col}")
+    m = {"NTableTwoRows": str(len(t2))}
     for name, (est, subset, widest) in NAMED_ROWS.items():
         r = _find_row(t2, est, subset, widest)
-        vals = _row_values(r, t2) if r else {}
-        for k, cname in (("bias", "Bias"), ("sigma_mad", "SigmaMad"), ("eta", "Eta"), ("crps", "CRPS")):
-            m[f"{name}{cname}"] = fmt(vals.get(k), k)
-            m[f"Pub{name}{cname}"] = fmt(vals.get(f"pub_{k}"), k)
-        m[f"{name}NTrain"] = count(vals.get("n_train"))
-        m[f"{name}NTest"] = count(vals.get("n_test"))
-        m[f"Pub{name}NTest"] = count(vals.get("pub_n_test"))
-        m[f"Pub{name}NTrain"] = count(vals.get("pub_n_train"))
-        if vals and _isnum(vals.get("sigma_mad")) and _isnum(vals.get("pub_sigma_mad")) and float(vals["pub_sigma_mad"]):
-            m[f"{name}SigmaRatio"] = f"{float(vals['sigma_mad']) / float(vals['pub_sigma_mad']):.2f}"
-        else:
-            m[f"{name}SigmaRatio"] = "--"
+        m.update(_named_row_macros(name, _row_values(r, t2) if r else {}))
     main = _find_row(t2, "cnn", "all", 0.0)
     b16 = _find_row(t2, "b16", "all", 0.0)
     if main and b16 and _isnum(main["sigma_mad"]) and _isnum(b16["sigma_mad"]) and float(main["sigma_mad"]):
         m["BsixteenOverMain"] = f"{float(b16['sigma_mad']) / float(main['sigma_mad']):.2f}"
     else:
         m["BsixteenOverMain"] = "--"
-    pm, pb = published.table2_row("full"), published.table2_row("b16")
-    m["PubBsixteenOverMain"] = f"{pb['sigma_mad'] / pm['sigma_mad']:.2f}"
-    proto = published.load()["protocol"]
-    m["PubMembers"] = count(proto["members"])
-    m["PubMaxIterations"] = count(proto["max_iterations"])
     return m
+
+
+def _published_macros():
+    """Published numbers the text quotes beside ours."""
+    from photoz import published
+
+    pm, pb = published.table2_row("full"), published.table2_row("b16")
+    proto = published.load()["protocol"]
+    return {"PubBsixteenOverMain": f"{pb['sigma_mad'] / pm['sigma_mad']:.2f}",
+            "PubMembers": count(proto["members"]), "PubMaxIterations": count(proto["max_iterations"])}
 
 
 def write_variables(macros, out):
@@ -314,14 +357,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(prog="photoz paper", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="cmd", required=True)
     pv = sub.add_parser("variables", help="write results/paper/variables.tex")
-    pv.add_argument("--results", default="results")
+    pv.add_argument("--results", default="results", help="folder of the result files not given one by one")
+    for key, rel in RESULT_FILES.items():
+        pv.add_argument(f"--{key}", default=None, help=f"result file (default: RESULTS/{rel})")
     pv.add_argument("--config-json", default=None, help="the whole config as JSON (default: config.yaml)")
     pv.add_argument("--data-mode", default=None, help="override the data mode printed (default: config mode)")
     pv.add_argument("--out", default="results/paper/variables.tex")
     pv.add_argument("--log", default=None)
     pb = sub.add_parser("build", help="latexmk paper/ms.tex -> paper/ms.pdf")
     pb.add_argument("--tex", default="paper/ms.tex")
-    pb.add_argument("--results", default="results")
+    pb.add_argument("--results", default="results", help="folder of variables.tex's results (\\resultsdir)")
     pb.add_argument("--out", default="paper/ms.pdf")
     pb.add_argument("--log", default=None)
     args = parser.parse_args(argv)
@@ -330,7 +375,8 @@ def main(argv=None):
         from photoz.figures.common import load_cfg
 
         cfg = load_cfg(args.config_json)
-        macros = collect(args.results, cfg, data_mode=args.data_mode)
+        paths = {k: getattr(args, k) or p for k, p in result_paths(args.results).items()}
+        macros = collect(paths, cfg, data_mode=args.data_mode)
         write_variables(macros, args.out)
         log.info("wrote %d macros to %s", len(macros), args.out)
     else:

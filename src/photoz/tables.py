@@ -29,13 +29,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 
 import numpy as np
 import pandas as pd
 
 from photoz import bins as zbins
-from photoz import metrics, published
+from photoz import latex, metrics, published, trials as ztrials
 from photoz.io import atomic_path, setup_logging
 
 __all__ = [
@@ -280,7 +279,7 @@ def table2(rows, ensembles, catalog, regions, trials, n_folds, knn=None, n_boots
                 diff = np.max(np.abs(crps - ens["crps"].to_numpy())) if len(crps) else 0.0
                 log.info("trial %s: CRPS recomputed from the PDFs; max |difference| to the ensemble's crps column %.2e", trial, diff)
             spec = trials[trial]
-            folds = list(range(n_folds)) if spec.get("folds", "all") == "all" else [0]
+            folds = ztrials.folds(spec, n_folds)
             cache[trial] = {"ens": ens, "cat": cat, "crps": crps,
                             "n_train_cnn": training_size(catalog, spec, folds, True),
                             "n_train_all": training_size(catalog, spec, folds, False)}
@@ -376,38 +375,8 @@ def tableA1(network=None, n_bins=180, ebv_input=True):
 # --------------------------------------------------------------------------
 # LaTeX
 # --------------------------------------------------------------------------
-def _tex_escape(s):
-    s = str(s)
-    for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                 ("$", r"\$"), ("{", r"\{"), ("}", r"\}"), ("~", r"\~{}"), ("^", r"\^{}")):
-        s = s.replace(a, b)
-    return s.replace("−", "--").replace("–", "--")
-
-
-def _isnum(x):
-    return x is not None and not (isinstance(x, float) and math.isnan(x)) and x is not pd.NA
-
-
-def _num(x, fmt, dash="--"):
-    if not _isnum(x):
-        return dash
-    s = format(float(x), fmt)
-    return f"${s}$" if s.startswith("-") else s
-
-
-def _count(x):
-    return "--" if not _isnum(x) else f"{int(round(float(x))):,}".replace(",", "{,}")
-
-
-def _pm(v, e, fmt):
-    if not _isnum(v):
-        return "--"
-    if not _isnum(e):
-        return _num(v, fmt)
-    return f"${format(float(v), fmt)}\\pm{format(float(e), fmt)}$"
-
-
-FMT = {"bias": ".5f", "sigma_mad": ".5f", "eta": ".2f", "crps": ".5f"}
+_tex_escape, _isnum, _num, _count, _pm = latex.escape, latex.isnum, latex.number, latex.count, latex.pm
+FMT = latex.FMT
 
 
 def latex_table1(df):

@@ -1,15 +1,20 @@
 # Shared set-up of all rule files (config validation before any job starts)
-# and the wildcard helpers the other rule files use.
+# and the helpers the other rule files use.
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from photoz.config import ConfigError, validate_config  # noqa: E402
+from photoz import trials as _trials  # noqa: E402
+from photoz.config import ConfigError, coerce_overrides, execution_settings, result_settings, validate_config  # noqa: E402
+from photoz.figures import FIGURES, figure_inputs, figure_source  # noqa: E402
 
 try:
+    # `--config 'training={epochs: 2}'` arrives as strings: typed per the schema first.
+    coerce_overrides(config, workflow.config_settings.overwrite_config)
     config = validate_config(config)
 except ConfigError as err:
     raise WorkflowError(str(err)) from None
@@ -18,40 +23,82 @@ MOCK = config["mode"] == "mock"
 BANDS = ["u", "g", "r", "i", "z"]
 GROUPS = list(range(config["tiles"]["n_groups"]))
 TRIALS = list(config["trials"])
-# Each job runs `python -m photoz COMMAND ...`, where `python` is that of the
-# rule's environment (the local .venv, which the Makefile puts first on PATH,
-# or the rule's conda env with --sdm conda), and the package is found from the
-# source tree, installed or not.
-shell.prefix(f"export PYTHONPATH={Path(workflow.basedir) / 'src'}; ")
 
 
+# --- the shell of every job ---
+# Each job runs `python -m photoz COMMAND ...` under bash's strict mode (kept
+# from Snakemake's default prefix). `python` is the project's own interpreter:
+# the checkout's .venv (put first on PATH, whichever snakemake launched the
+# run), else the interpreter running Snakemake; with --sdm conda, the rule's
+# conda env (activated before this prefix, so PATH is left alone). The
+# package is found from the source tree, installed or not; every path is
+# quoted (a checkout path may hold spaces).
+def _python_bin():
+    venv = Path(workflow.basedir) / ".venv" / "bin"
+    return venv if (venv / "python").exists() else Path(sys.executable).parent
+
+
+def _uses_conda():
+    methods = getattr(workflow.deployment_settings, "deployment_method", None) or ()
+    return any("conda" in str(m).lower() for m in methods)
+
+
+_SRC = shlex.quote(str(Path(workflow.basedir) / "src"))
+_PATH = "" if _uses_conda() else f'export PATH={shlex.quote(str(_python_bin()))}:"$PATH"; '
+shell.prefix(f"set -euo pipefail; {_PATH}export PYTHONPATH={_SRC}; ")
+
+
+# --- config as params ---
+# A rule's `settings` param holds only the values that change its output:
+# Snakemake's rerun trigger. The execution keys (photoz.config.EXECUTION_KEYS:
+# resources, device and speed settings) reach a command only through a param
+# function taking `threads` (`config_json`), which Snakemake treats as derived
+# and never compares: changing them redoes no work.
+def settings_json(*sections, **values):
+    """JSON of config sections without their execution keys, plus extra values (the rerun trigger)."""
+    out = {s: result_settings(config, s) for s in sections}
+    out.update(values)
+    return json.dumps(out, sort_keys=True)
+
+
+def config_json(*sections, **values):
+    """A derived param: the config sections whole (execution keys included) as JSON, for the command."""
+    text = json.dumps({**{s: config[s] for s in sections}, **values})
+
+    def _whole(wildcards, threads):
+        return text
+
+    return _whole
+
+
+# --- trials (photoz.trials) ---
 def trial_folds(trial):
     """The cross-validation folds a trial is trained and tested on."""
-    spec = config["trials"][trial]
-    return list(range(config["dataset"]["n_folds"])) if spec["folds"] == "all" else [0]
+    return _trials.trial_folds(config, trial)
 
 
 def trial_seeds(trial):
     """The ensemble members (seeds) of a trial."""
-    return list(range(config["trials"][trial]["members"]))
+    return _trials.trial_seeds(config, trial)
 
 
-# --- used by figures.smk ---
-FIGURES = ["fig01_sky_and_nz", "fig02_gallery", "fig04_architecture", "fig05_protocol", "fig06_dz", "fig07_zphot_zspec", "fig08_bias", "fig09_pdfs", "fig10_pit", "fig11_ebv_inclination", "fig12_sky_maps", "fig13_mean_pdfs", "fig14_snr_psf", "figA_image_quality"]
+def table2_trials():
+    return _trials.table2_trials(config)
 
 
-FIG_CONFIG = json.dumps(config)
+def knn_trials():
+    return _trials.knn_trials(config)
 
 
-def figure_args(inputs):
-    """Command-line options --NAME PATH for a figure's named inputs (the shards folder from the manifest)."""
-    args = []
-    for key, path in inputs.items():
-        if key == "manifest":
-            args.append(f"--shards {os.path.dirname(path)}")
-        else:
-            args.append(f"--{key.replace('_', '-')} {path}")
-    return " ".join(args)
+def table1_trial():
+    try:
+        return _trials.table1_trial(config)
+    except ValueError as err:
+        raise WorkflowError(str(err)) from None
+
+
+def _trial_json(wildcards):
+    return json.dumps(config["trials"][wildcards.trial], sort_keys=True)
 
 
 # --- used by mock_sky.smk ---
@@ -71,28 +118,6 @@ def _frames_dir(pattern):
     return temp(out) if config["tiles"].get("delete_frames_after_cutouts", False) else out
 
 
-# --- used by tables.smk ---
-def table2_trials():
-    """Trials named by the rows of Table 2, in order of first appearance."""
-    return list(dict.fromkeys(row["trial"] for row in config["table2"]))
-
-
-def knn_trials():
-    """Trials with a kNN row in Table 2."""
-    return list(dict.fromkeys(r["trial"] for r in config["table2"] if r.get("estimator", "cnn") == "knn"))
-
-
-def table1_trial():
-    """The trial of Table 1: that of the row published as `full`, else the first all-folds trial."""
-    for row in config["table2"]:
-        if row.get("published") == "full":
-            return row["trial"]
-    for name, spec in config["trials"].items():
-        if spec["folds"] == "all":
-            return name
-    raise WorkflowError("Table 1 needs a trial with folds: all (none in config trials)")
-
-
 # --- used by train.smk ---
 TRAINING = config["training"]
 
@@ -100,15 +125,27 @@ TRAINING = config["training"]
 TRAIN_GPU = 0 if TRAINING["device"] == "cpu" else 1
 
 
-def _network_name(trial):
-    return config["trials"][trial].get("network", TRAINING["network"])
+def _train_network(trial):
+    return config["networks"][_trials.network_name(config, trial)]
 
 
-def _train_cfg(trial):
-    """The settings of a trial's training run, as JSON (a change reruns the jobs)."""
-    return json.dumps({"training": TRAINING, "network": config["networks"][_network_name(trial)],
-                       "bins": config["bins"]}, sort_keys=True)
+def _train_settings(trial):
+    """What a trial's training depends on: training keys (without execution keys), network, bins."""
+    return settings_json("training", "bins", network=_train_network(trial))
 
 
-def _trial_json(wildcards):
-    return json.dumps(config["trials"][wildcards.trial], sort_keys=True)
+def _train_config(trial):
+    """The command's --config-json (execution keys included): a derived param."""
+    return config_json("training", "bins", network=_train_network(trial))
+
+
+# --- used by figures.smk and paper.smk ---
+def figure_input_files(wildcards):
+    """A figure's inputs, as its module declares them (``INPUTS``), and the module's own source."""
+    return {**figure_inputs(wildcards.name), "code": str(figure_source(wildcards.name))}
+
+
+def figure_args(inputs):
+    """Command-line options --NAME PATH for a figure's declared inputs (not its source file)."""
+    return " ".join(f"--{key.replace('_', '-')} {shlex.quote(str(path))}" for key, path in inputs.items()
+                    if key != "code")

@@ -1,6 +1,9 @@
 # rules of the paper family (see docs/dataflow.md, Sect. 5):
 #   paper_variables  every number of the text -> results/paper/variables.tex
 #   paper            latexmk paper/ms.tex      -> paper/ms.pdf (aa.cls if installed, else paper/aa-fallback.cls)
+# Each command gets the files its rule declares. The paper's sources are found
+# beside the Snakefile (so `snakemake --directory DIR` works); its results are
+# those of the working directory (\resultsdir = the folder of results/paper/).
 
 
 rule paper_variables:
@@ -16,20 +19,24 @@ rule paper_variables:
     log:
         "logs/paper_variables/paper_variables.log",
     params:
-        cfg=json.dumps(config),
+        # the rerun trigger: the config without its execution keys
+        settings=json.dumps(result_settings(config)),
+        # the whole config (derived, not a trigger), whose digest the paper prints
+        cfg=config_json(*config),
+        files=lambda w, input: " ".join(f"--{k} {shlex.quote(str(p))}" for k, p in input.items()),
     resources:
         mem_mb=2000,
         runtime=10,
     conda:
         "../../envs/paper.yaml"
     shell:
-        "python -m photoz paper variables --results results --config-json {params.cfg:q} --out {output} --log {log}"
+        "python -m photoz paper variables {params.files} --config-json {params.cfg:q} --out {output:q} --log {log:q}"
 
 
 rule paper:
     input:
-        tex="paper/ms.tex",
-        cls="paper/aa-fallback.cls",
+        tex=workflow.source_path("../../paper/ms.tex"),
+        cls=workflow.source_path("../../paper/aa-fallback.cls"),
         variables="results/paper/variables.tex",
         tables=expand("results/tables/{t}.tex", t=["table1", "table2", "tableA1"]),
         figures=expand("results/figures/{name}.pdf", name=FIGURES),
@@ -37,10 +44,12 @@ rule paper:
         report("paper/ms.pdf", category="Paper"),
     log:
         "logs/paper/paper.log",
+    params:
+        results=lambda w, input: str(Path(input.variables).parent.parent),
     resources:
         mem_mb=2000,
         runtime=20,
     conda:
         "../../envs/paper.yaml"
     shell:
-        "python -m photoz paper build --tex {input.tex} --results results --out {output} --log {log}"
+        "python -m photoz paper build --tex {input.tex:q} --results {params.results:q} --out {output:q} --log {log:q}"

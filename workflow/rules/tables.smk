@@ -31,7 +31,7 @@ rule knn:
 
 rule table1:
     input:
-        ensemble=f"results/ensemble/{table1_trial()}.parquet",
+        ensemble=_trials.ensemble_path(table1_trial()),
     output:
         csv="results/table1.csv",
         tex="results/tables/table1.tex",
@@ -53,8 +53,8 @@ rule table1:
 rule table2:
     input:
         catalog="results/shards/catalog.parquet",
-        ensembles=expand("results/ensemble/{trial}.parquet", trial=table2_trials()),
-        knn=expand("results/knn/{trial}.parquet", trial=knn_trials()),
+        ensembles=[_trials.ensemble_path(t) for t in table2_trials()],
+        knn=[_trials.knn_path(t) for t in knn_trials()],
     output:
         csv="results/table2.csv",
         tex="results/tables/table2.tex",
@@ -70,8 +70,8 @@ rule table2:
             "bootstrap": config["paper"]["bootstrap"],
             "seed": config["seed"],
         }),
-        ensembles=" ".join(f"--ensemble {t}=results/ensemble/{t}.parquet" for t in table2_trials()),
-        knn=" ".join(f"--knn {t}=results/knn/{t}.parquet" for t in knn_trials()),
+        ensembles=lambda w, input: " ".join(f"--ensemble {shlex.quote(f'{t}={p}')}" for t, p in zip(table2_trials(), input.ensembles)),
+        knn=lambda w, input: " ".join(f"--knn {shlex.quote(f'{t}={p}')}" for t, p in zip(knn_trials(), input.knn)),
     resources:
         mem_mb=8000,
         runtime=60,

@@ -7,6 +7,11 @@
 # so Snakemake keeps it); the rerun resumes from its last finished epoch.
 # Resources: gpu=1 unless training.device is "cpu" (a resource not limited with
 # --resources is unconstrained, so `snakemake --cores 2` runs these locally).
+# params.settings (the training keys that change the models, the network, the
+# bins, the trial) is the rerun trigger; params.cfg (the same with the
+# execution keys: device, threads, speed settings, resources) is derived and
+# never reruns a job. Each command gets the paths the rule declares: the
+# shards manifest, the member's model, the catalog.
 
 
 if not TRAINING["stack_members"]:
@@ -14,6 +19,7 @@ if not TRAINING["stack_members"]:
     rule train:
         input:
             manifest="results/shards/manifest.json",
+            catalog="results/shards/catalog.parquet",
         output:
             checkpoint="results/models/{trial}/fold{fold}/seed{seed}/checkpoint.pt",
             best="results/models/{trial}/fold{fold}/seed{seed}/best.pt",
@@ -21,7 +27,8 @@ if not TRAINING["stack_members"]:
         log:
             "logs/train/{trial}/fold{fold}/seed{seed}.log",
         params:
-            cfg=lambda w: _train_cfg(w.trial),
+            settings=lambda w: _train_settings(w.trial),
+            cfg=lambda w, threads: _train_config(w.trial)(w, threads),
             trial=_trial_json,
             master_seed=config["seed"],
             shards=lambda w, input: str(Path(input.manifest).parent),
@@ -48,6 +55,7 @@ if TRAINING["stack_members"]:
                 f"train_stacked_{_trial}"
             input:
                 manifest="results/shards/manifest.json",
+                catalog="results/shards/catalog.parquet",
             output:
                 checkpoint=expand("results/models/{trial}/fold{{fold}}/seed{seed}/checkpoint.pt", trial=_trial, seed=trial_seeds(_trial)),
                 best=expand("results/models/{trial}/fold{{fold}}/seed{seed}/best.pt", trial=_trial, seed=trial_seeds(_trial)),
@@ -56,7 +64,8 @@ if TRAINING["stack_members"]:
                 f"logs/train/{_trial}/fold{{fold}}/stacked.log",
             params:
                 trial_name=_trial,
-                cfg=_train_cfg(_trial),
+                settings=_train_settings(_trial),
+                cfg=_train_config(_trial),
                 trial=json.dumps(config["trials"][_trial], sort_keys=True),
                 seeds=" ".join(map(str, trial_seeds(_trial))),
                 master_seed=config["seed"],
@@ -77,6 +86,7 @@ if TRAINING["stack_members"]:
 rule predict:
     input:
         manifest="results/shards/manifest.json",
+        catalog="results/shards/catalog.parquet",
         model=lambda w: f"results/models/{w.trial}/fold{w.fold}/seed{w.seed}/"
         + ("best.pt" if TRAINING["predict_from"] == "best" else "checkpoint.pt"),
     output:
@@ -86,7 +96,7 @@ rule predict:
     params:
         trial=_trial_json,
         shards=lambda w, input: str(Path(input.manifest).parent),
-        device=TRAINING["device"],
+        device=lambda w, threads: TRAINING["device"],
     threads: TRAINING["num_threads"]
     resources:
         gpu=TRAIN_GPU,
@@ -101,7 +111,7 @@ rule predict:
 
 rule ensemble:
     input:
-        manifest="results/shards/manifest.json",
+        catalog="results/shards/catalog.parquet",
         predictions=lambda w: expand(
             "results/predictions/{trial}/fold{fold}/seed{seed}.npz",
             trial=w.trial, fold=trial_folds(w.trial), seed=trial_seeds(w.trial),
@@ -112,11 +122,10 @@ rule ensemble:
         "logs/ensemble/{trial}.log",
     params:
         bins=json.dumps(config["bins"], sort_keys=True),
-        catalog=lambda w, input: str(Path(input.manifest).parent / "catalog.parquet"),
     resources:
         mem_mb=4000,
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m photoz ensemble {input.predictions} --catalog {params.catalog} --bins-json {params.bins:q}"
+        "python -m photoz ensemble {input.predictions:q} --catalog {input.catalog} --bins-json {params.bins:q}"
         " --out {output} 2> {log}"

@@ -225,8 +225,9 @@ def band_image(img):
     return np.arcsinh((img - np.median(img)) / (3 * noise))
 
 
-def load_cutouts(catalog, shards_dir, ids):
-    """Cutouts (len(ids), 5, 64, 64) of galaxies ``ids`` from the memory-mapped shards."""
+def load_cutouts(catalog, manifest, ids):
+    """Cutouts (len(ids), 5, 64, 64) of galaxies ``ids`` from the memory-mapped shards beside ``manifest``."""
+    shards_dir = Path(manifest).parent
     cat = catalog.set_index("specObjID")
     missing = [i for i in ids if i not in cat.index]
     if missing:

@@ -7,7 +7,7 @@ import numpy as np
 from photoz.figures import common
 
 NAME = "fig02_gallery"
-INPUTS = {"catalog": "results/shards/catalog.parquet", "shards": "results/shards"}
+INPUTS = {"catalog": "results/shards/catalog.parquet", "manifest": "results/shards/manifest.json"}
 N_GALAXIES = 5
 
 
@@ -23,7 +23,7 @@ def make(inputs, cfg, log):
     rng = np.random.default_rng(cfg["seed"])
     idx = pick_by_redshift(cat["z"].to_numpy(), min(N_GALAXIES, len(cat)), rng)
     ids = cat["specObjID"].to_numpy()[idx]
-    cubes = common.load_cutouts(cat, inputs["shards"], ids)
+    cubes = common.load_cutouts(cat, inputs["manifest"], ids)
     scale = cfg["cutouts"]["pixel_scale"]
     n = len(ids)
     fig, axes = plt.subplots(n, 6, figsize=(6.0, 1.05 * n + 0.3))

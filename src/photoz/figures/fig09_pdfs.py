@@ -9,7 +9,7 @@ from photoz.figures import common
 
 NAME = "fig09_pdfs"
 INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet",
-          "shards": "results/shards"}
+          "manifest": "results/shards/manifest.json"}
 N_ROWS, N_COLS = 4, 3
 
 
@@ -20,7 +20,7 @@ def make(inputs, cfg, log):
     n = min(N_ROWS * N_COLS, len(df))
     pick = np.sort(rng.choice(len(df), n, replace=False))
     sub = df.iloc[pick]
-    cubes = common.load_cutouts(df[["specObjID", "shard", "row"]], inputs["shards"], sub["specObjID"].to_numpy())
+    cubes = common.load_cutouts(df[["specObjID", "shard", "row"]], inputs["manifest"], sub["specObjID"].to_numpy())
     b = cfg["bins"]
     mid = bins.midpoints(b["n"], b["z_min"], b["z_max"])
     width = mid[1] - mid[0]

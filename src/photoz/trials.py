@@ -1,0 +1,80 @@
+"""Trials, defined once: which folds, members, network and outputs a trial uses.
+
+A trial is an entry of the config's ``trials:`` (a training and a test
+selection, ``folds: all | single``, ``members``, optionally ``network`` and
+``ebv_input``). Every part of the project that needs to know what a trial
+runs -- the rules (``workflow/rules/common.smk``), the tables, the kNN, the
+paper and the figures -- asks these helpers instead of re-deriving it.
+
+Pure functions of the (validated) config; no third-party imports, so the
+Snakefile can import this module at parse time.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MAIN", "main_trial", "folds", "trial_folds", "trial_seeds", "network_name", "ensemble_path",
+    "knn_path", "table2_trials", "knn_trials", "table1_trial",
+]
+
+#: Name of the paper's main trial (80% training, 5-fold cross-validation).
+MAIN = "main"
+
+
+def main_trial(cfg):
+    """Name of the main trial: ``main`` if the config has it, else its first trial."""
+    trials = cfg["trials"]
+    if not trials:
+        raise ValueError("the config has no trials")
+    return MAIN if MAIN in trials else next(iter(trials))
+
+
+def folds(spec, n_folds):
+    """Folds of a trial entry ``spec``: every fold for ``folds: all``, fold 0 for ``single``."""
+    return list(range(int(n_folds))) if spec.get("folds", "all") == "all" else [0]
+
+
+def trial_folds(cfg, name):
+    """The cross-validation folds trial ``name`` is trained and tested on."""
+    return folds(cfg["trials"][name], cfg["dataset"]["n_folds"])
+
+
+def trial_seeds(cfg, name):
+    """The ensemble members (seed numbers) of trial ``name``."""
+    return list(range(int(cfg["trials"][name]["members"])))
+
+
+def network_name(cfg, name):
+    """The network (key of ``networks``) trial ``name`` trains."""
+    return cfg["trials"][name].get("network", cfg["training"]["network"])
+
+
+def ensemble_path(name, results="results"):
+    """The ensemble predictions of trial ``name`` (docs/dataflow.md, Sect. 4)."""
+    return f"{results}/ensemble/{name}.parquet"
+
+
+def knn_path(name, results="results"):
+    """The kNN predictions of trial ``name`` (docs/dataflow.md, Sect. 5)."""
+    return f"{results}/knn/{name}.parquet"
+
+
+def table2_trials(cfg):
+    """Trials named by the rows of Table 2, in order of first appearance."""
+    return list(dict.fromkeys(row["trial"] for row in cfg["table2"]))
+
+
+def knn_trials(cfg):
+    """Trials with a kNN row in Table 2."""
+    return list(dict.fromkeys(r["trial"] for r in cfg["table2"] if r.get("estimator", "cnn") == "knn"))
+
+
+def table1_trial(cfg):
+    """The trial of Table 1: that of the row published as ``full``, else the first all-folds trial."""
+    for row in cfg["table2"]:
+        if row.get("published") == "full":
+            return row["trial"]
+    for name, spec in cfg["trials"].items():
+        if spec.get("folds", "all") == "all":
+            return name
+    raise ValueError("Table 1 needs a trial with folds: all (none in config trials)")

@@ -6,7 +6,10 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(workflow.basedir) / "src"))
+#: The checkout: the folder of the main Snakefile (sources are found here,
+#: whatever the working directory given with --directory).
+ROOT = Path(workflow.main_snakefile).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))
 
 from photoz import trials as _trials  # noqa: E402
 from photoz.config import ConfigError, coerce_overrides, execution_settings, result_settings, validate_config  # noqa: E402
@@ -34,7 +37,7 @@ TRIALS = list(config["trials"])
 # package is found from the source tree, installed or not; every path is
 # quoted (a checkout path may hold spaces).
 def _python_bin():
-    venv = Path(workflow.basedir) / ".venv" / "bin"
+    venv = ROOT / ".venv" / "bin"
     return venv if (venv / "python").exists() else Path(sys.executable).parent
 
 
@@ -43,7 +46,7 @@ def _uses_conda():
     return any("conda" in str(m).lower() for m in methods)
 
 
-_SRC = shlex.quote(str(Path(workflow.basedir) / "src"))
+_SRC = shlex.quote(str(ROOT / "src"))
 _PATH = "" if _uses_conda() else f'export PATH={shlex.quote(str(_python_bin()))}:"$PATH"; '
 shell.prefix(f"set -euo pipefail; {_PATH}export PYTHONPATH={_SRC}; ")
 

@@ -15,7 +15,8 @@ rule cutouts:
     log:
         "logs/cutouts/group-{group}.log",
     params:
-        cfg=lambda w: json.dumps(config["cutouts"], sort_keys=True),
+        settings=settings_json("cutouts"),
+        cfg=lambda w, threads: json.dumps(config["cutouts"], sort_keys=True),
     threads: config["cutouts"]["threads"]
     resources:
         mem_mb=4000,

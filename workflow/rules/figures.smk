@@ -21,8 +21,10 @@ rule figure:
     log:
         "logs/figure/{name}.log",
     params:
-        # the config without its execution keys (figures read none of them)
-        cfg=json.dumps(result_settings(config)),
+        # the rerun trigger: the config without its execution keys
+        settings=json.dumps(result_settings(config), sort_keys=True),
+        # the config for the command (derived, not a trigger)
+        cfg=config_json(*config),
         args=lambda w, input: figure_args(dict(input.items())),
     wildcard_constraints:
         name="|".join(FIGURES),

@@ -20,7 +20,7 @@ rule paper_variables:
         "logs/paper_variables/paper_variables.log",
     params:
         # the rerun trigger: the config without its execution keys
-        settings=json.dumps(result_settings(config)),
+        settings=json.dumps(result_settings(config), sort_keys=True),
         # the whole config (derived, not a trigger), whose digest the paper prints
         cfg=config_json(*config),
         files=lambda w, input: " ".join(f"--{k} {shlex.quote(str(p))}" for k, p in input.items()),
@@ -35,8 +35,8 @@ rule paper_variables:
 
 rule paper:
     input:
-        tex=workflow.source_path("../../paper/ms.tex"),
-        cls=workflow.source_path("../../paper/aa-fallback.cls"),
+        tex=str(ROOT / "paper" / "ms.tex"),
+        cls=str(ROOT / "paper" / "aa-fallback.cls"),
         variables="results/paper/variables.tex",
         tables=expand("results/tables/{t}.tex", t=["table1", "table2", "tableA1"]),
         figures=expand("results/figures/{name}.pdf", name=FIGURES),

@@ -16,7 +16,8 @@ rule query:
     log:
         "logs/query/query.log",
     params:
-        sdss=lambda w: json.dumps(config["sdss"], sort_keys=True),
+        settings=settings_json("sdss"),
+        sdss=lambda w, threads: json.dumps(config["sdss"], sort_keys=True),
         selection=lambda w: json.dumps(config["selection"], sort_keys=True),
         mock=_mock_db_arg(),
     resources:
@@ -39,7 +40,8 @@ rule frame_index:
     log:
         "logs/frame_index/frame_index.log",
     params:
-        sdss=lambda w: json.dumps(config["sdss"], sort_keys=True),
+        settings=settings_json("sdss"),
+        sdss=lambda w, threads: json.dumps(config["sdss"], sort_keys=True),
         tiles=lambda w: json.dumps(config["tiles"], sort_keys=True),
         s82=lambda w: json.dumps(config["regions"]["stripe82"], sort_keys=True),
         cut=lambda w: json.dumps({k: config["cutouts"][k] for k in ("size", "pixel_scale")}, sort_keys=True),
@@ -65,7 +67,8 @@ rule retrieve:
     log:
         "logs/retrieve/group-{group}.log",
     params:
-        sdss=lambda w: json.dumps(config["sdss"], sort_keys=True),
+        settings=settings_json("sdss"),
+        sdss=lambda w, threads: json.dumps(config["sdss"], sort_keys=True),
         sas=("file://results/mock/sas" if MOCK else config["sdss"]["sas_url"]),
     threads: 1
     resources:

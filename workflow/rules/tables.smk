@@ -16,7 +16,7 @@ rule knn:
         "logs/knn/{trial}.log",
     params:
         trial=lambda w: json.dumps({k: config["trials"][w.trial][k] for k in ("train", "test", "folds")}),
-        knn=json.dumps(config["knn"]),
+        knn=json.dumps(config["knn"], sort_keys=True),
         n_folds=config["dataset"]["n_folds"],
     threads: 1
     resources:
@@ -69,7 +69,7 @@ rule table2:
             "bins": config["bins"],
             "bootstrap": config["paper"]["bootstrap"],
             "seed": config["seed"],
-        }),
+        }, sort_keys=True),
         ensembles=lambda w, input: " ".join(f"--ensemble {shlex.quote(f'{t}={p}')}" for t, p in zip(table2_trials(), input.ensembles)),
         knn=lambda w, input: " ".join(f"--knn {shlex.quote(f'{t}={p}')}" for t, p in zip(knn_trials(), input.knn)),
     resources:

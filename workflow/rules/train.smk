@@ -14,6 +14,24 @@
 # shards manifest, the member's model, the catalog.
 
 
+def _checkpoints(output):
+    cps = output.checkpoint
+    return [cps] if isinstance(cps, str) else list(cps)
+
+
+def _output_seeds(wildcards, output):
+    """The members a train job writes, from its declared outputs (.../seed{s}/checkpoint.pt)."""
+    return " ".join(Path(p).parent.name.removeprefix("seed") for p in _checkpoints(output))
+
+
+def _models_root(wildcards, output):
+    """results/models, the root of the declared outputs (.../{trial}/fold{f}/seed{s}/checkpoint.pt)."""
+    return str(Path(_checkpoints(output)[0]).parents[3])
+
+
+# One job per member, or (training.stack_members, a speed setting) one per
+# (trial, fold): both rules run the same command with the same settings, so
+# switching between them redoes no work.
 if not TRAINING["stack_members"]:
 
     rule train:
@@ -30,8 +48,11 @@ if not TRAINING["stack_members"]:
             settings=lambda w: _train_settings(w.trial),
             cfg=lambda w, threads: _train_config(w.trial)(w, threads),
             trial=_trial_json,
+            trial_name=lambda w: w.trial,
             master_seed=config["seed"],
+            seeds=_output_seeds,
             shards=lambda w, input: str(Path(input.manifest).parent),
+            out_root=_models_root,
         threads: TRAINING["num_threads"]
         resources:
             gpu=TRAIN_GPU,
@@ -40,9 +61,9 @@ if not TRAINING["stack_members"]:
         conda:
             "../../envs/train.yaml"
         shell:
-            "python -m photoz train --shards {params.shards} --trial {wildcards.trial} --trial-json {params.trial:q}"
-            " --fold {wildcards.fold} --seeds {wildcards.seed} --master-seed {params.master_seed}"
-            " --config-json {params.cfg:q} --out-root results/models 2> {log}"
+            "python -m photoz train --shards {params.shards:q} --trial {params.trial_name} --trial-json {params.trial:q}"
+            " --fold {wildcards.fold} --seeds {params.seeds} --master-seed {params.master_seed}"
+            " --config-json {params.cfg:q} --out-root {params.out_root:q} 2> {log:q}"
 
 if TRAINING["stack_members"]:
     # All members of a (trial, fold) in one process, stacked into one network
@@ -67,9 +88,10 @@ if TRAINING["stack_members"]:
                 settings=_train_settings(_trial),
                 cfg=_train_config(_trial),
                 trial=json.dumps(config["trials"][_trial], sort_keys=True),
-                seeds=" ".join(map(str, trial_seeds(_trial))),
+                seeds=_output_seeds,
                 master_seed=config["seed"],
                 shards=lambda w, input: str(Path(input.manifest).parent),
+                out_root=_models_root,
             threads: TRAINING["num_threads"]
             resources:
                 gpu=TRAIN_GPU,
@@ -78,9 +100,9 @@ if TRAINING["stack_members"]:
             conda:
                 "../../envs/train.yaml"
             shell:
-                "python -m photoz train --shards {params.shards} --trial {params.trial_name} --trial-json {params.trial:q}"
+                "python -m photoz train --shards {params.shards:q} --trial {params.trial_name} --trial-json {params.trial:q}"
                 " --fold {wildcards.fold} --seeds {params.seeds} --master-seed {params.master_seed}"
-                " --config-json {params.cfg:q} --out-root results/models 2> {log}"
+                " --config-json {params.cfg:q} --out-root {params.out_root:q} 2> {log:q}"
 
 
 rule predict:

@@ -1,0 +1,137 @@
+"""Config checked before any job (cross-references, region boxes, --config types); the jobs' shell."""
+
+from __future__ import annotations
+
+import copy
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from photoz.config import ConfigError, coerce_overrides, result_settings, validate_config
+from photoz import trials
+
+SNAKEMAKE = Path(sys.executable).with_name("snakemake")
+
+
+@pytest.fixture()
+def raw(root):
+    return yaml.safe_load((root / "config.yaml").read_text())
+
+
+def _error(cfg):
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg)
+    return str(err.value)
+
+
+def test_trial_naming_a_missing_selection_is_refused(raw):
+    raw["trials"]["frac20"]["test"] = "frac25_test"
+    msg = _error(raw)
+    assert "trials.frac20.test = 'frac25_test'" in msg and "'frac20_test'" in msg
+
+
+def test_unknown_published_key_is_refused(raw):
+    raw["table2"][3]["published"] = "no_suspekt"
+    msg = _error(raw)
+    assert "table2[3].published = 'no_suspekt'" in msg and "'no_suspect'" in msg
+
+
+def test_all_cross_reference_errors_in_one_message(raw):
+    raw["trials"]["main"]["train"] = "cv_trian"
+    raw["table2"][0]["published"] = "fulll"
+    msg = _error(raw)
+    assert "cv_trian" in msg and "fulll" in msg
+
+
+@pytest.mark.parametrize("where", [("regions", "suspect_zone"), ("regions", "stripe82"), ("mock", "suspect_zone")])
+def test_inverted_region_box_is_refused(raw, where):
+    box = raw[where[0]][where[1]]
+    box["dec_min"], box["dec_max"] = box["dec_max"], box["dec_min"]
+    msg = _error(raw)
+    assert f"{where[0]}.{where[1]}.dec_min" in msg and "min <= max" in msg
+
+
+def test_bad_cross_reference_stops_snakemake_before_any_job(root, tmp_path):
+    proc = subprocess.run([str(SNAKEMAKE), "-s", str(root / "Snakefile"), "--directory", str(tmp_path), "-n",
+                           "--config", "trials={main: {train: cv_trian, test: cv_test, folds: all, members: 2}}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "trials.main.train = 'cv_trian' is not a selection" in out
+    assert "Job stats" not in out and not (tmp_path / "results").exists()
+
+
+def test_nested_config_overrides_are_typed(raw):
+    # what `snakemake --config 'training={epochs: 2, learning_rate: 2e-3}' 'trials={main: {members: 3}}'` hands over
+    over = {"training": {"epochs": "2", "learning_rate": "2e-3", "device": "cpu"}, "trials": {"main": {"members": "3"}},
+            "cutouts": {"partial_coverage": "drop"}}
+    cfg = copy.deepcopy(raw)
+    for sec, vals in over.items():
+        for k, v in vals.items():
+            if isinstance(v, dict):
+                cfg[sec][k].update(v)
+            else:
+                cfg[sec][k] = v
+    with pytest.raises(ConfigError, match="wrong type"):
+        validate_config(copy.deepcopy(cfg))
+    out = validate_config(coerce_overrides(cfg, over))
+    assert out["training"]["epochs"] == 2 and out["training"]["learning_rate"] == 0.002
+    assert out["trials"]["main"]["members"] == 3 and out["training"]["device"] == "cpu"
+
+
+def test_nested_override_that_is_not_a_number_still_fails(raw):
+    raw["training"]["epochs"] = "ten"
+    coerce_overrides(raw, {"training": {"epochs": "ten"}})
+    assert "training.epochs = 'ten' has the wrong type" in _error(raw)
+
+
+def test_nested_config_override_reaches_the_workflow(root, tmp_path):
+    proc = subprocess.run([str(SNAKEMAKE), "-s", str(root / "Snakefile"), "--directory", str(tmp_path), "-n",
+                           "--quiet", "rules", "--config", "trials={main: {members: 3}}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    # main: 5 folds x 3 members, six one-split trials with one member each
+    assert any(line.split() == ["train", "21"] for line in (proc.stdout + proc.stderr).splitlines())
+
+
+def test_result_settings_leave_out_execution_keys_only(default_config):
+    res = result_settings(default_config)
+    assert "mem_mb" not in res["training"] and "runtime_min" not in res["training"]
+    assert res["training"]["learning_rate"] == default_config["training"]["learning_rate"]
+    assert "threads" not in res["cutouts"] and res["cutouts"]["size"] == default_config["cutouts"]["size"]
+    assert default_config["training"]["mem_mb"]  # the original is not changed
+
+
+def test_trials_helpers(default_config):
+    assert trials.main_trial(default_config) == "main"
+    assert trials.trial_folds(default_config, "main") == list(range(default_config["dataset"]["n_folds"]))
+    assert trials.trial_folds(default_config, "frac20") == [0]
+    assert trials.trial_seeds(default_config, "main") == list(range(default_config["trials"]["main"]["members"]))
+    assert trials.table1_trial(default_config) == "main"
+    assert trials.knn_trials(default_config) == ["main"]
+    assert trials.network_name(default_config, "frac2") == "reduced"
+
+
+def test_job_runs_the_projects_interpreter_from_a_path_with_spaces(root, tmp_path):
+    """A checkout under a path with a space; snakemake called without the venv on PATH."""
+    repo = tmp_path / "a checkout with spaces"
+    repo.mkdir()
+    for name in ("Snakefile", "config.yaml", "workflow", "src", "paper", "envs"):
+        src = root / name
+        (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+         if src.is_dir() else shutil.copy2(src, repo / name))
+    venv = Path(sys.prefix)
+    (repo / ".venv").symlink_to(venv, target_is_directory=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    env["PATH"] = "/usr/bin:/bin"  # no venv: a bare `python` here has no pandas (or does not exist)
+    proc = subprocess.run([str(SNAKEMAKE), "--cores", "1", "results/tableA1.csv"], cwd=repo, env=env,
+                          capture_output=True, text=True, timeout=600)
+    log = (repo / "logs" / "tableA1" / "tableA1.log")
+    assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-2000:] if log.exists() else "")
+    assert (repo / "results" / "tableA1.csv").stat().st_size > 100
+

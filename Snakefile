@@ -21,6 +21,14 @@ configfile: workflow.source_path("config.yaml")
 include: "workflow/rules/common.smk"
 
 
+# Each mode keeps its own results: the run's working directory is config
+# `run_dir` ("auto": here in mode mock, runs/sdss in mode sdss); an explicit
+# `snakemake --directory DIR` takes precedence.
+if RUN_DIR != ".":
+
+    workdir: RUN_DIR
+
+
 wildcard_constraints:
     trial="[a-z][a-z0-9_]*",
     fold=r"\d+",

@@ -135,3 +135,46 @@ def test_job_runs_the_projects_interpreter_from_a_path_with_spaces(root, tmp_pat
     assert proc.returncode == 0, proc.stderr[-3000:] + (log.read_text()[-2000:] if log.exists() else "")
     assert (repo / "results" / "tableA1.csv").stat().st_size > 100
 
+
+
+def test_each_mode_keeps_its_own_results(root, tmp_path):
+    """Switching mode works in runs/sdss: the mock run's results/ are neither used nor touched."""
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "table2.csv").write_text("mock table\n")
+    proc = subprocess.run([str(SNAKEMAKE), "-s", str(root / "Snakefile"), "--summary", "--config", "mode=sdss"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split("\t")[0]: line.split("\t") for line in proc.stdout.splitlines()[1:] if line.strip()}
+    assert rows["results/table2.csv"][4] == "missing"  # the sdss run's own table, under runs/sdss/
+    assert (tmp_path / "runs" / "sdss" / ".snakemake").is_dir()
+    assert (tmp_path / "results" / "table2.csv").read_text() == "mock table\n"
+    # an explicit run_dir wins; the mock default stays where it was
+    from photoz.config import load_config, run_dir
+
+    assert run_dir(load_config(root / "config.yaml")) == "."
+    assert run_dir({"mode": "mock", "run_dir": "runs/big-mock"}) == "runs/big-mock"
+
+
+@pytest.mark.parametrize("profile", ["local", "slurm"])
+def test_profiles_show_a_failed_jobs_log(root, profile):
+    text = (root / "profiles" / profile / "config.v8+.yaml").read_text()
+    assert yaml.safe_load(text).get("show-failed-logs") is True
+    assert "--show-failed-logs" in (root / "Makefile").read_text()
+
+
+def test_failed_jobs_log_is_printed_with_the_local_profile(root, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for name in ("Snakefile", "config.yaml", "workflow", "src", "paper", "envs", "profiles"):
+        src = root / name
+        (shutil.copytree(src, repo / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+         if src.is_dir() else shutil.copy2(src, repo / name))
+    tables = repo / "src" / "photoz" / "tables.py"
+    text = tables.read_text()
+    anchor = "        df = tableA1(json.loads(a.network_json), n_bins=a.n_bins)"
+    assert anchor in text
+    tables.write_text(text.replace(anchor, '        log.error("deliberate failure of this test")\n        return 1'))
+    proc = subprocess.run([str(SNAKEMAKE), "--profile", str(repo / "profiles" / "local"), "--cores", "1",
+                           "results/tableA1.csv"], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert "deliberate failure of this test" in proc.stdout + proc.stderr

@@ -15,7 +15,7 @@ import jsonschema
 import yaml
 
 __all__ = ["ConfigError", "SCHEMA_PATH", "EXECUTION_KEYS", "load_config", "validate_config", "load_schema",
-           "result_settings", "execution_settings", "coerce_overrides"]
+           "result_settings", "execution_settings", "coerce_overrides", "run_dir", "RUN_DIRS"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -276,6 +276,16 @@ def coerce_overrides(config, overrides, schema=None):
 
     walk(overrides or {}, config, schema)
     return config
+
+
+#: The working directory of each mode under ``run_dir: auto``.
+RUN_DIRS = {"mock": ".", "sdss": "runs/sdss"}
+
+
+def run_dir(cfg):
+    """The run's working directory (``run_dir``; ``auto``: ``RUN_DIRS[mode]``), relative to the launch folder."""
+    value = cfg.get("run_dir", "auto")
+    return RUN_DIRS[cfg["mode"]] if value == "auto" else value
 
 
 def load_config(path="config.yaml", overrides=None):

@@ -12,7 +12,9 @@ ROOT = Path(workflow.main_snakefile).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from photoz import trials as _trials  # noqa: E402
-from photoz.config import ConfigError, coerce_overrides, execution_settings, result_settings, validate_config  # noqa: E402
+from photoz.config import (  # noqa: E402
+    ConfigError, coerce_overrides, execution_settings, result_settings, run_dir, validate_config,
+)
 from photoz.figures import FIGURES, figure_inputs, figure_source  # noqa: E402
 
 try:
@@ -23,6 +25,7 @@ except ConfigError as err:
     raise WorkflowError(str(err)) from None
 
 MOCK = config["mode"] == "mock"
+RUN_DIR = run_dir(config)
 BANDS = ["u", "g", "r", "i", "z"]
 GROUPS = list(range(config["tiles"]["n_groups"]))
 TRIALS = list(config["trials"])
@@ -140,6 +143,21 @@ def _train_settings(trial):
 def _train_config(trial):
     """The command's --config-json (execution keys included): a derived param."""
     return config_json("training", "bins", network=_train_network(trial))
+
+
+def _checkpoints(output):
+    cps = output.checkpoint
+    return [cps] if isinstance(cps, str) else list(cps)
+
+
+def _output_seeds(wildcards, output):
+    """The members a train job writes, from its declared outputs (.../seed{s}/checkpoint.pt)."""
+    return " ".join(Path(p).parent.name.removeprefix("seed") for p in _checkpoints(output))
+
+
+def _models_root(wildcards, output):
+    """results/models, the root of the declared outputs (.../{trial}/fold{f}/seed{s}/checkpoint.pt)."""
+    return str(Path(_checkpoints(output)[0]).parents[3])
 
 
 # --- used by figures.smk and paper.smk ---

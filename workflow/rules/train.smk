@@ -14,21 +14,6 @@
 # shards manifest, the member's model, the catalog.
 
 
-def _checkpoints(output):
-    cps = output.checkpoint
-    return [cps] if isinstance(cps, str) else list(cps)
-
-
-def _output_seeds(wildcards, output):
-    """The members a train job writes, from its declared outputs (.../seed{s}/checkpoint.pt)."""
-    return " ".join(Path(p).parent.name.removeprefix("seed") for p in _checkpoints(output))
-
-
-def _models_root(wildcards, output):
-    """results/models, the root of the declared outputs (.../{trial}/fold{f}/seed{s}/checkpoint.pt)."""
-    return str(Path(_checkpoints(output)[0]).parents[3])
-
-
 # One job per member, or (training.stack_members, a speed setting) one per
 # (trial, fold): both rules run the same command with the same settings, so
 # switching between them redoes no work.

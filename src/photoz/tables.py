@@ -258,87 +258,102 @@ def table2(rows, ensembles, catalog, regions, trials, n_folds, knn=None, n_boots
     out = []
     for i, row in enumerate(rows):
         trial = row["trial"]
-        est = row.get("estimator", "cnn")
         where = f"table2[{i}] ({row['label']!r})"
         if trial not in ensembles:
             raise ValueError(f"{where}: no ensemble predictions for trial {trial!r}")
         if trial not in cache:
-            ens, pdf = ensembles[trial]
-            src = ensemble_names.get(trial, f"ensemble of {trial}")
-            pos = _align(ens["specObjID"].to_numpy(), catalog, "test", catalog_name)
-            cat = catalog.iloc[pos].reset_index(drop=True)
-            dzs = np.abs(cat["z"].to_numpy(dtype=np.float64) - ens["z_spec"].to_numpy(dtype=np.float64))
-            if (dzs > 1e-4).any():
-                j = int(np.argmax(dzs))
-                raise ValueError(f"{src}: z_spec of specObjID {ens['specObjID'].iloc[j]} differs from {catalog_name} z by {dzs[j]:.3g}")
-            edges = bin_edges if bin_edges is not None else zbins.edges(pdf.shape[1])
-            if pdf.shape[1] != len(edges) - 1:
-                raise ValueError(f"{src}: PDFs have {pdf.shape[1]} bins, the config's bins.n is {len(edges) - 1}")
-            crps = metrics.crps(pdf, ens["z_spec"].to_numpy(), edges)
-            if "crps" in ens.columns:
-                diff = np.max(np.abs(crps - ens["crps"].to_numpy())) if len(crps) else 0.0
-                log.info("trial %s: CRPS recomputed from the PDFs; max |difference| to the ensemble's crps column %.2e", trial, diff)
-            spec = trials[trial]
-            folds = ztrials.folds(spec, n_folds)
-            cache[trial] = {"ens": ens, "cat": cat, "crps": crps,
-                            "n_train_cnn": training_size(catalog, spec, folds, True),
-                            "n_train_all": training_size(catalog, spec, folds, False)}
-        c = cache[trial]
-        ens, cat = c["ens"], c["cat"]
-        mask = subset_mask(row["subset"], cat, regions)
-        width_cut = np.nan
-        frac = row.get("remove_widest")
-        if frac:
-            w = ens["width68"].to_numpy(dtype=np.float64)
-            if mask.any():
-                width_cut = float(np.quantile(w[mask], 1.0 - frac))
-                mask = mask & (w <= width_cut)
-        zs = ens["z_spec"].to_numpy(dtype=np.float64)
-        crps_mean = np.nan
-        if est == "cnn":
-            zp = ens["z_phot"].to_numpy(dtype=np.float64)
-            n_train = c["n_train_cnn"]
-            crps_mean = float(np.mean(c["crps"][mask])) if mask.any() else np.nan
-        elif est == "b16":
-            if "zphot" not in cat.columns:
-                raise ValueError(f"{where}: {catalog_name} has no zphot column (the Photoz table's B16 redshift)")
-            zp = cat["zphot"].to_numpy(dtype=np.float64)
-            ok = np.isfinite(zp) & (zp > -1)
-            if (mask & ~ok).any():
-                log.warning("%s: %d galaxies have no B16 redshift and are left out", where, int((mask & ~ok).sum()))
-            mask = mask & ok
-            n_train = np.nan
-        elif est == "knn":
-            if trial not in knn:
-                raise ValueError(f"{where}: no kNN predictions for trial {trial!r}")
-            k = knn[trial]
-            pos = _align(ens["specObjID"].to_numpy(), k, "test", knn_names.get(trial, f"knn of {trial}"))
-            zp = k["z_phot"].to_numpy(dtype=np.float64)[pos]
-            n_train = c["n_train_all"]
-        else:
-            raise ValueError(f"{where}: unknown estimator {est!r}; allowed: cnn, b16, knn")
-        if mask.any():
-            pm = metrics.point_metrics(zp[mask], zs[mask])
-            be = metrics.bootstrap(zp[mask], zs[mask], n_bootstrap, seed + 1000 * i)
-        else:
-            log.warning("%s: no test galaxies in subset %r of trial %r; the row is empty", where, row["subset"], trial)
-            pm = {"n": 0, "bias": np.nan, "sigma_mad": np.nan, "eta": np.nan}
-            be = {"bias_err": np.nan, "sigma_mad_err": np.nan, "eta_err": np.nan}
-        key = row.get("published")
-        pub = published.table2_row(key) if key else {}
-        out.append({
-            "label": row["label"], "trial": trial, "estimator": est, "subset": row["subset"],
-            "remove_widest": frac or 0.0, "width_cut": width_cut,
-            "n_train": n_train, "n_test": pm["n"],
-            "bias": pm["bias"], "bias_err": be["bias_err"],
-            "sigma_mad": pm["sigma_mad"], "sigma_mad_err": be["sigma_mad_err"],
-            "eta": pm["eta"], "eta_err": be["eta_err"], "crps": crps_mean,
-            "published": key or "",
-            **{f"pub_{f}": (np.nan if pub.get(f) is None else pub.get(f)) for f in published.TABLE2_FIELDS},
-        })
-        log.info("%s: n_test=%d bias=%.5f sigma_mad=%.5f eta=%.2f%% crps=%s", where, pm["n"], pm["bias"],
-                 pm["sigma_mad"], pm["eta"], f"{crps_mean:.5f}" if np.isfinite(crps_mean) else "-")
+            cache[trial] = _trial_predictions(trial, ensembles[trial], catalog, trials[trial], n_folds, bin_edges,
+                                              catalog_name, ensemble_names.get(trial, f"ensemble of {trial}"))
+        out.append(_table2_row(i, row, where, cache[trial], regions, knn, knn_names, n_bootstrap, seed, catalog_name))
     return pd.DataFrame(out)
+
+
+def _trial_predictions(trial, ensemble, catalog, spec, n_folds, bin_edges, catalog_name, source):
+    """A trial's predictions aligned with its catalog rows, the CRPS of each PDF and the training sizes."""
+    ens, pdf = ensemble
+    pos = _align(ens["specObjID"].to_numpy(), catalog, "test", catalog_name)
+    cat = catalog.iloc[pos].reset_index(drop=True)
+    dzs = np.abs(cat["z"].to_numpy(dtype=np.float64) - ens["z_spec"].to_numpy(dtype=np.float64))
+    if (dzs > 1e-4).any():
+        j = int(np.argmax(dzs))
+        raise ValueError(f"{source}: z_spec of specObjID {ens['specObjID'].iloc[j]} differs from {catalog_name} z by {dzs[j]:.3g}")
+    edges = bin_edges if bin_edges is not None else zbins.edges(pdf.shape[1])
+    if pdf.shape[1] != len(edges) - 1:
+        raise ValueError(f"{source}: PDFs have {pdf.shape[1]} bins, the config's bins.n is {len(edges) - 1}")
+    crps = metrics.crps(pdf, ens["z_spec"].to_numpy(), edges)
+    if "crps" in ens.columns:
+        diff = np.max(np.abs(crps - ens["crps"].to_numpy())) if len(crps) else 0.0
+        log.info("trial %s: CRPS recomputed from the PDFs; max |difference| to the ensemble's crps column %.2e", trial, diff)
+    folds = ztrials.folds(spec, n_folds)
+    return {"ens": ens, "cat": cat, "crps": crps,
+            "n_train_cnn": training_size(catalog, spec, folds, True),
+            "n_train_all": training_size(catalog, spec, folds, False)}
+
+
+def _remove_widest(mask, width68, frac):
+    """``mask`` without the ``frac`` widest 68% intervals among its galaxies, and the width cut (NaN if none)."""
+    if not frac or not mask.any():
+        return mask, np.nan
+    w = width68.to_numpy(dtype=np.float64)
+    cut = float(np.quantile(w[mask], 1.0 - frac))
+    return mask & (w <= cut), cut
+
+
+def _estimate(est, where, trial, c, mask, knn, knn_names, catalog_name):
+    """The estimator's redshifts ``zp``, the mask (B16: without missing redshifts), training size, mean CRPS."""
+    ens, cat = c["ens"], c["cat"]
+    if est == "cnn":
+        crps_mean = float(np.mean(c["crps"][mask])) if mask.any() else np.nan
+        return ens["z_phot"].to_numpy(dtype=np.float64), mask, c["n_train_cnn"], crps_mean
+    if est == "b16":
+        if "zphot" not in cat.columns:
+            raise ValueError(f"{where}: {catalog_name} has no zphot column (the Photoz table's B16 redshift)")
+        zp = cat["zphot"].to_numpy(dtype=np.float64)
+        ok = np.isfinite(zp) & (zp > -1)
+        if (mask & ~ok).any():
+            log.warning("%s: %d galaxies have no B16 redshift and are left out", where, int((mask & ~ok).sum()))
+        return zp, mask & ok, np.nan, np.nan
+    if est == "knn":
+        if trial not in knn:
+            raise ValueError(f"{where}: no kNN predictions for trial {trial!r}")
+        k = knn[trial]
+        pos = _align(ens["specObjID"].to_numpy(), k, "test", knn_names.get(trial, f"knn of {trial}"))
+        return k["z_phot"].to_numpy(dtype=np.float64)[pos], mask, c["n_train_all"], np.nan
+    raise ValueError(f"{where}: unknown estimator {est!r}; allowed: cnn, b16, knn")
+
+
+def _scores(zp, zs, mask, n_bootstrap, seed, where, row, trial):
+    """Point metrics and bootstrap errors on the masked galaxies (NaN for an empty subset)."""
+    if mask.any():
+        return metrics.point_metrics(zp[mask], zs[mask]), metrics.bootstrap(zp[mask], zs[mask], n_bootstrap, seed)
+    log.warning("%s: no test galaxies in subset %r of trial %r; the row is empty", where, row["subset"], trial)
+    return ({"n": 0, "bias": np.nan, "sigma_mad": np.nan, "eta": np.nan},
+            {"bias_err": np.nan, "sigma_mad_err": np.nan, "eta_err": np.nan})
+
+
+def _table2_row(i, row, where, c, regions, knn, knn_names, n_bootstrap, seed, catalog_name):
+    """Row ``i`` of Table 2: its subset, estimator, metrics and the published values."""
+    trial, est = row["trial"], row.get("estimator", "cnn")
+    frac = row.get("remove_widest")
+    mask = subset_mask(row["subset"], c["cat"], regions)
+    mask, width_cut = _remove_widest(mask, c["ens"]["width68"], frac)
+    zp, mask, n_train, crps_mean = _estimate(est, where, trial, c, mask, knn, knn_names, catalog_name)
+    zs = c["ens"]["z_spec"].to_numpy(dtype=np.float64)
+    pm, be = _scores(zp, zs, mask, n_bootstrap, seed + 1000 * i, where, row, trial)
+    key = row.get("published")
+    pub = published.table2_row(key) if key else {}
+    log.info("%s: n_test=%d bias=%.5f sigma_mad=%.5f eta=%.2f%% crps=%s", where, pm["n"], pm["bias"],
+             pm["sigma_mad"], pm["eta"], f"{crps_mean:.5f}" if np.isfinite(crps_mean) else "-")
+    return {
+        "label": row["label"], "trial": trial, "estimator": est, "subset": row["subset"],
+        "remove_widest": frac or 0.0, "width_cut": width_cut,
+        "n_train": n_train, "n_test": pm["n"],
+        "bias": pm["bias"], "bias_err": be["bias_err"],
+        "sigma_mad": pm["sigma_mad"], "sigma_mad_err": be["sigma_mad_err"],
+        "eta": pm["eta"], "eta_err": be["eta_err"], "crps": crps_mean,
+        "published": key or "",
+        **{f"pub_{f}": (np.nan if pub.get(f) is None else pub.get(f)) for f in published.TABLE2_FIELDS},
+    }
 
 
 # --------------------------------------------------------------------------
@@ -457,8 +472,8 @@ def main(argv=None):
     sub = p.add_subparsers(dest="table", required=True)
     t1 = sub.add_parser("table1", help="per-fold metrics of one trial")
     t1.add_argument("--ensemble", required=True)
-    t1.add_argument("--bootstrap", type=int, default=200)
-    t1.add_argument("--seed", type=int, default=0)
+    t1.add_argument("--bootstrap", type=int, required=True, help="paper.bootstrap")
+    t1.add_argument("--seed", type=int, required=True, help="the master seed")
     t2 = sub.add_parser("table2", help="every row of the config's table2")
     t2.add_argument("--config-json", required=True,
                     help="JSON with keys table2, regions, trials, n_folds, bins, bootstrap, seed")
@@ -466,8 +481,8 @@ def main(argv=None):
     t2.add_argument("--ensemble", action="append", default=[], metavar="TRIAL=PATH")
     t2.add_argument("--knn", action="append", default=[], metavar="TRIAL=PATH")
     a1 = sub.add_parser("tableA1", help="layers of the network")
-    a1.add_argument("--network-json", default='{"width": 1.0, "dense": 1096}')
-    a1.add_argument("--n-bins", type=int, default=180)
+    a1.add_argument("--network-json", required=True, help="networks.full")
+    a1.add_argument("--n-bins", type=int, required=True, help="bins.n")
     for s in (t1, t2, a1):
         s.add_argument("--csv", required=True)
         s.add_argument("--tex", required=True)
@@ -489,7 +504,7 @@ def main(argv=None):
         cat = read_catalog(a.catalog, CATALOG_COLUMNS + ("fold",))
         b = cfg["bins"]
         df = table2(cfg["table2"], ensembles, cat, cfg["regions"], cfg["trials"], cfg["n_folds"], knn=knn,
-                    n_bootstrap=cfg.get("bootstrap", 200), seed=cfg.get("seed", 0),
+                    n_bootstrap=cfg["bootstrap"], seed=cfg["seed"],
                     bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]), catalog_name=a.catalog,
                     ensemble_names=ens_paths, knn_names=knn_paths)
         _write(df, a.csv, a.tex, latex_table2)

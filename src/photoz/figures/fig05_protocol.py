@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from matplotlib.patches import Rectangle
 
+from photoz import trials
 from photoz.figures import common
 
 NAME = "fig05_protocol"
@@ -14,9 +15,9 @@ def make(inputs, cfg, log):
     plt = common.use_style()
     n_folds = cfg["dataset"]["n_folds"]
     vfrac = cfg["dataset"]["validation_fraction"]
-    trial = cfg["trials"]["main"] if "main" in cfg["trials"] else next(iter(cfg["trials"].values()))
-    members = trial["members"]
-    net = trial.get("network", cfg["training"]["network"])
+    main = trials.main_trial(cfg)
+    members = cfg["trials"][main]["members"]
+    net = trials.network_name(cfg, main)
     fig, ax = plt.subplots(figsize=(7.0, 0.45 * n_folds + 1.3))
     ax.set_axis_off()
     ax.set_xlim(0, 10.2)

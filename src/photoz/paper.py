@@ -71,27 +71,13 @@ def _read_csv(path):
     return pd.read_csv(path, keep_default_na=True)
 
 
-def _col(df, *names):
-    for n in names:
-        if n in df.columns:
-            return n
-    return None
+#: Columns of a Table 2 row the text quotes (docs/dataflow.md, Sect. 5).
+ROW_FIELDS = ("bias", "sigma_mad", "eta", "crps", "n_train", "n_test")
 
 
 def _row_values(r, df):
-    """bias, sigma_mad, eta, crps, n_train, n_test and published values of a Table 2 row."""
-    out = {}
-    for k in ("bias", "sigma_mad", "eta", "crps"):
-        out[k] = r.get(k)
-        pc = _col(df, f"pub_{k}", f"published_{k}")
-        out[f"pub_{k}"] = r.get(pc) if pc else None
-    out["n_train"] = r.get(_col(df, "n_train", "train_size") or "n_train")
-    out["n_test"] = r.get(_col(df, "n_test", "test_size") or "n_test")
-    pc = _col(df, "pub_n_train", "published_train_size")
-    out["pub_n_train"] = r.get(pc) if pc else None
-    pc = _col(df, "pub_n_test", "published_test_size")
-    out["pub_n_test"] = r.get(pc) if pc else None
-    return out
+    """bias, sigma_mad, eta, crps, n_train, n_test and their published values (``pub_*``) of a Table 2 row."""
+    return {**{k: r.get(k) for k in ROW_FIELDS}, **{f"pub_{k}": r.get(f"pub_{k}") for k in ROW_FIELDS}}
 
 
 def _find_row(t2, estimator, subset, widest):
@@ -245,10 +231,9 @@ def _count_macros(catalog, failures, manifest):
     if not manifest.exists():
         raise PaperInputError(f"result file {manifest} does not exist")
     man = json.loads(manifest.read_text())
-    n_sh = man.get("n_galaxies", man.get("n_rows", man.get("count")))
-    if n_sh is None and isinstance(man.get("shards"), list):
-        n_sh = sum(int(s.get("n", s.get("rows", 0))) for s in man["shards"])
-    m["NShardGalaxies"] = count(n_sh)
+    if "n_galaxies" not in man:
+        raise PaperInputError(f"{manifest} has no n_galaxies (docs/dataflow.md, Sect. 3)")
+    m["NShardGalaxies"] = count(man["n_galaxies"])
     return m
 
 

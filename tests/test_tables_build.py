@@ -138,11 +138,28 @@ def test_table2_recomputed_independently_from_the_predictions_file(world, table2
         cdf = np.interp(zf, EDGES, np.concatenate([[0.0], np.cumsum(pdf)]) / np.sum(pdf))
         crps.append(np.trapezoid((cdf - (zf >= zs)) ** 2, zf))
     row = table2_csv[table2_csv["label"] == "Stripe 82, widest 20% removed"].iloc[0]
-    assert row["n_test"] == len(keep)
-    assert row["bias"] == pytest.approx(dz.mean(), rel=1e-6)
-    assert row["sigma_mad"] == pytest.approx(1.4826 * np.median(np.abs(dz - np.median(dz))), rel=1e-6)
-    assert row["eta"] == pytest.approx(100 * np.mean(np.abs(dz) > 0.05), rel=1e-6)
-    assert row["crps"] == pytest.approx(np.mean(crps), rel=1e-4)
+    # the pooled values (all folds at once) stay as pooled_* columns
+    assert row["pooled_n_test"] == len(keep)
+    assert row["pooled_bias"] == pytest.approx(dz.mean(), rel=1e-6)
+    assert row["pooled_sigma_mad"] == pytest.approx(1.4826 * np.median(np.abs(dz - np.median(dz))), rel=1e-6)
+    assert row["pooled_eta"] == pytest.approx(100 * np.mean(np.abs(dz) > 0.05), rel=1e-6)
+    assert row["pooled_crps"] == pytest.approx(np.mean(crps), rel=1e-4)
+    # the row itself, as the paper: each fold on its own (its own widest-20% cut), then mean ± std over folds
+    per_fold = []
+    for f in range(5):
+        sub = ens[s82 & (ens["fold"].to_numpy() == f)]
+        wf = sub["width68"].to_numpy()
+        kf = sub[wf <= np.quantile(wf, 0.8)]
+        dzf = (kf["z_phot"] - kf["z_spec"]) / (1 + kf["z_spec"])
+        per_fold.append((len(kf), dzf.mean(), 1.4826 * np.median(np.abs(dzf - np.median(dzf))),
+                         100 * np.mean(np.abs(dzf) > 0.05)))
+    n, b, smad, eta = map(np.array, zip(*per_fold))
+    assert row["n_folds"] == 5 and row["errors"] == "folds"
+    assert row["n_test"] == pytest.approx(n.mean())
+    assert row["bias"] == pytest.approx(b.mean(), rel=1e-6) and row["bias_err"] == pytest.approx(b.std(ddof=1), rel=1e-6)
+    assert row["sigma_mad"] == pytest.approx(smad.mean(), rel=1e-6)
+    assert row["sigma_mad_err"] == pytest.approx(smad.std(ddof=1), rel=1e-6)
+    assert row["eta"] == pytest.approx(eta.mean(), rel=1e-6) and row["eta_err"] == pytest.approx(eta.std(ddof=1), rel=1e-6)
     # the published values stand beside ours
     assert row["pub_sigma_mad"] == 0.00635 and row["pub_n_test"] == 3131
     # training size: main trial, mean over folds of the training side without validation
@@ -155,25 +172,29 @@ def test_table2_rows_and_estimators(world, table2_csv):
     cat = pd.read_parquet(world / "results/shards/catalog.parquet")
     assert list(table2_csv["label"]) == [r["label"] for r in ROWS]
     full = t.loc["80% training, full test sample"]
-    assert full["n_test"] == N and full["pub_bias"] == 0.0001 and full["pub_crps"] == 0.00674
+    # per-fold N (the mean over the five folds) beside the published one fold's N; all folds pooled as extra columns
+    assert full["n_test"] == N / 5 and full["pooled_n_test"] == N and full["pub_n_test"] == 103306
+    assert full["pub_bias"] == 0.0001 and full["pub_crps"] == 0.00674
     # B16 on the same galaxies, those without a Photoz redshift left out
     b16 = t.loc["B16 on the same galaxies"]
     ok = cat["zphot"] > -1
     dz = (cat["zphot"][ok] - cat["z"][ok]) / (1 + cat["z"][ok])
-    assert b16["n_test"] == ok.sum() and b16["bias"] == pytest.approx(dz.mean())
+    assert b16["pooled_n_test"] == ok.sum() and b16["pooled_bias"] == pytest.approx(dz.mean())
+    assert b16["n_test"] == pytest.approx(ok.sum() / 5)
     assert np.isnan(b16["crps"]) and np.isnan(b16["n_train"]) and b16["pub_sigma_mad"] == 0.0135
     # kNN aligned by specObjID (the file was shuffled), no published value
     knn = pd.read_parquet(world / "results/knn/main.parquet")
     dz = (knn["z_phot"] - knn["z_spec"]) / (1 + knn["z_spec"])
     kr = t.loc["kNN on the same galaxies"]
-    assert kr["sigma_mad"] == pytest.approx(metrics.sigma_mad(dz)) and np.isnan(kr["pub_bias"])
+    assert kr["pooled_sigma_mad"] == pytest.approx(metrics.sigma_mad(dz)) and np.isnan(kr["pub_bias"])
     assert kr["n_train"] == pytest.approx(N * 4 / 5)  # whole training side
     # the suspect zone box removes exactly the galaxies inside it
     inside = tables.in_box(cat["ra"], cat["dec"], REGIONS["suspect_zone"])
-    assert t.loc["Suspect zone removed", "n_test"] == N - inside.sum() > 0 and inside.sum() > 0
+    assert t.loc["Suspect zone removed", "pooled_n_test"] == N - inside.sum() > 0 and inside.sum() > 0
     # widest 20% removed: about 80% kept, narrower sample, better sigma_mad
     w20 = t.loc["Widest 20% of PDFs removed"]
-    assert 0.79 * N <= w20["n_test"] <= 0.81 * N and w20["sigma_mad"] < full["sigma_mad"]
+    assert 0.79 * N <= w20["pooled_n_test"] <= 0.81 * N and w20["sigma_mad"] < full["sigma_mad"]
+    assert 0.79 * N / 5 <= w20["n_test"] <= 0.81 * N / 5
     assert w20["crps"] < full["crps"] and w20["width_cut"] > 0
     # one-split trial tested outside Stripe 82
     out = t.loc["Trained on Stripe 82, tested outside"]
@@ -185,7 +206,9 @@ def test_latex_fragment(world, table2_csv):
     tex = (world / "results/tables/table2.tex").read_text()
     assert tex.startswith(r"\begin{tabular}") and tex.rstrip().endswith(r"\end{tabular}")
     assert r"80\% training" in tex and r"\textit{published}" in tex and "0.00635" in tex
-    assert tex.count(r"\\") == 1 + len(ROWS) + sum(1 for r in ROWS if "published" in r)
+    # header, rows, published rows, and the note on fold means
+    assert tex.count(r"\\") == 1 + len(ROWS) + sum(1 for r in ROWS if "published" in r) + 1
+    assert "mean of the per-fold values" in tex
 
 
 def test_table2_errors_name_the_file(world):
@@ -214,6 +237,7 @@ def test_table1(world):
     per = [metrics.point_metrics(g["z_phot"], g["z_spec"]) for _, g in ens.groupby("fold")]
     np.testing.assert_allclose(t["sigma_mad"][:5], [p["sigma_mad"] for p in per], rtol=1e-6)
     assert t["bias"][5] == pytest.approx(np.mean([p["bias"] for p in per]), rel=1e-6)
+    assert t["n_test"][5] == pytest.approx(np.mean([p["n"] for p in per]))  # one fold's N, as the paper's
     assert t["eta"][6] == pytest.approx(np.std([p["eta"] for p in per], ddof=1), rel=1e-6, abs=1e-9)
     pub_folds, pub_mean = published.table1()
     assert list(t["pub_sigma_mad"][:5]) == [p["sigma_mad"] for p in pub_folds]

@@ -194,7 +194,8 @@ def table1(ens, n_bootstrap=200, seed=0):
         r.update({f"pub_{k}": p.get(k, np.nan) for k in metrics_keys()})
         rows.append(r)
     df = pd.DataFrame(rows)
-    mean = {"fold": "mean", "n": int(df["n"].sum())}
+    # the paper's mean row: mean of the per-fold values, with one fold's (mean) N
+    mean = {"fold": "mean", "n": float(df["n"].mean())}
     std = {"fold": "std", "n": np.nan}
     for k in metrics_keys():
         mean[k] = df[k].mean()
@@ -285,7 +286,7 @@ def _trial_predictions(trial, ensemble, catalog, spec, n_folds, bin_edges, catal
         diff = np.max(np.abs(crps - ens["crps"].to_numpy())) if len(crps) else 0.0
         log.info("trial %s: CRPS recomputed from the PDFs; max |difference| to the ensemble's crps column %.2e", trial, diff)
     folds = ztrials.folds(spec, n_folds)
-    return {"ens": ens, "cat": cat, "crps": crps,
+    return {"ens": ens, "cat": cat, "crps": crps, "folds": folds,
             "n_train_cnn": training_size(catalog, spec, folds, True),
             "n_train_all": training_size(catalog, spec, folds, False)}
 
@@ -299,27 +300,30 @@ def _remove_widest(mask, width68, frac):
     return mask & (w <= cut), cut
 
 
-def _estimate(est, where, trial, c, mask, knn, knn_names, catalog_name):
-    """The estimator's redshifts ``zp``, the mask (B16: without missing redshifts), training size, mean CRPS."""
+def _estimate(est, where, trial, c, knn, knn_names, catalog_name):
+    """The estimator's redshifts ``zp``, where it has one (``valid``), and its training size."""
     ens, cat = c["ens"], c["cat"]
     if est == "cnn":
-        crps_mean = float(np.mean(c["crps"][mask])) if mask.any() else np.nan
-        return ens["z_phot"].to_numpy(dtype=np.float64), mask, c["n_train_cnn"], crps_mean
+        return ens["z_phot"].to_numpy(dtype=np.float64), np.ones(len(ens), dtype=bool), c["n_train_cnn"]
     if est == "b16":
         if "zphot" not in cat.columns:
             raise ValueError(f"{where}: {catalog_name} has no zphot column (the Photoz table's B16 redshift)")
         zp = cat["zphot"].to_numpy(dtype=np.float64)
-        ok = np.isfinite(zp) & (zp > -1)
-        if (mask & ~ok).any():
-            log.warning("%s: %d galaxies have no B16 redshift and are left out", where, int((mask & ~ok).sum()))
-        return zp, mask & ok, np.nan, np.nan
+        return zp, np.isfinite(zp) & (zp > -1), np.nan
     if est == "knn":
         if trial not in knn:
             raise ValueError(f"{where}: no kNN predictions for trial {trial!r}")
         k = knn[trial]
         pos = _align(ens["specObjID"].to_numpy(), k, "test", knn_names.get(trial, f"knn of {trial}"))
-        return k["z_phot"].to_numpy(dtype=np.float64)[pos], mask, c["n_train_all"], np.nan
+        return k["z_phot"].to_numpy(dtype=np.float64)[pos], np.ones(len(ens), dtype=bool), c["n_train_all"]
     raise ValueError(f"{where}: unknown estimator {est!r}; allowed: cnn, b16, knn")
+
+
+def _sample(mask, width68, frac, valid):
+    """The galaxies a row scores: ``mask`` without the ``frac`` widest PDFs (cut on the CNN's widths
+    of the subset), then without galaxies the estimator has no value for; and the width cut."""
+    mask, cut = _remove_widest(mask, width68, frac)
+    return mask & valid, cut
 
 
 def _scores(zp, zs, mask, n_bootstrap, seed, where, row, trial):
@@ -331,28 +335,79 @@ def _scores(zp, zs, mask, n_bootstrap, seed, where, row, trial):
             {"bias_err": np.nan, "sigma_mad_err": np.nan, "eta_err": np.nan})
 
 
+def _fold_scores(zp, zs, subset, valid, c, frac, est, where):
+    """Per-fold metrics of a row (each fold with its own widest-PDF cut): one dict per fold."""
+    fold = c["ens"]["fold"].to_numpy()
+    out = []
+    for f in c["folds"]:
+        mask, cut = _sample(subset & (fold == f), c["ens"]["width68"], frac, valid)
+        if not mask.any():
+            log.warning("%s: fold %d has no test galaxies in this row; it is left out of the fold mean", where, f)
+            continue
+        r = {"fold": f, "width_cut": cut, **metrics.point_metrics(zp[mask], zs[mask])}
+        r["crps"] = float(np.mean(c["crps"][mask])) if est == "cnn" else np.nan
+        out.append(r)
+    return out
+
+
+def _fold_mean(per_fold):
+    """Mean over folds of each metric, ± their standard deviation (ddof=1), and the mean per-fold N."""
+    df = pd.DataFrame(per_fold)
+    out = {"n_test": float(df["n"].mean()), "width_cut": float(df["width_cut"].mean()), "n_folds": len(df)}
+    for k in ("bias", "sigma_mad", "eta", "crps"):
+        out[k] = float(df[k].mean()) if df[k].notna().any() else np.nan
+        out[f"{k}_err"] = float(df[k].std(ddof=1)) if len(df) > 1 and df[k].notna().any() else np.nan
+    return out
+
+
 def _table2_row(i, row, where, c, regions, knn, knn_names, n_bootstrap, seed, catalog_name):
-    """Row ``i`` of Table 2: its subset, estimator, metrics and the published values."""
+    """Row ``i`` of Table 2: its subset, estimator, metrics and the published values.
+
+    A trial tested on several folds (the main trial) is scored as the paper
+    does: each metric on each fold, then their mean ± their standard deviation
+    over the folds, with the mean per-fold N (the paper quotes one fold's N).
+    The pooled values (all folds' galaxies at once, bootstrap errors) stay as
+    ``pooled_*`` columns. A one-split trial's row is its fold's values with
+    bootstrap errors (``pooled_*`` the same).
+    """
     trial, est = row["trial"], row.get("estimator", "cnn")
     frac = row.get("remove_widest")
-    mask = subset_mask(row["subset"], c["cat"], regions)
-    mask, width_cut = _remove_widest(mask, c["ens"]["width68"], frac)
-    zp, mask, n_train, crps_mean = _estimate(est, where, trial, c, mask, knn, knn_names, catalog_name)
+    subset = subset_mask(row["subset"], c["cat"], regions)
+    zp, valid, n_train = _estimate(est, where, trial, c, knn, knn_names, catalog_name)
+    pooled, width_cut = _sample(subset, c["ens"]["width68"], frac, valid)
+    if est == "b16":
+        cut_only, _ = _remove_widest(subset, c["ens"]["width68"], frac)
+        if (cut_only & ~valid).any():
+            log.warning("%s: %d galaxies have no B16 redshift and are left out", where, int((cut_only & ~valid).sum()))
     zs = c["ens"]["z_spec"].to_numpy(dtype=np.float64)
-    pm, be = _scores(zp, zs, mask, n_bootstrap, seed + 1000 * i, where, row, trial)
+    pm, be = _scores(zp, zs, pooled, n_bootstrap, seed + 1000 * i, where, row, trial)
+    crps_pooled = float(np.mean(c["crps"][pooled])) if est == "cnn" and pooled.any() else np.nan
+    pooled_cols = {"pooled_n_test": pm["n"], "pooled_bias": pm["bias"], "pooled_bias_err": be["bias_err"],
+                   "pooled_sigma_mad": pm["sigma_mad"], "pooled_sigma_mad_err": be["sigma_mad_err"],
+                   "pooled_eta": pm["eta"], "pooled_eta_err": be["eta_err"], "pooled_crps": crps_pooled}
+    vals = {"n_test": pm["n"], "width_cut": width_cut, "n_folds": 1, "errors": "bootstrap",
+            "bias": pm["bias"], "bias_err": be["bias_err"], "sigma_mad": pm["sigma_mad"],
+            "sigma_mad_err": be["sigma_mad_err"], "eta": pm["eta"], "eta_err": be["eta_err"], "crps": crps_pooled}
+    if len(c["folds"]) > 1:
+        per_fold = _fold_scores(zp, zs, subset, valid, c, frac, est, where)
+        if per_fold:
+            vals.update(_fold_mean(per_fold), errors="folds")
     key = row.get("published")
     pub = published.table2_row(key) if key else {}
-    log.info("%s: n_test=%d bias=%.5f sigma_mad=%.5f eta=%.2f%% crps=%s", where, pm["n"], pm["bias"],
-             pm["sigma_mad"], pm["eta"], f"{crps_mean:.5f}" if np.isfinite(crps_mean) else "-")
+    log.info("%s: n_test=%s bias=%.5f sigma_mad=%.5f eta=%.2f%% crps=%s (%s over %d fold(s)); pooled: n=%d sigma_mad=%.5f",
+             where, f"{vals['n_test']:.1f}", vals["bias"], vals["sigma_mad"], vals["eta"],
+             f"{vals['crps']:.5f}" if np.isfinite(vals["crps"]) else "-",
+             "mean" if vals["errors"] == "folds" else "value", vals["n_folds"], pm["n"], pm["sigma_mad"])
     return {
         "label": row["label"], "trial": trial, "estimator": est, "subset": row["subset"],
-        "remove_widest": frac or 0.0, "width_cut": width_cut,
-        "n_train": n_train, "n_test": pm["n"],
-        "bias": pm["bias"], "bias_err": be["bias_err"],
-        "sigma_mad": pm["sigma_mad"], "sigma_mad_err": be["sigma_mad_err"],
-        "eta": pm["eta"], "eta_err": be["eta_err"], "crps": crps_mean,
+        "remove_widest": frac or 0.0, "width_cut": vals["width_cut"],
+        "n_train": n_train, "n_test": vals["n_test"],
+        "bias": vals["bias"], "bias_err": vals["bias_err"],
+        "sigma_mad": vals["sigma_mad"], "sigma_mad_err": vals["sigma_mad_err"],
+        "eta": vals["eta"], "eta_err": vals["eta_err"], "crps": vals["crps"],
         "published": key or "",
         **{f"pub_{f}": (np.nan if pub.get(f) is None else pub.get(f)) for f in published.TABLE2_FIELDS},
+        "n_folds": vals["n_folds"], "errors": vals["errors"], "crps_err": vals.get("crps_err", np.nan), **pooled_cols,
     }
 
 
@@ -419,13 +474,17 @@ def latex_table2(df):
     for _, r in df.iterrows():
         cells = [_tex_escape(r["label"]), _count(r["n_train"]), _count(r["n_test"])]
         cells += [_pm(r[k], r[f"{k}_err"], FMT[k]) for k in metrics_keys()]
-        cells.append(_num(r["crps"], FMT["crps"]))
+        cells.append(_pm(r["crps"], r.get("crps_err", np.nan), FMT["crps"]))
         lines.append(" & ".join(cells) + r" \\")
         if r["published"]:
             pub = [r"\quad\textit{published}", _count(r["pub_n_train"]), _count(r["pub_n_test"])]
             pub += [_num(r[f"pub_{k}"], FMT[k]) for k in ("bias", "sigma_mad", "eta", "crps")]
             lines.append(" & ".join(pub) + r" \\")
-    lines += [r"\hline", r"\end{tabular}", ""]
+    lines.append(r"\hline")
+    if "errors" in df.columns and (df["errors"] == "folds").any():
+        lines.append(r"\multicolumn{7}{l}{\footnotesize Trials tested on every fold: mean of the per-fold values "
+                     r"$\pm$ their standard deviation, $N_\mathrm{test}$ per fold; other rows: $\pm$ bootstrap error.} \\")
+    lines += [r"\end{tabular}", ""]
     return "\n".join(lines)
 
 

@@ -278,24 +278,15 @@ def main(argv=None):
     p.add_argument("--log")
     a = p.parse_args(argv)
     setup_logging(a.log)
-    from .sdss.skyserver import QueryError, client_from_config, fetch_paged, field_paged_query, source_identity
+    from .sdss.skyserver import QueryError, fetch_paged, field_paged_query, open_client
 
     sdss_cfg, tiles = json.loads(a.sdss_json), json.loads(a.tiles_json)
     s82, cut = json.loads(a.stripe82_json), json.loads(a.cutouts_json)
     page_size = sdss_cfg.get("page_size", 50000)
     try:
-        if a.mock_db:
-            from .sdss.skyserver_server import serve_sqlite
-
-            with serve_sqlite(a.mock_db) as server:
-                log.info("mock SkyServer on %s backed by %s", server.url, a.mock_db)
-                client = client_from_config(sdss_cfg, url=server.url)
-                fields = fetch_paged(client, field_paged_query(sdss_cfg["rerun"]), a.pages, page_size,
-                                     source_identity(client, a.mock_db))
-        else:
-            client = client_from_config(sdss_cfg)
-            fields = fetch_paged(client, field_paged_query(sdss_cfg["rerun"]), a.pages, page_size,
-                                 source_identity(client))
+        # the Field table is read through SkyServer SQL paging whatever sdss.service is
+        with open_client(sdss_cfg, a.mock_db) as (client, source):
+            fields = fetch_paged(client, field_paged_query(sdss_cfg["rerun"]), a.pages, page_size, source)
     except QueryError as err:
         log.error("%s", err)
         return 1

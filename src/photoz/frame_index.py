@@ -30,21 +30,13 @@ from scipy.spatial import cKDTree
 
 from . import BANDS
 from .io import atomic_path, setup_logging
+from .regions import in_region as in_box  # kept name; the one definition is in regions.py
 
 __all__ = ["frames_table", "FrameIndex", "galaxy_index", "assign_groups", "in_box", "frame_key", "main"]
 
 log = logging.getLogger("photoz.frame_index")
 
 FIELD_PER_BAND = ("psfWidth", "sky", "gain", "darkVariance")
-
-
-def in_box(ra, dec, box):
-    """True where (ra, dec) lies in ``box`` (ra_min..ra_max may wrap through 0)."""
-    ra = np.asarray(ra, float)
-    dec = np.asarray(dec, float)
-    width = box["ra_max"] - box["ra_min"]
-    in_ra = np.mod(ra - box["ra_min"], 360.0) <= width if width < 360 else np.ones(ra.shape, bool)
-    return in_ra & (dec >= box["dec_min"]) & (dec <= box["dec_max"])
 
 
 def frame_key(run, camcol, field):

@@ -1,11 +1,19 @@
 """The SQL text of the catalog and field queries (Pasquet et al. 2019, Appendix A).
 
 The query is written once, in the SkyServer dialect (Microsoft SQL Server), and
-sent as is to both the real SkyServer and the mock one. The only dialect
-difference it relies on, ``SELECT TOP n``, is translated for SQLite in ONE
-place, :func:`to_sqlite`, which the mock server applies to every command it
-receives. Everything else (bit tests, arithmetic, joins, ``ORDER BY``) is
-written in the common subset of both dialects.
+sent as is to both the real SkyServer/CasJobs and the loopback ones. The only
+dialect differences it relies on, ``SELECT TOP n`` and CasJobs' ``INTO
+mydb.x``, are translated for SQLite in ONE place, :func:`to_sqlite`, which the
+loopback servers apply to every command they receive. Everything else (bit
+tests, arithmetic, joins, ``ORDER BY``) is in the common subset of both.
+
+SkyServer takes the SQL in the URL of a GET and refuses query strings over
+:data:`MAX_QUERY_STRING` (2,048) characters, so the SELECT list holds plain
+column references only (no ``AS`` where the name is already right, no
+derived columns: :func:`catalog_from_rows` computes ``dered_petro_{b}``), and
+optional spaces are left out; a DR12 page query is about 1,150 characters
+once URL-encoded (``tests/test_query_limits.py`` checks every page of the
+plan).
 
 Pages are fetched by keyset on ``specObjID``: page k asks for the first
 ``page_size`` rows with ``specObjID`` from the last one of page k-1 on, so no

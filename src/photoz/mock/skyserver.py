@@ -22,7 +22,6 @@ few percent of the galaxies (see :func:`photoz.mock.merge.add_repeat_spectra`).
 
 from __future__ import annotations
 
-import re
 import sqlite3
 
 import numpy as np

@@ -13,7 +13,7 @@ SYSTEM_TOOLS := SWarp:swarp latexmk:latexmk pdflatex:texlive-latex-recommended \
 SYSTEM_PACKAGES := swarp latexmk texlive-latex-recommended texlive-latex-extra \
                    texlive-fonts-recommended texlive-publishers poppler-utils
 
-.PHONY: all setup system-tools paper test lint dryrun clean
+.PHONY: all setup system-tools profiles paper test lint dryrun clean
 
 all: paper
 
@@ -40,7 +40,12 @@ system-tools:
 	  fi; \
 	fi
 
-setup: $(VENV)/.installed system-tools
+# `snakemake --profile slurm` / `--profile local` as typed: link the profiles into
+# Snakemake's user config folder (a profile of yours with that name is left alone, with a notice).
+profiles: $(VENV)/.installed
+	$(BIN)/python tools/install_profiles.py
+
+setup: $(VENV)/.installed system-tools profiles
 
 paper: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete --printshellcmds --show-failed-logs

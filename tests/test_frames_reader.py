@@ -68,3 +68,41 @@ def test_truncated_and_missing_frames_name_the_file(tmp_path):
     junk.write_bytes(b"not a fits file at all" * 100)
     with pytest.raises(FrameError, match="frame-g-009001-1-0014"):
         read_frame(junk)
+
+
+def test_frame_identity_on_all_five_real_bands(real_field, tmp_path):
+    """FRAME in a real header is field + 2 (CAMROW - 1); the reader's field is the file name's."""
+    import shutil
+
+    from astropy.io import fits
+
+    for band in "ugriz":
+        path = real_field / f"frame-{band}-002583-2-0136.fits.bz2"
+        f = read_frame(path)
+        assert (f.band, f.run, f.camcol, f.field) == (band, 2583, 2, 136)
+        assert f.key == "2583-2-136"
+        h = f.header
+        assert "FIELD" not in h and h["FRAME"] == 136 + 2 * (h["CAMROW"] - 1)
+    # the same g frame under a non-SAS name: FRAME (144) is not taken for the field
+    odd = tmp_path / "g.fits.bz2"
+    shutil.copy(real_field / "frame-g-002583-2-0136.fits.bz2", odd)
+    with pytest.raises(FrameError, match="no FIELD header keyword.*FRAME is not the field"):
+        read_frame(odd)
+    # with a FIELD keyword it is read from the header
+    with fits.open(real_field / "frame-g-002583-2-0136.fits.bz2") as hdul:
+        hdul[0].header["FIELD"] = 136
+        hdul.writeto(tmp_path / "g-with-field.fits")
+    f = read_frame(tmp_path / "g-with-field.fits")
+    assert (f.band, f.run, f.camcol, f.field) == ("g", 2583, 2, 136)
+
+
+def test_header_and_name_must_agree(tmp_path):
+    from astropy.io import fits
+
+    path = tmp_path / "frame-g-009001-1-0011.fits"
+    synthetic_frame(path, 150.0, 30.0, band="g", shape=(60, 80))
+    with fits.open(path) as hdul:
+        hdul[0].header["FIELD"] = 12
+        hdul.writeto(tmp_path / "frame-g-009001-1-0013.fits")
+    with pytest.raises(FrameError, match="header says field 12 but the file name says 13"):
+        read_frame(tmp_path / "frame-g-009001-1-0013.fits")

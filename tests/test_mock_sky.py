@@ -123,6 +123,15 @@ def test_mock_skyserver_answers_the_paper_query_with_its_cuts(tiny_chunk, tmp_pa
     truth = t["truth"]
     expected = set(truth.loc[truth["selected_by_cuts"], "specObjID"])
     assert set(got["specObjID"]) == expected
+    # repeat spectra as in DR12: same bestObjID, own specObjID, one of each pair sciencePrimary
+    spec = t["SpecObjAll"]
+    rep = spec[spec["bestObjID"].duplicated(keep=False)]
+    assert len(rep) > 0 and rep.groupby("bestObjID")["sciencePrimary"].sum().eq(1).all()
+    # the query returns the repeats that pass the cuts (in the truth's selected set above)
+    assert truth.loc[truth["repeat_spectrum"], "specObjID"].isin(spec["specObjID"]).all()
+    # per-object PSF FWHM and sky (PhotoObjAll) are those of the object's field in the mock
+    po = t["PhotoObjAll"].merge(t["Field"], on=["run", "camcol", "field"])
+    assert np.allclose(po["psffwhm_r"], po["psfWidth_r"]) and np.allclose(po["sky_g_x"], po["sky_g_y"])
     rejected = set(cat.loc[gal[:8], "specObjID"])
     assert not rejected & set(got["specObjID"])
     assert got["specObjID"].is_unique and got["specObjID"].dtype == np.int64
@@ -169,6 +178,10 @@ def _check_frame_layout(path):
                   "RERUN", "TAI", "DATE-OBS"):
             assert k in hdr, (path, k)
         assert hdr["CTYPE1"] == "RA---TAN" and hdr["BUNIT"] == "nanomaggy"
+        # FRAME as SDSS writes it: the CCD's raw frame number, field + 2 (CAMROW - 1), not the field
+        from photoz.sdss.frames import parse_frame_name
+
+        assert hdr["FRAME"] == parse_frame_name(path)[3] + 2 * (hdr["CAMROW"] - 1)
         return hdr
 
 

@@ -74,3 +74,20 @@ def test_sentinels_in_optional_columns_become_nan_and_text_is_an_error():
     df.loc[1, "ra"] = "abc"
     with pytest.raises(CatalogError, match="column ra row 1 holds 'abc'"):
         validate_catalog(df)
+
+
+def test_one_spectrum_per_galaxy_rule():
+    from photoz.catalog import one_spectrum_per_galaxy
+
+    df = pd.DataFrame({
+        "specObjID": [10, 11, 12, 13, 14, 15, 16],
+        "objID":     [1, 1, 2, 2, 2, 3, 4],
+        "zErr":      [1e-4, 5e-5, 3e-4, 1e-4, 1e-4, 1e-4, -9999.0],
+        "sciencePrimary": [1, 0, 0, 0, 0, 1, 0]})
+    kept, dropped = one_spectrum_per_galaxy(df)
+    # 1: the primary beats a smaller zErr; 2: none primary -> smallest zErr, then smallest specObjID
+    assert kept["specObjID"].tolist() == [10, 13, 15, 16]
+    assert sorted(dropped["specObjID"]) == [11, 12, 14]
+    assert dropped.set_index("specObjID").loc[14, "reason"].startswith("repeat spectrum of objID 2; kept specObjID 13")
+    with pytest.raises(CatalogError, match="sciencePrimary"):
+        one_spectrum_per_galaxy(df.drop(columns="sciencePrimary"))

@@ -37,7 +37,13 @@ DEFAULT_RUNS = [(9001, 1, 6, 150.0, 30.0), (9101, 3, 6, 20.0, 0.0), (9102, 3, 6,
                 (9103, 3, 6, 20.04, -0.01)]
 
 
-def make_skyserver_db(path, n=200, seed=1, runs=DEFAULT_RUNS):
+def make_skyserver_db(path, n=200, seed=1, runs=DEFAULT_RUNS, repeats=0, kept=None):
+    """Write the database; return the sorted specObjIDs of the good galaxies' first spectra.
+
+    ``repeats`` good galaxies get a second spectrum; ``kept`` (a dict), if
+    given, receives objID -> the specObjID the one-spectrum rule must keep.
+    """
+    kept = {} if kept is None else kept
     rng = np.random.default_rng(seed)
     con = sqlite3.connect(path)
     fcols = list(_field_rows(runs[:1])[0].keys())
@@ -46,10 +52,12 @@ def make_skyserver_db(path, n=200, seed=1, runs=DEFAULT_RUNS):
     con.executemany(f"INSERT INTO Field VALUES ({','.join('?' * len(fcols))})",
                     [tuple(r[c] for c in fcols) for r in frows])
     con.execute("CREATE TABLE SpecObjAll (specObjID INTEGER PRIMARY KEY, bestObjID INTEGER, class TEXT, "
-                "subClass TEXT, z REAL, zErr REAL, zWarning INTEGER, targetType TEXT, survey TEXT)")
+                "subClass TEXT, z REAL, zErr REAL, zWarning INTEGER, targetType TEXT, survey TEXT, "
+                "sciencePrimary INTEGER)")
     pcols = (["objID", "ra", "dec", "type", "flags", "clean", "insideMask", "run", "rerun", "camcol", "field"]
              + [f"petroMag_{b}" for b in BANDS] + [f"petroMagErr_{b}" for b in BANDS]
-             + [f"extinction_{b}" for b in BANDS] + ["expAB_r", "deVAB_r", "fracDeV_r", "petroR50_r"])
+             + [f"extinction_{b}" for b in BANDS] + ["expAB_r", "deVAB_r", "fracDeV_r", "petroR50_r"]
+             + [f"psffwhm_{b}" for b in BANDS] + [f"sky_{b}" for b in BANDS])
     con.execute(f"CREATE TABLE PhotoObjAll ({', '.join(pcols)})")
     con.execute("CREATE TABLE Photoz (objID INTEGER PRIMARY KEY, z REAL, zErr REAL)")
     con.execute("CREATE TABLE galSpecInfo (specObjID INTEGER PRIMARY KEY, primtarget INTEGER, sectarget INTEGER, "
@@ -74,10 +82,10 @@ def make_skyserver_db(path, n=200, seed=1, runs=DEFAULT_RUNS):
         mags = {b: r + d for b, d in zip(BANDS, (1.8, 0.8, 0.0, -0.4, -0.7))}
         z = float(rng.uniform(0.02, 0.3))
         z = 0.45 if decoy == "zhigh" else (0.0 if decoy == "zzero" else z)
-        con.execute("INSERT INTO SpecObjAll VALUES (?,?,?,?,?,?,?,?,?)",
+        con.execute("INSERT INTO SpecObjAll VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (sid, oid, "STAR" if decoy == "class" else "GALAXY", "", z, 1e-4,
                      4 if decoy == "zwarning" else 0, "SKY" if decoy == "target" else "SCIENCE",
-                     "boss" if decoy == "survey" else "sdss"))
+                     "boss" if decoy == "survey" else "sdss", 1))
         vals = dict(objID=oid, ra=ra, dec=dec, type=3, flags=0, clean=0 if decoy == "clean" else 1,
                     insideMask=1 if decoy == "mask" else 0, run=fr["run"], rerun=301, camcol=fr["camcol"],
                     field=fr["field"], expAB_r=float(rng.uniform(0.1, 1)), deVAB_r=float(rng.uniform(0.1, 1)),
@@ -85,14 +93,35 @@ def make_skyserver_db(path, n=200, seed=1, runs=DEFAULT_RUNS):
         vals.update({f"petroMag_{b}": mags[b] for b in BANDS})
         vals.update({f"petroMagErr_{b}": 0.01 for b in BANDS})
         vals.update({f"extinction_{b}": ext[b] for b in BANDS})
+        vals.update({f"psffwhm_{b}": fr[f"psfWidth_{b}"] + float(rng.normal(0, 0.02)) for b in BANDS})
+        vals.update({f"sky_{b}": fr[f"sky_{b}"] * float(rng.uniform(0.97, 1.03)) for b in BANDS})
         if i == 3:
             vals["deVAB_r"] = -9999.0  # an SDSS "not measured" sentinel in an optional column
         con.execute(f"INSERT INTO PhotoObjAll VALUES ({','.join('?' * len(pcols))})", tuple(vals[c] for c in pcols))
         con.execute("INSERT INTO Photoz VALUES (?,?,?)", (oid, z + float(rng.normal(0, 0.02)), 0.02))
         con.execute("INSERT INTO galSpecInfo VALUES (?,?,?,?,?,?,?)",
-                    (sid, 0 if decoy == "bit" else 64 | 2, 0, "SCIENCE", "GALAXY", "", ext_r / 2.751))
+                    (sid, 0 if decoy == "bit" else 64 | 2, 0, "SCIENCE", "GALAXY", "",
+                     ext_r / 2.751 + float(rng.normal(0, 0.002))))
         if decoy is None:
             good_ids.append(sid)
+    # repeat spectra (same bestObjID, own specObjID) of the first `repeats` good galaxies, four cases:
+    #   0: the repeat is sciencePrimary although its zErr is larger -> the repeat is kept
+    #   1: the primary is a BOSS repeat (cut by survey) -> the legacy original is kept
+    #   2: the original stays primary, the repeat has the smaller zErr -> the original is kept
+    #   3: neither is primary -> the smaller zErr (the repeat) is kept
+    for k in range(repeats):
+        row = con.execute("SELECT * FROM SpecObjAll WHERE specObjID=?", (good_ids[k],)).fetchone()
+        case = k % 4
+        rsid = row[0] + 10**9 + k
+        zerr = {0: 2e-4, 1: 5e-5, 2: 5e-5, 3: 5e-5}[case]
+        con.execute("INSERT INTO SpecObjAll VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    (rsid,) + tuple(row[1:5]) + (zerr, 0, "SCIENCE", "boss" if case == 1 else "sdss",
+                                                 int(case in (0, 1))))
+        if case in (0, 1, 3):
+            con.execute("UPDATE SpecObjAll SET sciencePrimary=0 WHERE specObjID=?", (row[0],))
+        gi = con.execute("SELECT * FROM galSpecInfo WHERE specObjID=?", (row[0],)).fetchone()
+        con.execute("INSERT INTO galSpecInfo VALUES (?,?,?,?,?,?,?)", (rsid,) + tuple(gi[1:]))
+        kept[row[1]] = rsid if case in (0, 3) else row[0]
     con.commit()
     con.close()
     return sorted(good_ids)

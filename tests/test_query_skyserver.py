@@ -41,17 +41,18 @@ def reference(db, tmp_path_factory):
 
 
 def test_query_names_every_catalog_column_and_translates_once():
-    assert list(Q.CATALOG_COLUMNS) == list(SCHEMA)
+    rows = pd.DataFrame({c: [1.0] for c in Q.CATALOG_QUERY_COLUMNS})
+    assert list(Q.catalog_from_rows(rows).columns) == list(SCHEMA)
     sql = Q.catalog_page_query(SEL, after=123, limit=7)
     assert sql.startswith("SELECT TOP 7")
-    assert "za.specObjID >= 123" in sql and sql.rstrip().endswith("ORDER BY za.specObjID")
+    assert "za.specObjID>=123" in sql and sql.rstrip().endswith("ORDER BY za.specObjID")
     lite = Q.to_sqlite(sql)
     assert "TOP" not in lite and lite.endswith("LIMIT 7")
     assert Q.to_sqlite("SELECT COUNT(*) AS n FROM Field") == "SELECT COUNT(*) AS n FROM Field"
     # the Appendix A cuts are all there
-    for cut in ("za.class = 'GALAXY'", "za.zWarning = 0", "za.targetType = 'SCIENCE'", "za.survey = 'sdss'",
-                "(zi.primtarget & 64) > 0", "po.clean = 1", "po.insideMask = 0",
-                "(po.petroMag_r - po.extinction_r) <= 17.8", "za.z > 0.0", "za.z < 0.4"):
+    for cut in ("za.class='GALAXY'", "za.zWarning=0", "za.targetType='SCIENCE'", "za.survey='sdss'",
+                "(zi.primtarget&64)>0", "po.clean=1", "po.insideMask=0",
+                "po.petroMag_r-po.extinction_r<=17.8", "za.z>0.0", "za.z<0.4"):
         assert cut in sql, cut
 
 
@@ -62,7 +63,15 @@ def test_cuts_select_exactly_the_good_galaxies(db, reference):
     con = sqlite3.connect(path)
     n = con.execute(Q.to_sqlite(Q.catalog_count_query(SEL))).fetchone()[0]
     assert n == N
-    assert reference["ebv"].to_numpy() == pytest.approx(reference["extinction_r"].to_numpy() / 2.751)
+    # E(B-V) is galSpecInfo.e_bv_sfd (Appendix A), not derived from extinction_r
+    con = sqlite3.connect(path)
+    sfd = dict(con.execute("SELECT specObjID, e_bv_sfd FROM galSpecInfo").fetchall())
+    assert reference["ebv"].tolist() == [sfd[i] for i in reference["specObjID"]]
+    assert not reference["ebv"].to_numpy() == pytest.approx(reference["extinction_r"].to_numpy() / 2.751)
+    # per-object PSF FWHM and sky from PhotoObjAll
+    po = pd.read_sql_query("SELECT objID, psffwhm_g, sky_z FROM PhotoObjAll", con).set_index("objID")
+    assert reference["psffwhm_g"].tolist() == po.loc[reference["objID"], "psffwhm_g"].tolist()
+    assert reference["sky_z"].tolist() == po.loc[reference["objID"], "sky_z"].tolist()
     assert reference["deVAB_r"].isna().sum() == 1  # the -9999 sentinel became NaN
 
 
@@ -130,7 +139,7 @@ def test_interrupted_query_resumes_from_kept_pages(db, reference, tmp_path):
         cmds = [cmd for _, cmd, _ in s.requests]
     assert not any("COUNT(*)" in c for c in cmds)  # the count was kept too
     last_key = pd.read_csv(pages / "page-00002.csv", comment="#")["specObjID"].iloc[-1]
-    assert f"za.specObjID >= {last_key}" in cmds[0]
+    assert f"za.specObjID>={last_key}" in cmds[0]
     expected_pages = 1 + -(-(N - PAGE) // (PAGE - 1)) + 1  # first page, overlapping pages, one-row closing page
     assert len(cmds) == expected_pages - 3
     for p, data in before.items():

@@ -58,3 +58,30 @@ def test_sdss_dryrun_puts_gpus_on_training_jobs(tmp_path):
     n_cutouts = sum(r == "cutouts" for r, _ in jobs)
     assert 100 <= n_cutouts <= 2000
     assert all(not re.search(r"\bgpu=[1-9]", s) for r, s in jobs if r == "cutouts")
+
+
+def test_profile_names_work_as_typed_after_setup(tmp_path):
+    """`make setup` links the profiles where Snakemake looks for names; a user's own is left alone."""
+    import os
+
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "cfg"))
+    # a user's own `local` profile: never replaced, and said so
+    own = tmp_path / "cfg" / "snakemake" / "local"
+    own.mkdir(parents=True)
+    (own / "config.yaml").write_text("cores: 3\n")
+    res = subprocess.run([sys.executable, str(ROOT / "tools" / "install_profiles.py")], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert "profile slurm: linked" in res.stdout
+    assert "profile local: NOT linked" in res.stdout and "your own profile" in res.stdout
+    assert (own / "config.yaml").read_text() == "cores: 3\n" and not own.is_symlink()
+    link = tmp_path / "cfg" / "snakemake" / "slurm"
+    assert link.is_symlink() and link.resolve() == (ROOT / "profiles" / "slurm").resolve()
+    # the command as typed, from the project root: the full DAG of the DR12 preset (--forceall only
+    # so that results already built in this checkout do not shorten the list)
+    res = subprocess.run([str(SNAKEMAKE), "--profile", "slurm", "-n", "--configfile", "config/sdss-dr12.yaml",
+                          "--forceall"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, flags=re.M))
+    assert int(counts["total"]) >= 700 and counts["query"] == "1" and int(counts["train_stacked_main"]) == 5
+    assert counts["paper"] == "1" and int(counts["predict"]) == 66

@@ -18,7 +18,8 @@ import pandas as pd
 
 from . import BANDS
 
-__all__ = ["Column", "SCHEMA", "CatalogError", "validate_catalog", "SDSS_SENTINELS"]
+__all__ = ["Column", "SCHEMA", "CatalogError", "validate_catalog", "SDSS_SENTINELS", "one_spectrum_per_galaxy",
+           "SPECTRUM_RULE"]
 
 log = logging.getLogger("photoz.catalog")
 
@@ -48,7 +49,7 @@ def _schema():
         s[f"petroMagErr_{b}"] = Column("float64", False, 0.0, None)
     for b in BANDS:
         s[f"extinction_{b}"] = Column("float64", True, 0.0, 30.0)
-    s["ebv"] = Column("float64", True, 0.0, 10.0)
+    s["ebv"] = Column("float64", True, 0.0, 10.0)  # galSpecInfo.e_bv_sfd (SFD98), as in Appendix A
     s["expAB_r"] = Column("float64", False, 0.0, 1.0)
     s["deVAB_r"] = Column("float64", False, 0.0, 1.0)
     s["fracDeV_r"] = Column("float64", False, 0.0, 1.0)
@@ -60,9 +61,9 @@ def _schema():
     s["zphot"] = Column("float64", False, -1.0, 7.0)
     s["dzphot"] = Column("float64", False, 0.0, None)
     for b in BANDS:
-        s[f"psfWidth_{b}"] = Column("float64", False, 0.0, 30.0)
+        s[f"psffwhm_{b}"] = Column("float64", False, 0.0, 30.0)
     for b in BANDS:
-        s[f"sky_{b}"] = Column("float64", False, None, None)
+        s[f"sky_{b}"] = Column("float64", False, None, None)  # PhotoObjAll, per object
     return s
 
 
@@ -165,3 +166,45 @@ def validate_catalog(df, source="catalog", max_rejected_fraction=0.01):
                            f"(more than {max_rejected_fraction:.1%}); first: "
                            f"{rejected.head(3).to_dict('records')}")
     return good, rejected
+
+
+SPECTRUM_RULE = ("one spectrum per galaxy (bestObjID): the sciencePrimary one; if none or several are "
+                 "primary, the smallest zErr, then the smallest specObjID")
+"""How :func:`one_spectrum_per_galaxy` chooses among repeat spectra of a galaxy."""
+
+
+def one_spectrum_per_galaxy(df):
+    """Keep one spectrum per galaxy, as the paper's sample holds each galaxy once.
+
+    ``SpecObjAll`` holds every spectrum, repeat observations of a galaxy
+    included (same ``bestObjID``, here ``objID``); the rule is
+    :data:`SPECTRUM_RULE`. Needs the columns ``specObjID, objID, zErr,
+    sciencePrimary``.
+
+    Returns
+    -------
+    kept : DataFrame
+        One row per ``objID``, in the input's order.
+    dropped : DataFrame
+        ``specObjID, reason`` of each repeat spectrum left out (naming the
+        kept one).
+    """
+    need = [c for c in ("specObjID", "objID", "zErr", "sciencePrimary") if c not in df.columns]
+    if need:
+        raise CatalogError(f"one_spectrum_per_galaxy: columns {need} missing")
+    d = df.reset_index(drop=True)
+    primary = pd.to_numeric(d["sciencePrimary"], errors="coerce").fillna(0).to_numpy() == 1
+    zerr = pd.to_numeric(d["zErr"], errors="coerce").to_numpy(dtype="float64")
+    zerr = np.where(np.isfinite(zerr) & (zerr >= 0), zerr, np.inf)
+    order = np.lexsort((d["specObjID"].to_numpy(), zerr, ~primary, d["objID"].to_numpy()))
+    ranked = d.iloc[order]
+    first = ~ranked["objID"].duplicated(keep="first").to_numpy()
+    keep_idx = np.sort(ranked.index.to_numpy()[first])
+    kept = d.loc[keep_idx].reset_index(drop=True)
+    drop = ranked.loc[~first]
+    chosen = dict(zip(ranked.loc[first, "objID"].to_numpy(), ranked.loc[first, "specObjID"].to_numpy()))
+    dropped = pd.DataFrame({
+        "specObjID": drop["specObjID"].to_numpy(),
+        "reason": [f"repeat spectrum of objID {o}; kept specObjID {chosen[o]} ({SPECTRUM_RULE})"
+                   for o in drop["objID"].to_numpy()]})
+    return kept, dropped

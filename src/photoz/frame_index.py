@@ -30,21 +30,13 @@ from scipy.spatial import cKDTree
 
 from . import BANDS
 from .io import atomic_path, setup_logging
+from .regions import in_region as in_box  # kept name; the one definition is in regions.py
 
 __all__ = ["frames_table", "FrameIndex", "galaxy_index", "assign_groups", "in_box", "frame_key", "main"]
 
 log = logging.getLogger("photoz.frame_index")
 
 FIELD_PER_BAND = ("psfWidth", "sky", "gain", "darkVariance")
-
-
-def in_box(ra, dec, box):
-    """True where (ra, dec) lies in ``box`` (ra_min..ra_max may wrap through 0)."""
-    ra = np.asarray(ra, float)
-    dec = np.asarray(dec, float)
-    width = box["ra_max"] - box["ra_min"]
-    in_ra = np.mod(ra - box["ra_min"], 360.0) <= width if width < 360 else np.ones(ra.shape, bool)
-    return in_ra & (dec >= box["dec_min"]) & (dec <= box["dec_max"])
 
 
 def frame_key(run, camcol, field):
@@ -278,24 +270,15 @@ def main(argv=None):
     p.add_argument("--log")
     a = p.parse_args(argv)
     setup_logging(a.log)
-    from .sdss.skyserver import QueryError, client_from_config, fetch_paged, field_paged_query, source_identity
+    from .sdss.skyserver import QueryError, fetch_paged, field_paged_query, open_client
 
     sdss_cfg, tiles = json.loads(a.sdss_json), json.loads(a.tiles_json)
     s82, cut = json.loads(a.stripe82_json), json.loads(a.cutouts_json)
     page_size = sdss_cfg.get("page_size", 50000)
     try:
-        if a.mock_db:
-            from .sdss.skyserver_server import serve_sqlite
-
-            with serve_sqlite(a.mock_db) as server:
-                log.info("mock SkyServer on %s backed by %s", server.url, a.mock_db)
-                client = client_from_config(sdss_cfg, url=server.url)
-                fields = fetch_paged(client, field_paged_query(sdss_cfg["rerun"]), a.pages, page_size,
-                                     source_identity(client, a.mock_db))
-        else:
-            client = client_from_config(sdss_cfg)
-            fields = fetch_paged(client, field_paged_query(sdss_cfg["rerun"]), a.pages, page_size,
-                                 source_identity(client))
+        # the Field table is read through SkyServer SQL paging whatever sdss.service is
+        with open_client(sdss_cfg, a.mock_db) as (client, source):
+            fields = fetch_paged(client, field_paged_query(sdss_cfg["rerun"]), a.pages, page_size, source)
     except QueryError as err:
         log.error("%s", err)
         return 1

@@ -36,6 +36,7 @@ import pandas as pd
 from photoz import bins as zbins
 from photoz import latex, metrics, published, trials as ztrials
 from photoz.io import atomic_path, setup_logging
+from photoz.regions import in_region as in_box  # the one region test (RA/Dec box or survey stripes)
 
 __all__ = [
     "ENSEMBLE_COLUMNS",
@@ -121,22 +122,6 @@ def read_catalog(path, columns=None):
     else:
         keep = [c for c in names if c in columns or c.startswith(("sel_", "val_"))]
     return pd.read_parquet(path, columns=keep)
-
-
-def in_box(ra, dec, box):
-    """True where (ra, dec) lies in ``box`` = {ra_min, ra_max, dec_min, dec_max}.
-
-    RA is compared modulo 360, so a box from ra_min = -60 to ra_max = 60
-    holds RA 300..360 and 0..60.
-    """
-    ra = np.asarray(ra, dtype=np.float64)
-    dec = np.asarray(dec, dtype=np.float64)
-    span = box["ra_max"] - box["ra_min"]
-    if span >= 360:
-        in_ra = np.ones(ra.shape, dtype=bool)
-    else:
-        in_ra = np.mod(ra - box["ra_min"], 360.0) <= span
-    return in_ra & (dec >= box["dec_min"]) & (dec <= box["dec_max"])
 
 
 def subset_mask(subset, cat, regions):

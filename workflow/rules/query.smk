@@ -4,7 +4,9 @@
 #   retrieve:    one job per group -> results/frames/group-{group}/ (frames + MANIFEST.json)
 # In mode "mock", query and frame_index serve results/mock/skyserver.sqlite on a
 # loopback port and query it with the same client; retrieve reads the mock SAS
-# tree through a file:// URL with the same code.
+# tree through a file:// URL with the same code. With sdss.service: casjobs the
+# query rule submits a CasJobs batch job instead (a loopback CasJobs in mock
+# mode); the SciServer token comes from the environment ($SCISERVER_TOKEN).
 
 
 rule query:

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from photoz.io import atomic_path, setup_logging
+from photoz.regions import in_region as in_box  # the one region test (RA/Dec box or survey stripes)
 
 __all__ = [
     "STYLE", "COLORS", "use_style", "save_figure", "delta_z", "scores", "binned_scores",
@@ -162,15 +163,6 @@ def test_sample(ensemble_path, catalog_path, columns=()):
     if "zphot" in df.columns:
         df["dz_b16"] = delta_z(df["zphot"], df["z_spec"])
     return df
-
-
-def in_box(ra, dec, box):
-    """Boolean mask of positions inside a config box (``ra_min`` may be negative: RA wraps)."""
-    ra = np.asarray(ra, dtype=float) % 360.0
-    dec = np.asarray(dec, dtype=float)
-    lo, hi = box["ra_min"], box["ra_max"]
-    ra_in = ((ra - lo) % 360.0) <= ((hi - lo) % 360.0 if hi - lo < 360 else 360.0)
-    return ra_in & (dec >= box["dec_min"]) & (dec <= box["dec_max"])
 
 
 # --- sky ------------------------------------------------------------------------

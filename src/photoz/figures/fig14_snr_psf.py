@@ -20,7 +20,7 @@ PAIRS = [("u", "g"), ("g", "r"), ("r", "i"), ("i", "z")]
 def make(inputs, cfg, log):
     plt = common.use_style()
     bands = common.BANDS
-    cols = [f"petroMagErr_{b}" for b in bands] + [f"psfWidth_{b}" for b in bands] + ["ra", "dec"]
+    cols = [f"petroMagErr_{b}" for b in bands] + [f"psffwhm_{b}" for b in bands] + ["ra", "dec"]
     df = common.test_sample(inputs["ensemble"], inputs["catalog"], cols)
     s82 = df["stripe82"].to_numpy(bool) if "stripe82" in df.columns else common.in_box(df["ra"], df["dec"], cfg["regions"]["stripe82"])
     df = df[~s82]
@@ -32,12 +32,12 @@ def make(inputs, cfg, log):
         t = common.binned_scores(snr, df["dz"], np.geomspace(3, 3000, 14), min_count=10)
         axes[0, 0].plot(t["x"], t["bias"], color=BAND_COLORS[k], marker="o", ms=2.5, label=b)
         axes[1, 0].plot(t["x"], t["sigma_mad"], color=BAND_COLORS[k], marker="o", ms=2.5, label=b)
-        psf = df[f"psfWidth_{b}"].to_numpy(float)
+        psf = df[f"psffwhm_{b}"].to_numpy(float)
         t = common.binned_scores(psf, df["dz"], common.quantile_edges(psf, 8), min_count=10)
         axes[0, 1].plot(t["x"], t["bias"], color=BAND_COLORS[k], marker="o", ms=2.5, label=b)
         axes[1, 1].plot(t["x"], t["sigma_mad"], color=BAND_COLORS[k], marker="o", ms=2.5, label=b)
     for k, (a, c) in enumerate(PAIRS):
-        d = (df[f"psfWidth_{a}"] - df[f"psfWidth_{c}"]).to_numpy(float)
+        d = (df[f"psffwhm_{a}"] - df[f"psffwhm_{c}"]).to_numpy(float)
         t = common.binned_scores(d, df["dz"], common.quantile_edges(d, 8), min_count=10)
         axes[0, 2].plot(t["x"], t["bias"], color=BAND_COLORS[k], marker="o", ms=2.5, label=f"{a} - {c}")
         axes[1, 2].plot(t["x"], t["sigma_mad"], color=BAND_COLORS[k], marker="o", ms=2.5, label=f"{a} - {c}")

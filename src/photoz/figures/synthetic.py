@@ -60,7 +60,7 @@ def write_results(root, n=1500, n_images=48, members=2, n_folds=5, seed=0):
         cat[f"dered_petro_{b}"] = 17.0 + rng.normal(0, 0.5, n)
         cat[f"petroMagErr_{b}"] = np.where(s82, np.nan, rng.lognormal(np.log(0.02), 0.6, n))
         cat[f"extinction_{b}"] = ebv * 3.0
-        cat[f"psfWidth_{b}"] = rng.normal(1.4, 0.2, n)
+        cat[f"psffwhm_{b}"] = rng.normal(1.4, 0.2, n)
         cat[f"sky_{b}"] = 0.1
     cat["expAB_r"] = rng.uniform(0.1, 1.0, n)
     cat["deVAB_r"] = rng.uniform(0.3, 1.0, n)

@@ -55,12 +55,48 @@ def training_sample(mock, catalog):
     return mags, gal["z"].to_numpy()
 
 
+REPEAT_SPECTRA_FRACTION = 0.03
+"""Fraction of spectroscopic targets observed twice (DR12's SpecObjAll holds such repeats)."""
+
+REPEAT_SPECOBJID_BIT = 57
+"""Bit set in the mock specObjID of a repeat spectrum (unused by first spectra)."""
+
+
+def add_repeat_spectra(mock, cat):
+    """Append a second spectrum for a few percent of the galaxies, as DR12 has.
+
+    A repeat has its own specObjID, the same objID (``bestObjID``), a
+    re-measured redshift (the first one plus the error) and error. Exactly one
+    spectrum of a pair is ``sciencePrimary`` (either one); for a quarter of the
+    pairs the primary one is a BOSS re-observation (``survey = 'boss'``), which
+    the paper's cuts reject, so the legacy spectrum left is not primary.
+    """
+    rng = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 602]))
+    cat = cat.copy()
+    cat["sciencePrimary"] = 1
+    gal = np.flatnonzero((cat["class"] == "GALAXY").to_numpy())
+    pick = np.sort(rng.choice(gal, size=int(round(REPEAT_SPECTRA_FRACTION * len(gal))), replace=False))
+    rep = cat.iloc[pick].copy()
+    rep["specObjID"] = rep["specObjID"].to_numpy(np.int64) | (np.int64(1) << REPEAT_SPECOBJID_BIT)
+    zerr = rep["zErr"].to_numpy(float)
+    rep["z_spec"] = rep["z_spec"].to_numpy(float) + rng.normal(0, 1, len(rep)) * zerr
+    rep["zErr"] = zerr * rng.uniform(0.7, 1.4, len(rep))
+    repeat_primary = rng.random(len(rep)) < 0.5
+    boss = repeat_primary & (rng.random(len(rep)) < 0.5)
+    rep["sciencePrimary"] = repeat_primary.astype(int)
+    rep.loc[boss, "survey"] = "boss"
+    cat.loc[cat.index[pick], "sciencePrimary"] = (~repeat_primary).astype(int)
+    return pd.concat([cat, rep], ignore_index=True)
+
+
 def build_tables(mock, cat, fields):
     """The five SkyServer tables and the truth tables from the merged chunk outputs."""
-    cat = cat.sort_values("specObjID").reset_index(drop=True)
-    fields = fields.sort_values(["run", "camcol", "field"]).reset_index(drop=True)
     if cat["specObjID"].duplicated().any() or cat["objID"].duplicated().any():
         raise ValueError("mock-sky-merge: duplicate specObjID/objID across chunks (overlapping chunks?)")
+    fields = fields.sort_values(["run", "camcol", "field"]).reset_index(drop=True)
+    cat = cat.sort_values("specObjID").reset_index(drop=True)
+    single = cat  # one row per object (PhotoObjAll, Photoz)
+    cat = add_repeat_spectra(mock, cat).sort_values("specObjID").reset_index(drop=True)
     sid = cat["specObjID"].to_numpy(dtype=np.int64)
     spec = pd.DataFrame({
         "specObjID": cat["specObjID"].astype("int64"), "bestObjID": cat["objID"].astype("int64"),
@@ -68,7 +104,8 @@ def build_tables(mock, cat, fields):
         "subClass": np.where(cat["class"] == "GALAXY", "", "K"), "z": cat["z_spec"], "zErr": cat["zErr"],
         "zWarning": cat["zWarning"].astype("int64"), "targetType": cat["targetType"], "survey": cat["survey"],
         "plate": (sid >> 20) & 0xFFFF, "mjd": 52000 + (sid >> 20) % 3000,
-        "fiberID": (cat["obj"] % 640) + 1, "sciencePrimary": 1})
+        "fiberID": (cat["obj"] % 640) + 1, "sciencePrimary": cat["sciencePrimary"].astype("int64")})
+    cat_spec, cat = cat, single
     photo = pd.DataFrame({
         "objID": cat["objID"].astype("int64"), "run": cat["run"], "rerun": geo.RERUN, "camcol": cat["camcol"],
         "field": cat["field"], "obj": cat["obj"], "mode": 1, "type": cat["type"], "flags": 0,
@@ -79,11 +116,19 @@ def build_tables(mock, cat, fields):
         photo[f"extinction_{b}"] = cat[f"extinction_{b}"]
     for c in ("petroRad_r", "petroR50_r", "petroR90_r", "expAB_r", "deVAB_r", "fracDeV_r"):
         photo[c] = cat[c]
+    # per-object PSF FWHM and sky at the object (PhotoObjAll psffwhm_{b}, sky_{b}): the mock's PSF
+    # and sky are uniform over a frame, so they are those of the object's field
+    at = cat[["run", "camcol", "field"]].merge(fields, on=["run", "camcol", "field"], how="left", validate="m:1")
+    for b in BANDS:
+        photo[f"psffwhm_{b}"] = at[f"psfWidth_{b}"].to_numpy()
+        photo[f"sky_{b}"] = at[f"sky_{b}"].to_numpy()
     dered = np.column_stack([cat[f"petroMag_{b}"] - cat[f"extinction_{b}"] for b in BANDS])
     tmags, tz = training_sample(mock, cat)
     zp, zpe, nn = photoz_knn(tmags, tz, dered)
     photoz = pd.DataFrame({"objID": cat["objID"].astype("int64"), "z": zp, "zErr": zpe, "nnCount": nn,
                            "photoErrorClass": 1})
+    cat = cat_spec  # one row per spectrum again (galSpecInfo, truth)
+    dered = np.column_stack([cat[f"petroMag_{b}"] - cat[f"extinction_{b}"] for b in BANDS])
     galspec = pd.DataFrame({
         "specObjID": cat["specObjID"].astype("int64"), "e_bv_sfd": cat["extinction_r"] / 2.751,
         "primtarget": cat["primtarget"].astype("int64"), "sectarget": 0, "targettype": cat["targetType"],
@@ -98,6 +143,8 @@ def build_tables(mock, cat, fields):
                   "q_bulge", "q_disk", "pa", "ebv_true", "in_suspect_zone", "stripe82", "run", "camcol", "field"]
     truth = cat[truth_cols + [f"flux_true_{b}" for b in BANDS]].rename(columns={"z": "z_true", "kind": "type"})
     truth["z_spec"] = cat["z_spec"]
+    truth["sciencePrimary"] = cat["sciencePrimary"].to_numpy()
+    truth["repeat_spectrum"] = (cat["specObjID"].to_numpy(np.int64) >> REPEAT_SPECOBJID_BIT) & 1 == 1
     truth["selected_by_cuts"] = ((cat["class"] == "GALAXY") & (cat["zWarning"] == 0) & (cat["targetType"] == "SCIENCE")
                                  & (cat["survey"] == "sdss") & ((cat["primtarget"] & 64) > 0) & (cat["clean"] == 1)
                                  & (cat["insideMask"] == 0) & (dered[:, 2] <= 17.8) & (cat["z_spec"] > 0)

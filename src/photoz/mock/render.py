@@ -191,7 +191,8 @@ def frame_hdul(mock, fr, band, rendered, cond):
     h["TELESCOP"] = "2.5m"
     h["TIMESYS"] = "TAI"
     h["RUN"] = (fr.run, "Run number")
-    h["FRAME"] = (fr.field, "Frame sequence number within the run")
+    # as SDSS writes it: the raw frame number of this CCD, field + 2 (CAMROW - 1)
+    h["FRAME"] = (fr.field + 2 * (CAMROW[band] - 1), "Frame sequence number within the run")
     h["CCDLOC"] = (CAMROW[band] * 10 + fr.camcol, "Survey location of CCD (e.g., rowCol)")
     h["STRIPE"] = (82 if fr.stripe82 else 0, "Stripe index number")
     h["STRIP"] = ("N", "Strip in the stripe being tracked.")

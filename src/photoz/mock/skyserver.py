@@ -6,7 +6,7 @@ Tables (the columns the paper's Appendix A query and the frame index read):
   targetType, survey, plate, mjd, fiberID, sciencePrimary
 * ``PhotoObjAll`` objID, run, rerun, camcol, field, obj, mode, type, flags, clean, insideMask,
   ra, dec, petroMag_{b}, petroMagErr_{b}, extinction_{b}, petroRad_r, petroR50_r, petroR90_r,
-  expAB_r, deVAB_r, fracDeV_r
+  expAB_r, deVAB_r, fracDeV_r, and per band psffwhm_{b}, sky_{b} (at the object)
 * ``Photoz``      objID, z, zErr, nnCount, photoErrorClass (kNN stand-in for Beck et al. 2016)
 * ``galSpecInfo`` specObjID, e_bv_sfd, primtarget, sectarget, targettype, spectrotype, subclass,
   z, z_err, z_warning
@@ -15,47 +15,36 @@ Tables (the columns the paper's Appendix A query and the frame index read):
   psfWidth_{b} (FWHM, arcsec), sky_{b} (nanomaggies/arcsec^2), gain_{b}, darkVariance_{b},
   nMgyPerCount_{b}
 
-SkyServer speaks T-SQL; :func:`translate_sql` is the one place where the
-dialect differences are handled (``TOP n``, ``INTO mydb.x``, ``[]`` quoting
-is SQLite-compatible already, SQLite accepts result aliases in WHERE).
+SkyServer speaks T-SQL; :func:`photoz.sdss.query.to_sqlite` is the one place
+where the dialect differences are handled. SpecObjAll holds repeat spectra of a
+few percent of the galaxies (see :func:`photoz.mock.merge.add_repeat_spectra`).
 """
 
 from __future__ import annotations
 
-import re
 import sqlite3
 
 import numpy as np
 import pandas as pd
+
+from ..sdss.query import to_sqlite
 
 __all__ = ["translate_sql", "run_query", "write_database", "photoz_knn"]
 
 BANDS = ("u", "g", "r", "i", "z")
 
 
-def translate_sql(sql):
-    """Turn SkyServer (T-SQL) query text into SQLite.
-
-    Handles: ``SELECT TOP n ...`` -> ``... LIMIT n``; ``INTO mydb.table``
-    (CasJobs) removed; trailing semicolons; curly quotes from PDF copies;
-    ``!=`` and ``<>`` both work in SQLite; bitwise ``&`` is native.
-    """
-    s = sql.replace("\u2018", "'").replace("\u2019", "'").replace("\u201c", '"').replace("\u201d", '"')
-    s = s.strip().rstrip(";")
-    s = re.sub(r"\bINTO\s+mydb\.\w+\b", " ", s, flags=re.IGNORECASE)
-    m = re.search(r"^\s*SELECT\s+TOP\s+(\d+)\s+", s, flags=re.IGNORECASE)
-    if m:
-        s = s[: m.start()] + "SELECT " + s[m.end():] + f" LIMIT {int(m.group(1))}"
-    return s
+translate_sql = to_sqlite
+"""Kept name of :func:`photoz.sdss.query.to_sqlite`, the one SkyServer-to-SQLite translator."""
 
 
 def run_query(db_path, sql):
     """Run SkyServer SQL text against the mock database; returns a DataFrame."""
     con = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True)
     try:
-        return pd.read_sql_query(translate_sql(sql), con)
+        return pd.read_sql_query(to_sqlite(sql), con)
     except Exception as err:
-        raise RuntimeError(f"mock SkyServer {db_path}: query failed: {err}\n{translate_sql(sql)}") from err
+        raise RuntimeError(f"mock SkyServer {db_path}: query failed: {err}\n{to_sqlite(sql)}") from err
     finally:
         con.close()
 

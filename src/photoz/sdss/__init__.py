@@ -2,7 +2,9 @@
 
 ``query``           the SQL text (Appendix A of the paper), one dialect switch
 ``skyserver``       the paged, rate-limited, resumable SkyServer client (astroquery.sdss)
-``skyserver_server`` a loopback SkyServer backed by SQLite (mock mode and tests)
+``skyserver_server`` a loopback SkyServer backed by SQLite (mock mode and tests), as strict as SkyServer
+``casjobs``         the CasJobs batch-job path (``sdss.service: casjobs``, SciServer REST API)
+``casjobs_server``  a loopback CasJobs (submit, status, MyDB query, failed jobs, expired tokens)
 ``sas``             frame retrieval from the SAS (https:// or file://) and a loopback SAS
 ``frames``          the reader of real and mock frame files (mock_sky family)
 """

@@ -50,12 +50,17 @@ BANDS = ("u", "g", "r", "i", "z")
 _NAME_RE = re.compile(r"frame-([ugriz])-(\d{6})-(\d)-(\d{4})\.fits(\.bz2)?$")
 
 
-class FrameError(OSError):
-    """A frame file is missing, truncated, corrupt or not an SDSS frame."""
+class FrameError(OSError, ValueError):
+    """A frame file is missing, truncated, corrupt or not an SDSS frame.
+
+    The one frame error of the project (the SAS client raises it too); an
+    ``OSError`` for the reader's callers and a ``ValueError`` for the SAS
+    client's, which caught the latter before the two were unified.
+    """
 
 
 def frame_name(band, run, camcol, field, compressed=True):
-    """The SAS file name of a frame, e.g. ``frame-r-002583-2-0136.fits.bz2``."""
+    """The SAS file name of a frame, e.g. ``frame-r-002583-2-0136.fits.bz2`` (the one definition)."""
     return f"frame-{band}-{int(run):06d}-{int(camcol)}-{int(field):04d}.fits" + (".bz2" if compressed else "")
 
 
@@ -155,23 +160,37 @@ def interpolate_sky(allsky, xinterp, yinterp):
 
 
 def _identity(header, path):
-    """(band, run, camcol, field) from the header, falling back to the file name."""
+    """(band, run, camcol, field) of a frame: from its SAS file name, else from the header.
+
+    The field comes from the file name or the ``FIELD`` keyword, never from
+    ``FRAME``: in a real frame header ``FRAME`` is the raw frame sequence
+    number of that CCD, field + 2 x (CAMROW - 1) (r 136, i 138, u 140, z 142,
+    g 144 for field 136), which equals the field only in the r band. Where
+    the header and the name both tell a value, they must agree.
+    """
     parsed = parse_frame_name(path)
-    try:
-        band = str(header["FILTER"]).strip()
-        run = int(header["RUN"])
-        camcol = int(header["CAMCOL"])
-        field = int(header["FRAME"] if "FRAME" in header else header["FIELD"])
-        if band not in BANDS:
-            raise KeyError("FILTER")
-    except (KeyError, ValueError, TypeError):
-        if parsed is None:
-            raise FrameError(
-                f"{path}: cannot tell band/run/camcol/field (no FILTER/RUN/CAMCOL/FRAME keywords "
-                "and not a frame-{band}-{run}-{camcol}-{field}.fits name)"
-            ) from None
-        band, run, camcol, field = parsed
-    return band, run, camcol, field
+    head = {}
+    for key, name, cast in (("FILTER", "band", lambda v: str(v).strip()), ("RUN", "run", int),
+                            ("CAMCOL", "camcol", int), ("FIELD", "field", int)):
+        if key in header:
+            try:
+                head[name] = cast(header[key])
+            except (ValueError, TypeError):
+                raise FrameError(f"{path}: header keyword {key} = {header[key]!r} is not valid") from None
+    if "band" in head and head["band"] not in BANDS:
+        raise FrameError(f"{path}: header FILTER = {head['band']!r} is not one of {BANDS}")
+    if parsed is not None:
+        for name, value in zip(("band", "run", "camcol", "field"), parsed):
+            if name in head and head[name] != value:
+                raise FrameError(f"{path}: the header says {name} {head[name]!r} but the file name says {value!r}")
+        return parsed
+    missing = [k for k, n in (("FILTER", "band"), ("RUN", "run"), ("CAMCOL", "camcol"), ("FIELD", "field"))
+               if n not in head]
+    if missing:
+        raise FrameError(
+            f"{path}: cannot tell band/run/camcol/field: not a frame-{{band}}-{{run}}-{{camcol}}-{{field}}.fits "
+            f"name and no {'/'.join(missing)} header keyword(s) (FRAME is not the field)")
+    return head["band"], head["run"], head["camcol"], head["field"]
 
 
 def _celestial_wcs(header, path):

@@ -46,6 +46,7 @@ import requests
 from .. import BANDS
 from ..io import atomic_write_bytes, setup_logging
 from .loopback import serving
+from .frames import FrameError, frame_name  # the one definition of each
 
 __all__ = ["FrameError", "RetrievalError", "frame_name", "frame_url", "verify_frame", "fetch_frame",
            "group_frames", "retrieve_group", "SASServer", "serve_sas", "main"]
@@ -56,21 +57,12 @@ N_HDUS = 4
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 
-class FrameError(ValueError):
-    """A frame file is incomplete or not an SDSS frame."""
-
-
 class RetrievalError(RuntimeError):
     """Some frames could not be retrieved; the message names them."""
 
 
 class _Fatal(RuntimeError):
     """A failure that retrying cannot fix (404, missing file)."""
-
-
-def frame_name(band, run, camcol, field):
-    """``frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2``."""
-    return f"frame-{band}-{int(run):06d}-{int(camcol)}-{int(field):04d}.fits.bz2"
 
 
 def frame_url(base, rerun, run, camcol, field, band):

@@ -26,6 +26,7 @@ Completeness, without trusting the service:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -44,7 +45,7 @@ from ..io import atomic_path, atomic_write_bytes, setup_logging
 from . import query as Q
 
 __all__ = ["QueryError", "PageError", "RateLimiter", "SkyServerClient", "PagedQuery",
-           "fetch_paged", "source_identity", "catalog_paged_query", "field_paged_query", "skyserver_base_url",
+           "fetch_paged", "source_identity", "open_client", "finish_catalog", "catalog_paged_query", "field_paged_query", "skyserver_base_url",
            "parse_csv_page", "main"]
 
 log = logging.getLogger("photoz.skyserver")
@@ -169,6 +170,21 @@ class SkyServerClient:
         self._sdss = SDSSClass()
         self.n_requests = 0
 
+    def query_string(self, sql):
+        """The URL query string astroquery sends for ``sql`` (what SkyServer's length limit counts)."""
+        from urllib.parse import urlencode
+
+        payload = self._sdss.query_sql_async(sql, data_release=self.data_release, get_query_payload=True)
+        return urlencode(payload, doseq=True)
+
+    def check_length(self, sql, label="query"):
+        """Raise :class:`QueryError` if ``sql`` would exceed SkyServer's URL limit (never sent)."""
+        n = len(self.query_string(sql))
+        if n > Q.MAX_QUERY_STRING:
+            raise QueryError(f"{label}: the encoded query string is {n} characters; SkyServer accepts at most "
+                             f"{Q.MAX_QUERY_STRING} (maxQueryStringLength), so the query is not sent")
+        return n
+
     def _send(self, sql):
         from astroquery.sdss import conf
 
@@ -185,6 +201,7 @@ class SkyServerClient:
         Transient failures are retried; a persistent one raises
         :class:`QueryError` naming ``label``.
         """
+        self.check_length(sql, label)
         last = None
         for attempt in range(self.max_retries + 1):
             retry_after = 0.0
@@ -248,7 +265,7 @@ class PagedQuery:
 def catalog_paged_query(selection):
     """The Appendix A catalog query as a :class:`PagedQuery` keyed on specObjID."""
     return PagedQuery(
-        name="catalog", columns=Q.CATALOG_COLUMNS, key=("specObjID",),
+        name="catalog", columns=Q.CATALOG_QUERY_COLUMNS, key=("specObjID",),
         page_sql=lambda after, limit: Q.catalog_page_query(selection, None if after is None else after[0],
                                                            limit),
         count_sql=Q.catalog_count_query(selection), identity={"selection": dict(selection)})
@@ -404,23 +421,54 @@ def client_from_config(sdss_cfg, url=None, **kw):
                            max_requests_per_minute=sdss_cfg.get("max_requests_per_minute", 60), **kw)
 
 
-def run_catalog_query(client, selection, pages_dir, page_size, out, rejected_out=None, source=None):
-    """Fetch the catalog, validate it against :data:`photoz.catalog.SCHEMA` and write it."""
-    from ..catalog import validate_catalog
+@contextlib.contextmanager
+def open_client(sdss_cfg, mock_db=None):
+    """``(client, source)``: the real SkyServer, or ``mock_db`` served on loopback for the block.
 
-    df = fetch_paged(client, catalog_paged_query(selection), pages_dir, page_size, source)
-    if len(df) == 0:
+    The one place that decides between the mock and the real service (used
+    by ``query`` and ``frame-index``); ``source`` is :func:`source_identity`.
+    """
+    if mock_db:
+        from .skyserver_server import serve_sqlite
+
+        with serve_sqlite(mock_db) as server:
+            log.info("mock SkyServer on %s backed by %s", server.url, mock_db)
+            client = client_from_config(sdss_cfg, url=server.url)
+            yield client, source_identity(client, mock_db)
+    else:
+        client = client_from_config(sdss_cfg)
+        yield client, source_identity(client)
+
+
+def finish_catalog(rows, out, rejected_out=None):
+    """Query rows -> the catalog: one spectrum per galaxy, derived columns, schema; written atomically.
+
+    Repeat spectra left out and rows failing the schema are both listed in
+    ``rejected_out`` (``specObjID, reason``) and counted in the log.
+    """
+    from ..catalog import SPECTRUM_RULE, one_spectrum_per_galaxy, validate_catalog
+
+    if len(rows) == 0:
         raise QueryError("the catalog query returned no rows")
-    good, rejected = validate_catalog(df, source=str(out))
-    if rejected_out is not None:
-        with atomic_path(rejected_out) as tmp:
-            rejected.to_csv(tmp, index=False)
+    kept, repeats = one_spectrum_per_galaxy(rows)
+    log.info("catalog: %d spectra of %d galaxies; %d repeat spectra left out (%s)", len(rows), len(kept),
+             len(repeats), SPECTRUM_RULE)
+    good, rejected = validate_catalog(Q.catalog_from_rows(kept), source=str(out))
     if len(rejected):
         log.warning("catalog: %d rows rejected by the schema (see %s)", len(rejected), rejected_out)
+    if rejected_out is not None:
+        with atomic_path(rejected_out) as tmp:
+            pd.concat([repeats, rejected], ignore_index=True).to_csv(tmp, index=False)
     with atomic_path(out) as tmp:
         good.to_parquet(tmp, index=False)
     log.info("catalog: %d rows written to %s", len(good), out)
     return good
+
+
+def run_catalog_query(client, selection, pages_dir, page_size, out, rejected_out=None, source=None):
+    """Fetch the catalog through SkyServer SQL paging, then :func:`finish_catalog`."""
+    rows = fetch_paged(client, catalog_paged_query(selection), pages_dir, page_size, source)
+    return finish_catalog(rows, out, rejected_out)
 
 
 def main(argv=None):
@@ -428,27 +476,24 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="photoz query", description=main.__doc__)
     p.add_argument("--sdss-json", required=True, help="the sdss config section as JSON")
     p.add_argument("--selection-json", required=True, help="the selection config section as JSON")
-    p.add_argument("--mock-db", help="serve this SQLite mock SkyServer on loopback and query it")
-    p.add_argument("--pages", default="results/query/pages")
-    p.add_argument("--out", default="results/catalog.parquet")
-    p.add_argument("--rejected", default="results/query/rejected.csv")
+    p.add_argument("--mock-db", help="serve this SQLite mock database on loopback and query it")
+    p.add_argument("--pages", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--rejected", required=True)
     p.add_argument("--log")
     a = p.parse_args(argv)
     setup_logging(a.log)
     sdss_cfg, selection = json.loads(a.sdss_json), json.loads(a.selection_json)
+    service = sdss_cfg.get("service", "skyserver")
     try:
-        if a.mock_db:
-            from .skyserver_server import serve_sqlite
+        if service == "casjobs":
+            from .casjobs import run_casjobs_catalog
 
-            with serve_sqlite(a.mock_db) as server:
-                log.info("mock SkyServer on %s backed by %s", server.url, a.mock_db)
-                client = client_from_config(sdss_cfg, url=server.url)
-                run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out, a.rejected,
-                                  source_identity(client, a.mock_db))
+            run_casjobs_catalog(sdss_cfg, selection, a.pages, a.out, a.rejected, mock_db=a.mock_db)
         else:
-            client = client_from_config(sdss_cfg)
-            run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out, a.rejected,
-                              source_identity(client))
+            with open_client(sdss_cfg, a.mock_db) as (client, source):
+                run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out,
+                                  a.rejected, source)
     except QueryError as err:
         log.error("%s", err)
         return 1

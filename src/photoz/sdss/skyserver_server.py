@@ -21,6 +21,16 @@ tests, which inject faults: each request takes the next entry of
 ``"midrow"``     HTTP 200, the CSV cut in the middle of a row
 ``"drop"``       close the connection without an answer
 ``"down"``       like ``"500"`` (used to make a page fail persistently)
+
+It is as strict as SkyServer's documented limits, whatever the faults:
+
+* a URL query string longer than ``max_query_string`` (2,048) characters is
+  refused with HTTP 400 and IIS's message ("The length of the query string
+  for this request exceeds the configured maxQueryStringLength value.");
+* at most ``max_rows`` (500,000) rows are returned per query (the rest is
+  silently cut, as SkyServer does);
+* more than ``max_per_minute`` (60) queries in any 60 seconds get HTTP 429
+  with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -37,9 +47,10 @@ import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .loopback import serving
-from .query import to_sqlite
+from .query import MAX_QUERY_STRING, MAX_ROWS, to_sqlite
 
-__all__ = ["SkyServerHandler", "SkyServerServer", "serve_sqlite", "format_csv", "main"]
+__all__ = ["SkyServerHandler", "SkyServerServer", "serve_sqlite", "format_csv", "main", "QUERY_STRING_MESSAGE",
+           "RateWindow"]
 
 log = logging.getLogger("photoz.skyserver_server")
 
@@ -69,14 +80,42 @@ def format_csv(names, rows):
     return "".join(out)
 
 
+QUERY_STRING_MESSAGE = ("The length of the query string for this request exceeds the configured "
+                        "maxQueryStringLength value.")
+"""IIS's answer (HTTP 400) to a URL query string longer than SkyServer's limit."""
+
+
+class RateWindow:
+    """At most ``max_per_minute`` events in any 60 s (a sliding window); ``clock`` injectable."""
+
+    def __init__(self, max_per_minute, clock=time.monotonic):
+        self.max_per_minute, self.clock = max_per_minute, clock
+        self.times = collections.deque()
+        self.lock = threading.Lock()
+
+    def admit(self):
+        """Record an event; return 0 if admitted, else the seconds until one would be."""
+        with self.lock:
+            now = self.clock()
+            while self.times and now - self.times[0] >= 60.0:
+                self.times.popleft()
+            if self.max_per_minute is not None and len(self.times) >= self.max_per_minute:
+                return max(1, math.ceil(60.0 - (now - self.times[0])))
+            self.times.append(now)
+            return 0
+
+
 class SkyServerServer(ThreadingHTTPServer):
     """The HTTP server; holds the database path, the fault queue and a request log."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, db_path, faults=(), fault_delay=5.0, retry_after=0):
+    def __init__(self, address, db_path, faults=(), fault_delay=5.0, retry_after=0,
+                 max_query_string=MAX_QUERY_STRING, max_rows=MAX_ROWS, max_per_minute=60):
         super().__init__(address, SkyServerHandler)
+        self.max_query_string, self.max_rows = int(max_query_string), int(max_rows)
+        self.rate = RateWindow(max_per_minute)
         self.db_path = str(db_path)
         self.faults = collections.deque(faults)
         self.fault_delay = float(fault_delay)
@@ -98,7 +137,7 @@ class SkyServerServer(ThreadingHTTPServer):
         try:
             cur = con.execute(to_sqlite(cmd))
             names = [d[0] for d in cur.description]
-            return names, cur.fetchall()
+            return names, cur.fetchmany(self.max_rows)
         finally:
             con.close()
 
@@ -126,6 +165,12 @@ class SkyServerHandler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         url = urllib.parse.urlsplit(self.path)
+        if len(url.query) > self.server.max_query_string:
+            with self.server.lock:
+                self.server.requests.append((url.path, None, "too long"))
+            self._reply(400, f"<html><body><h2>Bad Request</h2><p>{QUERY_STRING_MESSAGE}</p></body></html>\n",
+                        "text/html")
+            return
         self._handle(url.path, urllib.parse.parse_qs(url.query))
 
     def do_POST(self):
@@ -142,6 +187,12 @@ class SkyServerHandler(BaseHTTPRequestHandler):
             return
         cmd = (params.get("cmd") or [""])[0]
         fmt = (params.get("format") or ["csv"])[0].lower()
+        wait = self.server.rate.admit()
+        if wait:
+            with self.server.lock:
+                self.server.requests.append((path, cmd, "rate"))
+            self._reply(429, "Too many queries: at most 60 per minute\n", headers={"Retry-After": wait})
+            return
         fault = self.server.next_fault()
         with self.server.lock:
             self.server.requests.append((path, cmd, fault))

@@ -265,6 +265,10 @@ def collect(results, cfg, data_mode=None, root=None, date=None):
     proto = published.load()["protocol"]
     m["PubMembers"] = count(proto["members"])
     m["PubMaxIterations"] = count(proto["max_iterations"])
+    # words and sentences that compare numbers: chosen by the numbers (photoz.wording)
+    from photoz import wording
+
+    m.update(wording.macros(results, cfg, mode))
     return m
 
 

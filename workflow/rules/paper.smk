@@ -11,6 +11,8 @@ rule paper_variables:
         catalog="results/catalog.parquet",
         failures="results/cutouts/failures.csv",
         manifest="results/shards/manifest.json",
+        zone="results/zone/zone.json",
+        zone_validation=["results/zone/validation.json"] if MOCK else [],
     output:
         "results/paper/variables.tex",
     log:

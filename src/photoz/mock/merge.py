@@ -38,6 +38,10 @@ DEEP_R_MAX = 20.0
 #: Donors per training galaxy: the catalogue galaxies nearest in true r among
 #: which one lends its measured-minus-true magnitude vector.
 N_DONORS = 20
+#: Donors are taken only where the catalogue is complete, true r <= R_LIMIT - DONOR_MARGIN:
+#: nearer the limit, targeting by the *measured* magnitude keeps the galaxies
+#: measured too bright, and their errors would be biased (Eddington bias).
+DONOR_MARGIN = 0.3
 
 
 def _true_mags(flux):
@@ -85,9 +89,11 @@ def training_sample(mock, catalog, return_true=False):
     Each gets the measured-minus-true magnitude vector of one catalogue
     galaxy of similar true r (random among the ``N_DONORS`` nearest): the same
     noise, aperture loss and reddening error as the catalogue, with the
-    bands' correlations. Galaxies fainter than the catalogue's faint end get
-    the extra photometric noise the catalogue's magnitude errors predict at
-    their magnitude (log-linear fit of petroMagErr against true magnitude).
+    bands' correlations. Donors come from where the catalogue is complete
+    (true r <= R_LIMIT - DONOR_MARGIN; nearer the limit the targeting by
+    measured magnitude biases the errors); galaxies fainter than the donors
+    get the extra photometric noise the catalogue's magnitude errors predict
+    at their magnitude (log-linear fit of petroMagErr against true magnitude).
     Nothing else of the catalogue (redshifts, positions) is used. With
     ``return_true`` the true magnitudes are returned too (for the tests).
     """
@@ -108,10 +114,16 @@ def training_sample(mock, catalog, return_true=False):
         _true_mags(dfb + dfd)])
     z = np.concatenate([main["z"].to_numpy(), dz])
     donor_true, resid, fits = catalog_noise(catalog)
+    complete = donor_true[:, 2] <= R_LIMIT - DONOR_MARGIN
+    if complete.sum() < N_DONORS:
+        raise ValueError(f"mock-sky-merge: only {int(complete.sum())} catalogue galaxies with true r <= "
+                         f"{R_LIMIT - DONOR_MARGIN:g} to lend their errors to the Photoz training sample "
+                         f"(need {N_DONORS})")
+    donor_true, resid = donor_true[complete], resid[complete]
     order = np.argsort(donor_true[:, 2])
     donor_true, resid = donor_true[order], resid[order]
     donor_r = donor_true[:, 2]
-    k = min(N_DONORS, len(donor_r))
+    k = N_DONORS
     pos = np.clip(np.searchsorted(donor_r, true[:, 2]) - k // 2, 0, len(donor_r) - k)
     pick = pos + rng.integers(0, k, len(z))
     mags = true + resid[pick]

@@ -92,3 +92,35 @@ def test_compare_and_sizes():
     agree, chi2, dof = wording.folds_agree([1.0, 1.1, 0.9], [0.1, 0.1, 0.1])
     assert agree and dof == 2 and chi2 == pytest.approx(2.0)
     assert wording.folds_agree([1.0, 2.0, 1.0], [0.1, 0.1, 0.1])[0] is False
+
+
+def test_zone_sentences_when_nothing_could_be_tested():
+    from photoz import zone
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ra, dec, dz = rng.uniform(150, 151, 50), rng.uniform(30, 31, 50), rng.normal(0, 0.02, 50)
+    z, _ = zone.detect(ra, dec, dz, nside=256, min_galaxies=30)
+    z["table2_region"] = zone.table2_region("mock", z, None)
+    z = json.loads(json.dumps(z, default=float).replace("NaN", "null"))
+    s = wording.zone_sentence(z)
+    assert "no cell was tested" in s and "$|Z| >" not in s
+    v = zone.validate(z, np.arange(50), ra, dec, dz, np.arange(50), np.arange(50) < 10)
+    v["threshold_z"] = None
+    assert "no cell had enough test galaxies" in wording.validation_sentence(v, 0.05)
+    assert "removes nothing" in wording.table2_zone_sentence(z)
+
+
+def test_real_mode_needs_no_validation_and_removes_the_configured_region(tmp_path, default_config):
+    res = write_results(tmp_path, n=300, n_images=4)
+    (res / "zone" / "validation.json").unlink()
+    z = json.loads((res / "zone" / "zone.json").read_text())
+    z["table2_region"] = {"source": "configured", "box": default_config["regions"]["suspect_zone"]}
+    (res / "zone" / "zone.json").write_text(json.dumps(z))
+    m = paper.collect(res, default_config, data_mode="sdss")
+    assert m["ZoneValidation"] == ""
+    assert "removes the region of the paper" in m["ZoneTableRow"]
+    (res / "zone" / "zone.json").unlink()
+    with pytest.raises(paper.PaperInputError, match="zone.json"):
+        paper.collect(res, default_config, data_mode="sdss")

@@ -95,13 +95,14 @@ def _f(x, spec=".5f"):
 
 def zone_sentence(z):
     """What the suspect-zone search did and found (``results/zone/zone.json``)."""
+    if not z.get("n_cells_tested"):
+        return (f"Each HEALPix cell (nside {z['nside']}) with at least {z['min_galaxies']} test galaxies would be "
+                "compared with all other test galaxies by a two-sided Welch test of the mean residual; no cell holds "
+                "that many, so no cell was tested and no zone can be found.")
     test = (f"Each HEALPix cell (nside {z['nside']}) with at least {z['min_galaxies']} test galaxies is compared "
             f"with all other test galaxies by a two-sided Welch test of the mean residual; a cell deviates when "
             f"$|Z| > {z['threshold_z']:.2f}$, a family-wise level of {z['alpha']:g} over the "
             f"{z['n_cells_tested']} cells tested (Bonferroni).")
-    if not z.get("n_cells_tested"):
-        return test.split(";")[0] + (f"; no cell holds {z['min_galaxies']} test galaxies, so no cell was tested "
-                                     f"and no zone can be found.")
     if not z["found"]:
         return test + f" No cell deviates (largest $|Z|$ = {z['max_abs_z']:.2f}): this run finds no suspect zone."
     b = z["bounds"]
@@ -138,6 +139,8 @@ def validation_sentence(v, injected_mag=None):
     if reason == "recovered":
         return what + (f" The search recovered it: the found cells hold {100 * v['recall']:.0f}\\,\\% of the injected "
                        f"zone's test galaxies (Jaccard index {v['jaccard']:.2f}) and their bias has the same sign; {inj}.")
+    if reason == "nothing_found" and _num(v.get("threshold_z")) is None:
+        return what + f" The search could not recover it: no cell had enough test galaxies to be tested; {inj}."
     if reason == "nothing_found":
         return what + (f" The search did not recover it: no cell passed the threshold, and {inj}, "
                        f"below the per-cell threshold $|Z| > {v['threshold_z']:.2f}$"

@@ -193,8 +193,10 @@ def build_tables(mock, cat, fields):
     zp, zpe, nn = b16_like(tmags, tz, dered, k=int(mock.get("photoz_k", 100)))
     photoz = pd.DataFrame({"objID": cat["objID"].astype("int64"), "z": zp, "zErr": zpe, "nnCount": nn,
                            "photoErrorClass": 1})
+    # the catalogue's (SFD-like) reddening, not the truth; chunks of older runs lack the column
+    ebv_sfd = cat["ebv_sfd"] if "ebv_sfd" in cat.columns else cat["extinction_r"] / 2.751
     galspec = pd.DataFrame({
-        "specObjID": cat["specObjID"].astype("int64"), "e_bv_sfd": cat["ebv_sfd"] if "ebv_sfd" in cat.columns else cat["extinction_r"] / 2.751,
+        "specObjID": cat["specObjID"].astype("int64"), "e_bv_sfd": ebv_sfd,
         "primtarget": cat["primtarget"].astype("int64"), "sectarget": 0, "targettype": cat["targetType"],
         "spectrotype": cat["class"], "subclass": "", "z": cat["z_spec"], "z_err": cat["zErr"],
         "z_warning": cat["zWarning"]})

@@ -100,6 +100,9 @@ def test_b16_like_and_knn_agree_when_trained_on_equivalent_samples(setup):
     zb, _, nn = b16_like(tm, tz, x[~half])
     zk, _, _ = fit_predict(_feats(x[half]), zs[half], _feats(x[~half]), k=100, clip_sigma=3.0)
     assert (nn == 100).all()
+    # same method: on the same training sample the two give the same redshifts
+    zs_same, _, _ = fit_predict(_feats(tm), tz, _feats(x[~half]), k=100, clip_sigma=3.0)
+    np.testing.assert_allclose(zb, zs_same)
     sb, sk = _sigma(zb, zs[~half]), _sigma(zk, zs[~half])
     eb, ek = _boot_err(zb, zs[~half]), _boot_err(zk, zs[~half])
     print(f'sigma_mad B16-like {sb:.5f}+-{eb:.5f}, kNN {sk:.5f}+-{ek:.5f}')

@@ -208,3 +208,18 @@ def test_one_reader_for_real_and_mock_frames(real_field, tiny_chunk):
             assert 0.5 * hdr["NMGY"] < np.median(f.calibvec) < 2 * hdr["NMGY"]
             ratio = _sky_normalised_scatter(f, gain, dark)
             assert abs(ratio - 1) < 0.10, (path, ratio)
+
+
+def test_catalogue_ebv_is_a_noisy_estimate_and_the_truth_stays_in_the_truth_table(tiny_chunk):
+    from photoz.mock.merge import build_tables
+    from photoz.mock.reddening import SFD_SCATTER
+
+    _, cat, fields = tiny_chunk
+    ratio = cat["ebv_sfd"] / cat["ebv_true"]
+    assert np.allclose(cat["extinction_r"], 2.751 * cat["ebv_sfd"])
+    assert 0.5 * SFD_SCATTER < np.std(np.log(ratio)) < 1.5 * SFD_SCATTER
+    t = build_tables(TINY, cat, fields)
+    assert np.allclose(t["galSpecInfo"]["e_bv_sfd"].to_numpy(), cat.sort_values("specObjID")["ebv_sfd"].to_numpy())
+    assert "ebv_true" in t["truth"].columns
+    for name in ("SpecObjAll", "PhotoObjAll", "Photoz", "galSpecInfo", "Field"):
+        assert not any("true" in c.lower() for c in t[name].columns), name

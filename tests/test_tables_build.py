@@ -291,7 +291,7 @@ def _table2_inputs(tmp_path, root, config):
     trials = sorted({r["trial"] for r in config["table2"]})
     knn_trials = sorted({r["trial"] for r in config["table2"] if r.get("estimator") == "knn"})
     for p in (["results/shards/catalog.parquet"] + [f"results/ensemble/{t}.parquet" for t in trials]
-              + [f"results/knn/{t}.parquet" for t in knn_trials]):
+              + [f"results/knn/{t}.parquet" for t in knn_trials] + ["results/zone/zone.json"]):
         (tmp_path / p).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / p).write_text("x")
     (tmp_path / "config.yaml").write_text((root / "config.yaml").read_text())

@@ -34,7 +34,10 @@ __all__ = ["fmt", "macro", "result_paths", "collect", "write_variables", "build_
 FMT = latex.FMT
 #: The result files the macros are read from (option of ``paper variables`` -> path below the results folder).
 RESULT_FILES = {"table1": "table1.csv", "table2": "table2.csv", "tableA1": "tableA1.csv",
-                "catalog": "catalog.parquet", "failures": "cutouts/failures.csv", "manifest": "shards/manifest.json"}
+                "catalog": "catalog.parquet", "failures": "cutouts/failures.csv", "manifest": "shards/manifest.json",
+                "zone": "zone/zone.json", "zone_validation": "zone/validation.json"}
+#: Result files that only some runs have: the zone validation exists in mode mock only.
+OPTIONAL_FILES = {"zone_validation"}
 PACKAGES = ["numpy", "scipy", "pandas", "astropy", "torch", "matplotlib", "snakemake", "galsim", "sep"]
 #: Table 2 rows the text talks about, by (estimator, subset, widest-removed) of the trial of the full row.
 NAMED_ROWS = {"Main": ("cnn", "all", 0.0), "Bsixteen": ("b16", "all", 0.0), "Knn": ("knn", "all", 0.0),
@@ -143,7 +146,7 @@ def collect(inputs, cfg, data_mode=None, root=None, date=None):
     (what the workflow's rule declares), or a results folder holding them.
     """
     paths = {k: Path(v) for k, v in inputs.items()} if isinstance(inputs, dict) else result_paths(inputs)
-    missing = [k for k in RESULT_FILES if k not in paths]
+    missing = [k for k in RESULT_FILES if k not in paths and k not in OPTIONAL_FILES]
     if missing:
         raise PaperInputError(f"paper variables: no path given for {', '.join(missing)}")
     m = {}
@@ -154,6 +157,10 @@ def collect(inputs, cfg, data_mode=None, root=None, date=None):
     m.update(_table1_macros(paths["table1"]))
     m.update(_table2_macros(paths["table2"]))
     m.update(_published_macros())
+    # words and sentences that compare numbers: chosen by the numbers (photoz.wording)
+    from photoz import wording
+
+    m.update(wording.macros(paths, cfg, data_mode or cfg.get("mode", "unknown")))
     return m
 
 

@@ -8,7 +8,8 @@ as a LaTeX ``tabular`` fragment that the paper ``\\input``s.
   over the folds, with bootstrap errors per fold.
 * **Table 2** -- one row per entry of the config's ``table2:`` list: a trial's
   ensemble predictions, a test subset (``all``, ``no_suspect``: outside the
-  ``regions.suspect_zone`` box; ``s82`` / ``no_s82``: the catalog's
+  region of ``--zone`` (``photoz.zone``: found cells in mock mode, the
+  configured box otherwise), else outside the ``regions.suspect_zone`` box; ``s82`` / ``no_s82``: the catalog's
   ``stripe82`` flag), optionally without the ``remove_widest`` fraction of
   the widest 68% PDF intervals of that subset, and an estimator: the CNN
   (``cnn``), the catalog's Photoz redshift (``b16``) or our kNN (``knn``),
@@ -135,6 +136,10 @@ def subset_mask(subset, cat, regions):
     if subset == "all":
         return np.ones(n, dtype=bool)
     if subset == "no_suspect":
+        if "suspect_region" in regions:  # the zone analysis' choice (photoz.zone.table2_region)
+            from photoz.zone import region_mask
+
+            return ~region_mask(cat["ra"], cat["dec"], regions["suspect_region"])
         return ~in_box(cat["ra"], cat["dec"], regions["suspect_zone"])
     if subset in ("s82", "no_s82"):
         if "stripe82" in cat.columns:
@@ -524,6 +529,7 @@ def main(argv=None):
     t2.add_argument("--catalog", required=True)
     t2.add_argument("--ensemble", action="append", default=[], metavar="TRIAL=PATH")
     t2.add_argument("--knn", action="append", default=[], metavar="TRIAL=PATH")
+    t2.add_argument("--zone", default=None, help="results/zone/zone.json: its table2_region is the suspect zone removed")
     a1 = sub.add_parser("tableA1", help="layers of the network")
     a1.add_argument("--network-json", required=True, help="networks.full")
     a1.add_argument("--n-bins", type=int, required=True, help="bins.n")
@@ -539,6 +545,9 @@ def main(argv=None):
         _write(table1(ens, a.bootstrap, a.seed), a.csv, a.tex, latex_table1)
     elif a.table == "table2":
         cfg = json.loads(a.config_json)
+        if a.zone:
+            with open(a.zone) as fh:
+                cfg["regions"] = {**cfg["regions"], "suspect_region": json.load(fh)["table2_region"]}
         ens_paths, knn_paths = _pairs(a.ensemble, "ensemble"), _pairs(a.knn, "knn")
         ensembles = {}
         for t, path in ens_paths.items():

@@ -14,6 +14,8 @@ rule paper_variables:
         catalog="results/catalog.parquet",
         failures="results/cutouts/failures.csv",
         manifest="results/shards/manifest.json",
+        zone="results/zone/zone.json",
+        zone_validation=["results/zone/validation.json"] if MOCK else [],
     output:
         "results/paper/variables.tex",
     log:
@@ -23,7 +25,7 @@ rule paper_variables:
         settings=json.dumps(result_settings(config), sort_keys=True),
         # the whole config (derived, not a trigger), whose digest the paper prints
         cfg=config_json(*config),
-        files=lambda w, input: " ".join(f"--{k} {shlex.quote(str(p))}" for k, p in input.items()),
+        files=lambda w, input: " ".join(f"--{k} {shlex.quote(str(p))}" for k, p in input.items() if p),
     resources:
         mem_mb=2000,
         runtime=10,

@@ -55,6 +55,7 @@ rule table2:
         catalog="results/shards/catalog.parquet",
         ensembles=[_trials.ensemble_path(t) for t in table2_trials()],
         knn=[_trials.knn_path(t) for t in knn_trials()],
+        zone="results/zone/zone.json",
     output:
         csv="results/table2.csv",
         tex="results/tables/table2.tex",
@@ -79,7 +80,7 @@ rule table2:
         "../../envs/analysis.yaml"
     shell:
         "python -m photoz tables table2 --config-json {params.cfg:q} --catalog {input.catalog}"
-        " {params.ensembles} {params.knn} --csv {output.csv} --tex {output.tex} --log {log}"
+        " {params.ensembles} {params.knn} --zone {input.zone} --csv {output.csv} --tex {output.tex} --log {log}"
 
 
 rule tableA1:

@@ -1,10 +1,15 @@
-"""Fig. 1: sky distribution of the sample coloured by the mean E(B-V) per cell, and its redshift distribution."""
+"""Fig. 1: sky distribution of the sample coloured by the mean E(B-V) per cell, and its redshift distribution.
+
+A small footprint (the mock) is drawn patch by patch in the cells of the
+suspect-zone search (``zone.nside``); a wide one on the whole sky in the
+HEALPix tiles (``tiles.nside``), as before (``photoz.figures.skymap``).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from photoz.figures import common
+from photoz.figures import common, skymap
 
 NAME = "fig01_sky_and_nz"
 INPUTS = {"catalog": "results/catalog.parquet"}
@@ -14,11 +19,12 @@ def make(inputs, cfg, log):
     plt = common.use_style()
     cat = common.read_parquet(inputs["catalog"], ["ra", "dec", "z", "ebv"])
     log.info("%d galaxies", len(cat))
-    fig = plt.figure(figsize=(7.0, 2.9))
-    gs = fig.add_gridspec(1, 2, width_ratios=[2.1, 1])
+    small = skymap.is_small(cat["ra"], cat["dec"])
+    fig = plt.figure(figsize=(7.0, 3.2 if small else 2.9))
+    gs = fig.add_gridspec(1, 2, width_ratios=[2.1, 1], wspace=0.3)
     vmax = float(np.nanpercentile(cat["ebv"], 99)) if len(cat) else 0.1
-    common.sky_panel(fig, gs[0], cat["ra"], cat["dec"], cat["ebv"], r"mean $E(B-V)$ per HEALPix cell (mag)",
-                     cmap="magma_r", vmin=0, vmax=vmax, nside=cfg["tiles"]["nside"])
+    skymap.map_panel(fig, gs[0], cat["ra"], cat["dec"], cat["ebv"], r"mean $E(B-V)$ per HEALPix cell (mag)",
+                     cmap="magma_r", vmin=0, vmax=vmax, nside=cfg["zone"]["nside"], full_sky_nside=cfg["tiles"]["nside"])
     ax = fig.add_subplot(gs[1])
     sel = cfg["selection"]
     ax.hist(cat["z"], bins=np.linspace(sel["z_min"], sel["z_max"], 81), histtype="stepfilled",

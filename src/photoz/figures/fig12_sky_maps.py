@@ -1,13 +1,21 @@
-"""Fig. 12: sky maps of the mean bias and of the mean PDF width (68%) of the test galaxies per cell."""
+"""Fig. 12: sky maps of the mean bias and of the mean PDF width (68%) of the test galaxies per cell.
+
+The cells are those of the suspect-zone search (``zone.nside``, ``photoz.zone``);
+the cells it found are outlined. A small footprint (the mock) is drawn patch by
+patch, a wide one on the whole sky (``photoz.figures.skymap``).
+"""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from photoz.figures import common
+from photoz.figures import common, skymap
 
 NAME = "fig12_sky_maps"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet"}
+INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet",
+          "zone": "results/zone/zone.json"}
 
 
 def make(inputs, cfg, log):
@@ -15,16 +23,24 @@ def make(inputs, cfg, log):
     df = common.test_sample(inputs["ensemble"], inputs["catalog"], ["ra", "dec"])
     if "width68" not in df.columns:
         raise common.FigureInputError(f"{inputs['ensemble']} misses column width68")
-    fig = plt.figure(figsize=(7.0, 2.8))
-    gs = fig.add_gridspec(1, 2)
-    nside = cfg["tiles"]["nside"]
-    mean_bias, _ = common.cell_means(df["ra"], df["dec"], df["dz"], nside)
-    lim = max(float(np.nanpercentile(np.abs(mean_bias), 98)), 1e-4)
-    common.sky_panel(fig, gs[0], df["ra"], df["dec"], df["dz"], r"mean bias $\langle\Delta z\rangle$ per cell",
-                     cmap="RdBu_r", vmin=-lim, vmax=lim, nside=nside)
+    try:
+        zone = json.loads(open(inputs["zone"]).read())
+    except (OSError, json.JSONDecodeError) as err:
+        raise common.FigureInputError(f"cannot read {inputs['zone']}: {err}") from None
+    nside = int(zone.get("nside", cfg["zone"]["nside"]))
+    small = skymap.is_small(df["ra"], df["dec"])
+    fig = plt.figure(figsize=(7.0, 3.2 if small else 2.8))
+    gs = fig.add_gridspec(1, 2, wspace=0.25)
+    t, _, _ = skymap.cell_table(df["ra"], df["dec"], df["dz"], nside)
+    lim = max(float(np.nanpercentile(np.abs(t["mean"]), 98)), 1e-4)
+    skymap.map_panel(fig, gs[0], df["ra"], df["dec"], df["dz"], r"mean bias $\langle\Delta z\rangle$ per cell",
+                     cmap="RdBu_r", vmin=-lim, vmax=lim, nside=nside, outline=zone.get("cells") or [])
     w = df["width68"].to_numpy()
-    common.sky_panel(fig, gs[1], df["ra"], df["dec"], w, "mean 68% PDF width per cell", cmap="viridis",
-                     vmin=float(np.nanpercentile(w, 2)), vmax=float(np.nanpercentile(w, 98)), nside=nside)
+    skymap.map_panel(fig, gs[1], df["ra"], df["dec"], w, "mean 68% PDF width per cell", cmap="viridis",
+                     vmin=float(np.nanpercentile(w, 2)), vmax=float(np.nanpercentile(w, 98)), nside=nside,
+                     outline=zone.get("cells") or [])
+    log.info("%d test galaxies, %s footprint, nside %d, %d found cells outlined", len(df),
+             "small (zoomed)" if small else "wide (whole sky)", nside, len(zone.get("cells") or []))
     return fig
 
 

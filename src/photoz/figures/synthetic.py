@@ -111,7 +111,24 @@ def write_results(root, n=1500, n_images=48, members=2, n_folds=5, seed=0):
         pd.DataFrame({"epoch": ep, "iteration": ep * 10, "train_loss": 4 / ep, "val_loss": 4.2 / ep,
                       "val_sigma_mad": 0.02 / ep, "seconds": 3.0}).to_csv(d / "metrics.csv", index=False)
     _tables(res, rng)
+    _zone(res, cat, sz)
     return res
+
+
+def _zone(res, cat, injected):
+    """``results/zone/zone.json``, ``cells.csv`` and ``validation.json`` from the main trial (``photoz.zone``)."""
+    from photoz import zone
+
+    (res / "zone").mkdir(exist_ok=True)
+    ens = pd.read_parquet(res / "ensemble" / "main.parquet", columns=["specObjID", "z_spec", "z_phot"])
+    dz = (ens["z_phot"] - ens["z_spec"]) / (1 + ens["z_spec"])
+    z, cells = zone.detect(cat["ra"], cat["dec"], dz, nside=256, alpha=0.01, min_galaxies=10)
+    z["mode"] = "mock"
+    z["table2_region"] = zone.table2_region("mock", z, None)
+    zone._write_json(z, res / "zone" / "zone.json")
+    cells.to_csv(res / "zone" / "cells.csv", index=False)
+    v = zone.validate(z, cat["specObjID"], cat["ra"], cat["dec"], dz, cat["specObjID"], injected)
+    zone._write_json(v, res / "zone" / "validation.json")
 
 
 def _tables(res, rng):

@@ -23,7 +23,7 @@ from photoz.io import atomic_path, setup_logging
 from . import geometry as geo
 from .photometry import asinh_mag, asinh_mag_err, axis_ratio, noise_map, petrosian, segment
 from .population import cell_population
-from .reddening import EXTINCTION_COEFF, ebv_map
+from .reddening import EXTINCTION_COEFF, SFD_SCATTER, ebv_map, sfd_estimate
 from .render import frame_hdul, render_frame, sky_image, write_frame
 
 BANDS = geo.BANDS
@@ -75,15 +75,19 @@ def measure_cell(mock, cell, fr, objects, rendered, cond):
                               cond["darkVariance"][j]))
     segmap, ids = segment(images[2], errs[2], x, y)
     ph = petrosian(images, errs, x, y, segmap=segmap, seg_id=ids)
-    ebv = ebv_map(sel["ra"].to_numpy(), sel["dec"].to_numpy(), mock["seed"])
+    ebv = ebv_map(sel["ra"].to_numpy(), sel["dec"].to_numpy(), mock["seed"])  # truth: what the images carry
+    # the catalogue's (SFD-like) estimate; its own random stream, so the rest of the cell is unchanged
+    rng_ebv = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 503, cell.run, cell.camcol, cell.field]))
+    ebv_sfd = sfd_estimate(ebv, rng_ebv, mock.get("ebv_sfd_scatter", SFD_SCATTER))
     n = len(sel)
     for j, b in enumerate(BANDS):
         sel[f"flux_true_{b}"] = sel[f"flux_bulge_{b}"] + sel[f"flux_disk_{b}"]
         sel[f"petroFlux_{b}"] = ph["flux"][:, j]
         sel[f"petroMag_{b}"] = asinh_mag(ph["flux"][:, j], j)
         sel[f"petroMagErr_{b}"] = asinh_mag_err(ph["flux"][:, j], ph["flux_err"][:, j], j)
-        sel[f"extinction_{b}"] = EXTINCTION_COEFF[j] * ebv
+        sel[f"extinction_{b}"] = EXTINCTION_COEFF[j] * ebv_sfd
     sel["ebv_true"] = ebv
+    sel["ebv_sfd"] = ebv_sfd
     sel["petroRad_r"] = ph["petroRad"] * geo.PIXSCALE
     sel["petroR50_r"] = ph["r50"] * geo.PIXSCALE
     sel["petroR90_r"] = ph["r90"] * geo.PIXSCALE

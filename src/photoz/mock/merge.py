@@ -1,7 +1,9 @@
 """``photoz mock-sky-merge``: the mock SkyServer database and the truth tables.
 
-Reads every chunk's catalog and field tables, fits the Photoz kNN stand-in
-on a separate mock spectroscopic sample, and writes
+Reads every chunk's catalog and field tables, computes the Photoz table with
+a B16-like estimator (:func:`b16_like`, local linear regression on r and
+four colours) trained on a separate mock spectroscopic sample
+(:func:`training_sample`), and writes
 
 * ``skyserver.sqlite`` (tables SpecObjAll, PhotoObjAll, Photoz, galSpecInfo, Field),
 * ``truth.parquet`` (one row per catalog object: true redshift, true
@@ -22,37 +24,144 @@ from photoz.io import atomic_path, setup_logging
 
 from . import geometry as geo
 from .population import sample_galaxies
-from .skyserver import photoz_knn, write_database
+from .skyserver import write_database
 
 BANDS = geo.BANDS
 log = logging.getLogger("photoz")
 
 
-def training_sample(mock, catalog):
-    """A separate mock spectroscopic sample with catalog-like noisy magnitudes.
+#: Fraction of the mock spectroscopic sample drawn from the deep population
+#: (true r from R_LIMIT to DEEP_R_MAX, redshifts to ~0.6), as B16's training set
+#: added deep, high-redshift surveys to the SDSS.
+DEEP_FRACTION = 0.25
+DEEP_R_MAX = 20.0
+#: Donors per training galaxy: the catalogue galaxies nearest in true r among
+#: which one lends its measured-minus-true magnitude vector.
+N_DONORS = 20
+#: Donors are taken only where the catalogue is complete, true r <= R_LIMIT - DONOR_MARGIN:
+#: nearer the limit, targeting by the *measured* magnitude keeps the galaxies
+#: measured too bright, and their errors would be biased (Eddington bias).
+DONOR_MARGIN = 0.3
 
-    Galaxies drawn from the same luminosity function (their own seed), with the
-    per-band offset (Petrosian vs total) and the magnitude-dependent scatter
-    measured on the rendered catalog applied to their true magnitudes.
+
+def _true_mags(flux):
+    return 22.5 - 2.5 * np.log10(np.clip(np.asarray(flux, dtype=np.float64), 1e-12, None))
+
+
+def catalog_noise(catalog):
+    """The catalogue's measurement errors, as a table to draw from.
+
+    Returns ``(true, resid, err_fit)``: the true magnitudes (N, 5) of each
+    catalogue galaxy, its vector (N, 5) of dereddened Petrosian magnitude
+    minus true magnitude (photometric noise, the Petrosian aperture loss and
+    the error of the catalogue's reddening, all bands together, so their
+    correlations are kept), and per band the coefficients ``(a, b)`` of a fit
+    ``log10(petroMagErr) = a * true_mag + b`` (used beyond the catalogue's
+    faint end).
     """
+    gals = catalog[catalog["class"] == "GALAXY"]
+    true = np.column_stack([_true_mags(gals[f"flux_true_{b}"]) for b in BANDS])
+    meas = np.column_stack([gals[f"petroMag_{b}"].to_numpy(dtype=np.float64)
+                            - gals[f"extinction_{b}"].to_numpy(dtype=np.float64) for b in BANDS])
+    resid = meas - true
+    ok = np.isfinite(resid).all(axis=1)
+    if ok.sum() < N_DONORS:
+        raise ValueError(f"mock-sky-merge: only {int(ok.sum())} catalogue galaxies with finite magnitudes; "
+                         f"the Photoz training sample needs at least {N_DONORS} to borrow their errors")
+    fits = []
+    for j, b in enumerate(BANDS):
+        e = gals[f"petroMagErr_{b}"].to_numpy(dtype=np.float64)[ok]
+        good = np.isfinite(e) & (e > 0)
+        fits.append(np.polyfit(true[ok, j][good], np.log10(e[good]), 1))
+    return true[ok], resid[ok], np.array(fits)
+
+
+def training_sample(mock, catalog, return_true=False):
+    """A separate mock spectroscopic sample measured with the catalogue's noise; returns (mags, z).
+
+    The stand-in for B16's training set: ``mock.photoz_training_size``
+    galaxies, ``1 - DEEP_FRACTION`` of them from the luminosity function of
+    the main sample (true r <= R_GEN) and ``DEEP_FRACTION`` from the deep
+    population (true r up to ``DEEP_R_MAX``, z up to ~0.6): deeper and wider
+    in redshift than the catalogue, as B16's was. Their own seed; true
+    (dereddened) magnitudes from the same templates as the rendered galaxies.
+
+    Each gets the measured-minus-true magnitude vector of one catalogue
+    galaxy of similar true r (random among the ``N_DONORS`` nearest): the same
+    noise, aperture loss and reddening error as the catalogue, with the
+    bands' correlations. Donors come from where the catalogue is complete
+    (true r <= R_LIMIT - DONOR_MARGIN; nearer the limit the targeting by
+    measured magnitude biases the errors); galaxies fainter than the donors
+    get the extra photometric noise the catalogue's magnitude errors predict
+    at their magnitude (log-linear fit of petroMagErr against true magnitude).
+    Nothing else of the catalogue (redshifts, positions) is used. With
+    ``return_true`` the true magnitudes are returned too (for the tests).
+    """
+    from .population import R_GEN, R_LIMIT, _faint
+
     rng = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 601]))
     n = int(mock.get("photoz_training_size", 4000))
-    gal = sample_galaxies(rng, 3 * n)
-    gal = gal.iloc[:n]
-    gals = catalog[catalog["class"] == "GALAXY"]
-    mags = np.empty((n, 5))
-    for j, b in enumerate(BANDS):
-        true = 22.5 - 2.5 * np.log10(gal[f"flux_bulge_{b}"] + gal[f"flux_disk_{b}"])
-        cat_true = 22.5 - 2.5 * np.log10(gals[f"flux_true_{b}"])
-        cat_meas = gals[f"petroMag_{b}"] - gals[f"extinction_{b}"]
-        resid = (cat_meas - cat_true).to_numpy()
-        off = np.nanmedian(resid)
-        mad = 1.4826 * np.nanmedian(np.abs(resid - off))
-        err = np.interp(true, np.sort(cat_true.to_numpy()),
-                        np.maximum.accumulate(gals[f"petroMagErr_{b}"].to_numpy()[np.argsort(cat_true.to_numpy())]))
-        sig = np.sqrt(err**2 + mad**2)
-        mags[:, j] = true + off + rng.normal(0, 1, n) * sig
-    return mags, gal["z"].to_numpy()
+    n_deep = int(round(DEEP_FRACTION * n))
+    n_main = n - n_deep
+    main = sample_galaxies(rng, 3 * n_main + 50)
+    tm = _true_mags(main["flux_bulge_r"] + main["flux_disk_r"])
+    main = main[tm <= R_GEN].iloc[:n_main]
+    if len(main) < n_main:
+        raise ValueError(f"mock-sky-merge: drew only {len(main)} main-sample training galaxies of {n_main}")
+    dz, _, dfb, dfd = _faint(rng, n_deep, R_LIMIT, DEEP_R_MAX)
+    true = np.vstack([
+        np.column_stack([_true_mags(main[f"flux_bulge_{b}"] + main[f"flux_disk_{b}"]) for b in BANDS]),
+        _true_mags(dfb + dfd)])
+    z = np.concatenate([main["z"].to_numpy(), dz])
+    donor_true, resid, fits = catalog_noise(catalog)
+    complete = donor_true[:, 2] <= R_LIMIT - DONOR_MARGIN
+    if complete.sum() < N_DONORS:
+        raise ValueError(f"mock-sky-merge: only {int(complete.sum())} catalogue galaxies with true r <= "
+                         f"{R_LIMIT - DONOR_MARGIN:g} to lend their errors to the Photoz training sample "
+                         f"(need {N_DONORS})")
+    donor_true, resid = donor_true[complete], resid[complete]
+    order = np.argsort(donor_true[:, 2])
+    donor_true, resid = donor_true[order], resid[order]
+    donor_r = donor_true[:, 2]
+    k = N_DONORS
+    pos = np.clip(np.searchsorted(donor_r, true[:, 2]) - k // 2, 0, len(donor_r) - k)
+    pick = pos + rng.integers(0, k, len(z))
+    mags = true + resid[pick]
+    # beyond the donors' magnitudes: add the photometric noise they lack
+    for j in range(len(BANDS)):
+        e_here = 10 ** np.polyval(fits[j], true[:, j])
+        e_donor = 10 ** np.polyval(fits[j], donor_true[pick, j])
+        extra = np.sqrt(np.clip(e_here**2 - e_donor**2, 0, None))
+        mags[:, j] += extra * rng.standard_normal(len(z))
+    return (mags, z, true) if return_true else (mags, z)
+
+
+def b16_like(train_mags, train_z, mags, k=100, clip_sigma=3.0):
+    """The B16-like estimator on the mock: returns (z, zErr, nnCount) for the Photoz table.
+
+    Beck et al. (2016)'s method: local linear regression on r and the u-g,
+    g-r, r-i, i-z colours over the ``k`` nearest training galaxies
+    (Csabai et al. 2007), the project's implementation
+    (:func:`photoz.knn.fit_predict`). Objects without finite magnitudes get
+    -9999 and nnCount 0, as in the SkyServer table.
+    """
+    from photoz.knn import fit_predict
+
+    def feats(m):
+        m = np.asarray(m, dtype=np.float64)
+        return np.column_stack([m[:, 2], m[:, 0] - m[:, 1], m[:, 1] - m[:, 2], m[:, 2] - m[:, 3], m[:, 3] - m[:, 4]])
+
+    ft, fq = feats(train_mags), feats(mags)
+    keep = np.isfinite(ft).all(axis=1)
+    ok = np.isfinite(fq).all(axis=1)
+    z = np.full(len(fq), -9999.0)
+    ze = np.full(len(fq), -9999.0)
+    kk = int(min(k, keep.sum()))
+    if ok.any():
+        zp, zpe, _ = fit_predict(ft[keep], np.asarray(train_z, dtype=np.float64)[keep], fq[ok], k=kk,
+                                 clip_sigma=clip_sigma)
+        z[ok], ze[ok] = zp, zpe
+    return z, ze, np.where(ok, kk, 0)
 
 
 REPEAT_SPECTRA_FRACTION = 0.03
@@ -124,13 +233,15 @@ def build_tables(mock, cat, fields):
         photo[f"sky_{b}"] = at[f"sky_{b}"].to_numpy()
     dered = np.column_stack([cat[f"petroMag_{b}"] - cat[f"extinction_{b}"] for b in BANDS])
     tmags, tz = training_sample(mock, cat)
-    zp, zpe, nn = photoz_knn(tmags, tz, dered)
+    zp, zpe, nn = b16_like(tmags, tz, dered, k=int(mock.get("photoz_k", 100)))
     photoz = pd.DataFrame({"objID": cat["objID"].astype("int64"), "z": zp, "zErr": zpe, "nnCount": nn,
                            "photoErrorClass": 1})
     cat = cat_spec  # one row per spectrum again (galSpecInfo, truth)
     dered = np.column_stack([cat[f"petroMag_{b}"] - cat[f"extinction_{b}"] for b in BANDS])
+    # the catalogue's (SFD-like) reddening, not the truth; chunks of older runs lack the column
+    ebv_sfd = cat["ebv_sfd"] if "ebv_sfd" in cat.columns else cat["extinction_r"] / 2.751
     galspec = pd.DataFrame({
-        "specObjID": cat["specObjID"].astype("int64"), "e_bv_sfd": cat["extinction_r"] / 2.751,
+        "specObjID": cat["specObjID"].astype("int64"), "e_bv_sfd": ebv_sfd,
         "primtarget": cat["primtarget"].astype("int64"), "sectarget": 0, "targettype": cat["targetType"],
         "spectrotype": cat["class"], "subclass": "", "z": cat["z_spec"], "z_err": cat["zErr"],
         "z_warning": cat["zWarning"]})

@@ -1,0 +1,247 @@
+"""Sentences of the paper that compare numbers, chosen by the numbers.
+
+Nothing in ``paper/ms.tex`` says "lower", "agree" or "recovered" by itself:
+each such word or sentence is a macro written here from the run's results, so
+a run with other results gets other words. :func:`macros` returns them;
+``photoz.paper.collect`` adds them to ``results/paper/variables.tex``.
+
+Rules of the comparisons (``K_SIGMA`` = 2):
+
+* two measured values ``a ± ea`` and ``b ± eb`` are *consistent* when
+  ``|a − b| <= K_SIGMA * sqrt(ea² + eb²)``, otherwise ``a`` is *lower* or
+  *higher* (:func:`compare`); a published value has no error here, so only
+  ours counts;
+* the folds of Table 1 *agree* when the χ² of their σ_MAD about the mean, in
+  units of their bootstrap errors, has a p-value >= ``P_AGREE`` for
+  ``n − 1`` degrees of freedom (:func:`folds_agree`);
+* sample sizes are compared as orders of magnitude (:func:`size_words`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["K_SIGMA", "P_AGREE", "compare", "folds_agree", "size_words", "zone_sentence",
+           "validation_sentence", "macros"]
+
+K_SIGMA = 2.0
+P_AGREE = 0.01
+
+
+def _num(x):
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return None
+    return x if math.isfinite(x) else None
+
+
+def compare(a, b, a_err=0.0, b_err=0.0, words=("lower than", "consistent with", "higher than")):
+    """The word for ``a`` against ``b``: ``words[0]`` lower, ``words[1]`` consistent, ``words[2]`` higher.
+
+    Consistent: ``|a − b| <= K_SIGMA * hypot(a_err, b_err)``. Returns ``None``
+    when a value is missing.
+    """
+    a, b = _num(a), _num(b)
+    if a is None or b is None:
+        return None
+    tol = K_SIGMA * math.hypot(_num(a_err) or 0.0, _num(b_err) or 0.0)
+    if abs(a - b) <= tol:
+        return words[1]
+    return words[0] if a < b else words[2]
+
+
+def folds_agree(values, errors):
+    """(agree: bool, chi2, dof) of fold values about their mean in units of their errors."""
+    from scipy.stats import chi2 as chi2_dist
+
+    pairs = [(_num(v), _num(e)) for v, e in zip(values, errors)]
+    pairs = [(v, e) for v, e in pairs if v is not None and e]
+    if len(pairs) < 2:
+        return None, float("nan"), 0
+    w = [1 / e**2 for _, e in pairs]
+    mean = sum(v * wi for (v, _), wi in zip(pairs, w)) / sum(w)
+    chi2 = sum(((v - mean) / e) ** 2 for v, e in pairs)
+    dof = len(pairs) - 1
+    return bool(chi2_dist.sf(chi2, dof) >= P_AGREE), chi2, dof
+
+
+def size_words(ours, theirs):
+    """How our sample size compares with theirs: "two orders of magnitude smaller than", ..."""
+    ours, theirs = _num(ours), _num(theirs)
+    if not ours or not theirs:
+        return "of unknown size compared with"
+    f = theirs / ours
+    if f >= 10:
+        n = int(math.floor(math.log10(f)))
+        names = {1: "an order", 2: "two orders", 3: "three orders", 4: "four orders", 5: "five orders"}
+        return f"{names.get(n, f'{n} orders')} of magnitude smaller than"
+    if f >= 1.5:
+        return f"{f:.1f} times smaller than"
+    if f > 1 / 1.5:
+        return "about as large as"
+    return f"{1 / f:.1f} times larger than"
+
+
+def _f(x, spec=".5f"):
+    from photoz.paper import fmt
+
+    return fmt(x, "bias") if spec == ".5f" else (f"{x:{spec}}" if _num(x) is not None else "--")
+
+
+def zone_sentence(z):
+    """What the suspect-zone search did and found (``results/zone/zone.json``)."""
+    if not z.get("n_cells_tested"):
+        return (f"Each HEALPix cell (nside {z['nside']}) with at least {z['min_galaxies']} test galaxies would be "
+                "compared with all other test galaxies by a two-sided Welch test of the mean residual; no cell holds "
+                "that many, so no cell was tested and no zone can be found.")
+    test = (f"Each HEALPix cell (nside {z['nside']}) with at least {z['min_galaxies']} test galaxies is compared "
+            f"with all other test galaxies by a two-sided Welch test of the mean residual; a cell deviates when "
+            f"$|Z| > {z['threshold_z']:.2f}$, a family-wise level of {z['alpha']:g} over the "
+            f"{z['n_cells_tested']} cells tested (Bonferroni).")
+    if not z["found"]:
+        return test + f" No cell deviates (largest $|Z|$ = {z['max_abs_z']:.2f}): this run finds no suspect zone."
+    b = z["bounds"]
+    n = len(z["cells"])
+    ratio = ""
+    if _num(z.get("bias_all")) and abs(z["bias_all"]) > 0:
+        ratio = f", {abs(z['bias_in'] / z['bias_all']):.1f} times the full sample's {_f(z['bias_all'])}"
+    return test + (f" {n} cell{'s' if n != 1 else ''} deviate{'s' if n == 1 else ''} "
+                   f"(RA {b['ra_min']:.2f} to {b['ra_max']:.2f}, Dec {b['dec_min']:.2f} to {b['dec_max']:.2f}): "
+                   f"{z['n_in']} test galaxies with a bias of {_f(z['bias_in'])} $\\pm$ {_f(z['bias_in_se'])}"
+                   f"{ratio}, against {_f(z['bias_out'])} outside.")
+
+
+def table2_zone_sentence(z):
+    """Which region Table 2's "suspect zone removed" row removes."""
+    if z["table2_region"]["source"] == "found":
+        if not z["cells"]:
+            return "The ``suspect zone removed'' row of Table~\\ref{tab:t2} therefore removes nothing."
+        return "The ``suspect zone removed'' row of Table~\\ref{tab:t2} removes the cells found here."
+    return ("The ``suspect zone removed'' row of Table~\\ref{tab:t2} removes the region of the paper "
+            "(configuration \\texttt{regions.suspect\\_zone}), whatever this search finds.")
+
+
+def validation_sentence(v, injected_mag=None):
+    """Whether the search recovered the injected fault (mock only; ``results/zone/validation.json``)."""
+    what = ("The mock injects one hypothesis for the paper's zone, a grey calibration error"
+            + (f" of {injected_mag:g}\\,mag" if _num(injected_mag) is not None else "")
+            + " in the frames of one box of the sky (the paper itself ruled out calibration errors); it is "
+            "recorded in the truth table only, which the search never reads.")
+    inj = (f"the {v['n_injected']} test galaxies of the injected zone have a bias of {_f(v['bias_injected'])} "
+           f"$\\pm$ {_f(v['bias_injected_se'])} ($Z = {v['z_injected']:.2f}$ against the rest)"
+           if _num(v.get("z_injected")) is not None else f"the injected zone holds {v['n_injected']} test galaxies")
+    reason = v["reason"]
+    if reason == "recovered":
+        return what + (f" The search recovered it: the found cells hold {100 * v['recall']:.0f}\\,\\% of the injected "
+                       f"zone's test galaxies (Jaccard index {v['jaccard']:.2f}) and their bias has the same sign; {inj}.")
+    if reason == "nothing_found" and _num(v.get("threshold_z")) is None:
+        return what + f" The search could not recover it: no cell had enough test galaxies to be tested; {inj}."
+    if reason == "nothing_found":
+        return what + (f" The search did not recover it: no cell passed the threshold, and {inj}, "
+                       f"below the per-cell threshold $|Z| > {v['threshold_z']:.2f}$"
+                       if _num(v.get("z_injected")) is not None and abs(v["z_injected"]) < v["threshold_z"]
+                       else f" The search did not recover it: no cell passed the threshold, although {inj}; "
+                       "the zone is split over cells each too weak alone") + "."
+    if reason == "low_overlap":
+        return what + (f" The search did not recover it: the found cells hold only {100 * v['recall']:.0f}\\,\\% of "
+                       f"the injected zone's test galaxies (Jaccard index {v['jaccard']:.2f}, recovery needs "
+                       f"{v['recovery_jaccard']:g}); {inj}.")
+    if reason == "opposite_sign":
+        return what + (f" The search did not recover it: the found cells overlap the injected zone (Jaccard index "
+                       f"{v['jaccard']:.2f}) but their bias has the opposite sign; {inj}.")
+    return what + " The search could not be checked: no test galaxy lies in the injected zone."
+
+
+def _read_json(path):
+    from photoz.paper import PaperInputError
+
+    path = Path(path)
+    if not path.exists():
+        raise PaperInputError(f"result file {path} does not exist")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise PaperInputError(f"{path} is not valid JSON: {err}") from None
+
+
+def _row(t2, estimator, subset):
+    est = t2["estimator"].fillna("cnn") if "estimator" in t2.columns else pd.Series("cnn", index=t2.index)
+    sel = (est == estimator) & (t2["subset"].fillna("all") == subset)
+    if "remove_widest" in t2.columns:
+        sel &= t2["remove_widest"].fillna(0.0).astype(float) == 0.0
+    return None if not sel.any() else t2[sel].iloc[0]
+
+
+def macros(paths, cfg, mode):
+    """Every number-chosen word and sentence of the paper, as ``name -> LaTeX text``.
+
+    ``paths``: the result files by the keys of ``photoz.paper.RESULT_FILES``;
+    reads ``table1``, ``table2``, ``tableA1``, ``zone`` and, unless ``mode`` is
+    ``sdss``, ``zone_validation``.
+    """
+    paths = {k: Path(v) for k, v in paths.items()}
+    m = {}
+    t1 = pd.read_csv(paths["table1"])
+    folds = t1[~t1["fold"].astype(str).isin(["mean", "std"])]
+    agree, chi2, dof = folds_agree(folds["sigma_mad"], folds.get("sigma_mad_err", [None] * len(folds)))
+    if agree is None:
+        m["FoldsAgreement"] = "Table~\\ref{tab:t1} has fewer than two folds with errors, so their agreement is not tested"
+    else:
+        m["FoldsAgreement"] = (("The folds agree with each other within their bootstrap errors" if agree else
+                                "The folds differ by more than their bootstrap errors")
+                               + f" ($\\chi^2 = {chi2:.1f}$ for {dof} degrees of freedom, Table~\\ref{{tab:t1}})")
+    t2 = pd.read_csv(paths["table2"])
+    main, b16, knn = _row(t2, "cnn", "all"), _row(t2, "b16", "all"), _row(t2, "knn", "all")
+
+    def word(a, b, words=("lower than", "consistent with", "higher than")):
+        if a is None or b is None:
+            return "not compared with (missing row)"
+        return compare(a["sigma_mad"], b["sigma_mad"], a.get("sigma_mad_err"), b.get("sigma_mad_err"), words) or \
+            "not compared with (missing value)"
+
+    m["MainVsBsixteen"] = word(main, b16)
+    m["KnnVsBsixteen"] = word(knn, b16)
+    m["MainVsKnn"] = word(main, knn)
+    if main is not None:
+        m["MainVsPublished"] = compare(main["sigma_mad"], main.get("pub_sigma_mad"), main.get("sigma_mad_err"), 0.0,
+                                       ("lower than", "consistent with", "higher than")) or "not compared with"
+        m["SampleSizeWords"] = size_words(main.get("n_test"), main.get("pub_n_test"))
+    else:
+        m["MainVsPublished"] = "not compared with"
+        m["SampleSizeWords"] = "of unknown size compared with"
+    # the network's size against the paper's text and the published code
+    from photoz import published
+
+    ta = pd.read_csv(paths["tableA1"])
+    tot = ta[ta["stage"].astype(str).str.strip().str.startswith("total")]
+    ours = int(tot["params"].iloc[0]) if len(tot) else None
+    a1 = published.tableA1()
+    for name, ref in (("ParamsVsCode", a1["total_code"]), ("ParamsVsText", a1["total_paper"])):
+        m[name] = "is unknown against" if ours is None else ("agrees with" if ours == int(ref) else "differs from")
+    # the mock's own set-up, in numbers
+    mock = cfg.get("mock") or {}
+    from photoz.mock.merge import DEEP_FRACTION, DEEP_R_MAX
+    from photoz.mock.reddening import SFD_SCATTER
+
+    m["PhotozTrainingSize"] = f"{int(mock.get('photoz_training_size', 4000)):,}".replace(",", "\\,")
+    m["PhotozK"] = str(int(mock.get("photoz_k", 100)))
+    m["PhotozDeepPercent"] = f"{100 * DEEP_FRACTION:.0f}"
+    m["PhotozDeepRMax"] = f"{DEEP_R_MAX:g}"
+    m["EbvScatterPercent"] = f"{100 * float(mock.get('ebv_sfd_scatter', SFD_SCATTER)):.0f}"
+    # the suspect zone
+    z = _read_json(paths["zone"])
+    m["ZoneSearch"] = zone_sentence(z)
+    m["ZoneTableRow"] = table2_zone_sentence(z)
+    if mode != "sdss":
+        if "zone_validation" not in paths:
+            raise ValueError("paper variables: mode %r needs the zone validation file (--zone_validation)" % mode)
+        v = _read_json(paths["zone_validation"])
+        m["ZoneValidation"] = validation_sentence(v, mock.get("suspect_zone_error_mag"))
+    else:
+        m["ZoneValidation"] = ""
+    return m

@@ -1,0 +1,126 @@
+"""Sentences that compare numbers follow the numbers: two result sets with opposite outcomes."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pandas as pd
+import pytest
+
+from photoz import paper, wording
+from photoz.figures.synthetic import write_results
+
+
+def render(tex, macros):
+    """ms.tex with every macro of ``macros`` expanded (enough to read the sentences)."""
+    for _ in range(3):
+        tex = re.sub(r"\\([A-Za-z]+)(\\ )?",
+                     lambda mm: macros[mm.group(1)] + (" " if mm.group(2) else "") if mm.group(1) in macros
+                     else mm.group(0), tex)
+    return re.sub(r"\s+", " ", tex)
+
+
+def _set_outcome(res, good):
+    """Rewrite the result files so that every comparison goes one way (good) or the other."""
+    t2 = pd.read_csv(res / "table2.csv")
+    cnn = (t2["estimator"] == "cnn") & (t2["subset"] == "all")
+    t2.loc[cnn, "sigma_mad"] = 0.0090 if good else 0.0300
+    t2.loc[t2["estimator"] == "b16", "sigma_mad"] = 0.0150
+    t2.loc[t2["estimator"] == "knn", "sigma_mad"] = 0.0151 if good else 0.0100
+    t2["sigma_mad_err"] = 2e-4
+    t2.to_csv(res / "table2.csv", index=False)
+    t1 = pd.read_csv(res / "table1.csv")
+    folds = ~t1["fold"].astype(str).isin(["mean", "std"])
+    t1.loc[folds, "sigma_mad"] = [0.0090, 0.0091, 0.0089, 0.0090, 0.0092] if good else [0.009, 0.012, 0.015, 0.009, 0.02]
+    t1.loc[folds, "sigma_mad_err"] = 2e-4
+    t1.to_csv(res / "table1.csv", index=False)
+    z = json.loads((res / "zone" / "zone.json").read_text())
+    v = json.loads((res / "zone" / "validation.json").read_text())
+    if good:
+        z.update(found=True, cells=[5, 6], cell_z=[5.1, 4.2], bounds={"ra_min": 150.3, "ra_max": 150.6,
+                 "dec_min": 29.7, "dec_max": 30.3}, n_in=140, bias_in=0.0045, bias_in_se=0.001, bias_out=0.0001)
+        z["table2_region"]["cells"] = [5, 6]
+        v.update(recovered=True, reason="recovered", recall=0.9, jaccard=0.8, same_sign=True, n_found=150)
+    else:
+        z.update(found=False, cells=[], cell_z=[], bounds=None, n_in=0, bias_in=None, bias_in_se=None, max_abs_z=2.0)
+        z["table2_region"]["cells"] = []
+        v.update(recovered=False, reason="nothing_found", z_injected=1.2, n_found=0, recall=0.0, jaccard=0.0)
+    (res / "zone" / "zone.json").write_text(json.dumps(z))
+    (res / "zone" / "validation.json").write_text(json.dumps(v))
+
+
+@pytest.mark.parametrize("good", [True, False])
+def test_wording_follows_the_numbers(tmp_path, root, default_config, good):
+    res = write_results(tmp_path, n=300, n_images=4)
+    _set_outcome(res, good)
+    m = paper.collect(res, default_config, data_mode="mock")
+    text = render((root / "paper" / "ms.tex").read_text(), m)
+    expect = {
+        True: ["the CNN's dispersion is lower than B16's", "The folds agree with each other",
+               "B16's. The CNN's dispersion is lower than B16's and lower than our baseline's",
+               "gives $\\smad = 0.01510$, consistent with B16's", "2 cells deviate", "The search recovered it",
+               "removes the cells found here"],
+        False: ["the CNN's dispersion is higher than B16's", "The folds differ by more than their bootstrap errors",
+                "The CNN's dispersion is higher than B16's and higher than our baseline's",
+                "gives $\\smad = 0.01000$, lower than B16's", "this run finds no suspect zone",
+                "The search did not recover it: no cell passed the threshold", "therefore removes nothing"],
+    }[good]
+    for phrase in expect:
+        assert phrase in text, phrase
+    for phrase in expect_other(good):
+        assert phrase not in text, phrase
+    # nothing typed remains
+    for typed in ("The folds agree with each other (Table", "Remaining differences have identified causes"):
+        assert typed not in text
+
+
+def expect_other(good):
+    return (["higher than B16's", "The folds differ", "did not recover"] if good
+            else ["lower than B16's and", "The folds agree", "The search recovered it"])
+
+
+def test_compare_and_sizes():
+    assert wording.compare(1.0, 2.0) == "lower than"
+    assert wording.compare(2.0, 1.0) == "higher than"
+    assert wording.compare(1.0, 1.3, 0.1, 0.1) == "lower than"
+    assert wording.compare(1.0, 1.2, 0.1, 0.1) == "consistent with"
+    assert wording.compare(None, 1.0) is None
+    assert wording.size_words(1000, 103306) == "two orders of magnitude smaller than"
+    assert wording.size_words(20000, 103306) == "5.2 times smaller than"
+    assert wording.size_words(100000, 103306) == "about as large as"
+    agree, chi2, dof = wording.folds_agree([1.0, 1.1, 0.9], [0.1, 0.1, 0.1])
+    assert agree and dof == 2 and chi2 == pytest.approx(2.0)
+    assert wording.folds_agree([1.0, 2.0, 1.0], [0.1, 0.1, 0.1])[0] is False
+
+
+def test_zone_sentences_when_nothing_could_be_tested():
+    from photoz import zone
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    ra, dec, dz = rng.uniform(150, 151, 50), rng.uniform(30, 31, 50), rng.normal(0, 0.02, 50)
+    z, _ = zone.detect(ra, dec, dz, nside=256, min_galaxies=30)
+    z["table2_region"] = zone.table2_region("mock", z, None)
+    z = json.loads(json.dumps(z, default=float).replace("NaN", "null"))
+    s = wording.zone_sentence(z)
+    assert "no cell was tested" in s and "$|Z| >" not in s
+    v = zone.validate(z, np.arange(50), ra, dec, dz, np.arange(50), np.arange(50) < 10)
+    v["threshold_z"] = None
+    assert "no cell had enough test galaxies" in wording.validation_sentence(v, 0.05)
+    assert "removes nothing" in wording.table2_zone_sentence(z)
+
+
+def test_real_mode_needs_no_validation_and_removes_the_configured_region(tmp_path, default_config):
+    res = write_results(tmp_path, n=300, n_images=4)
+    (res / "zone" / "validation.json").unlink()
+    z = json.loads((res / "zone" / "zone.json").read_text())
+    z["table2_region"] = {"source": "configured", "box": default_config["regions"]["suspect_zone"]}
+    (res / "zone" / "zone.json").write_text(json.dumps(z))
+    m = paper.collect(res, default_config, data_mode="sdss")
+    assert m["ZoneValidation"] == ""
+    assert "removes the region of the paper" in m["ZoneTableRow"]
+    (res / "zone" / "zone.json").unlink()
+    with pytest.raises(paper.PaperInputError, match="zone.json"):
+        paper.collect(res, default_config, data_mode="sdss")

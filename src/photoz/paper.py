@@ -218,6 +218,7 @@ def collect(results, cfg, data_mode=None, root=None, date=None):
     if "specObjID" not in fail.columns:
         raise PaperInputError(f"{fail_path} misses column specObjID")
     m["NCutoutFailures"] = count(fail["specObjID"].nunique())
+    m.update(loss_macros(results / "cutouts" / "losses.json"))
     man_path = results / "shards" / "manifest.json"
     if not man_path.exists():
         raise PaperInputError(f"result file {man_path} does not exist")
@@ -265,6 +266,36 @@ def collect(results, cfg, data_mode=None, root=None, date=None):
     proto = published.load()["protocol"]
     m["PubMembers"] = count(proto["members"])
     m["PubMaxIterations"] = count(proto["max_iterations"])
+    return m
+
+
+# --- galaxies lost per stage and why (results/cutouts/losses.json, photoz.cutouts.losses) ---
+
+def loss_macros(path):
+    """``NLost{Stage}``, ``NLostTotal``, ``LostPercent``, ``MaxLostPercent``, ``LostReasons``, ``NDegraded``.
+
+    ``--`` for every macro when ``path`` does not exist (a results tree made without the shards step).
+    """
+    from photoz.cutouts.losses import REASONS
+
+    names = {"catalog": "NLostCatalog", "frame_index": "NLostFrameIndex", "retrieval": "NLostRetrieval",
+             "cutouts": "NLostCutouts"}
+    path = Path(path)
+    if not path.exists():
+        return {**{v: "--" for v in names.values()}, "NLostTotal": "--", "LostPercent": "--",
+                "MaxLostPercent": "--", "LostReasons": "--", "NDegraded": "--"}
+    try:
+        d = json.loads(path.read_text())
+        m = {name: count(d["stages"][stage]["n_lost"]) for stage, name in names.items()}
+        m["NLostTotal"] = count(d["n_lost"])
+        m["LostPercent"] = f"{100 * d['lost_fraction']:.1f}"
+        m["MaxLostPercent"] = f"{100 * d['max_lost_fraction']:g}"
+        m["NDegraded"] = count(d.get("n_degraded", 0))
+        reasons = sorted(((k, c) for s_ in d["stages"].values() for c, k in s_["by_reason"].items() if k),
+                         key=lambda t: (-t[0], list(REASONS).index(t[1])))
+    except (KeyError, TypeError, ValueError) as err:
+        raise PaperInputError(f"{path}: malformed losses summary ({type(err).__name__}: {err})") from None
+    m["LostReasons"] = "; ".join(f"{count(k)} {tex_escape(REASONS[c][1])}" for k, c in reasons) or "none"
     return m
 
 

@@ -10,6 +10,7 @@ rule paper_variables:
         tableA1="results/tableA1.csv",
         catalog="results/catalog.parquet",
         failures="results/cutouts/failures.csv",
+        losses="results/cutouts/losses.json",
         manifest="results/shards/manifest.json",
     output:
         "results/paper/variables.tex",

@@ -124,12 +124,14 @@ class FrameSet:
         return cls(index_frame_files(frame_dir))
 
     @classmethod
-    def from_manifest(cls, manifest_path):
+    def from_manifest(cls, manifest_path, group=None):
         """The frames a retrieval manifest lists (beside it), with their sha256 and the unavailable ones."""
         from photoz.sdss.sas import read_manifest
 
         manifest_path = Path(manifest_path)
         man = read_manifest(manifest_path)
+        if group is not None and int(man["group"]) != int(group):
+            raise ValueError(f"{manifest_path}: retrieval manifest of group {man['group']}, not of group {group}")
         paths, sha, unavailable = {}, {}, {}
         for f in man["files"]:
             parsed = parse_frame_name(f["name"])
@@ -534,7 +536,7 @@ def main(argv=None):
             print(f"photoz cutouts: {err}", file=sys.stderr)
             return 1
         log.info("SWarp: %s", binary)
-    frames = FrameSet.from_manifest(a.manifest) if a.manifest else FrameSet.from_dir(a.frame_dir)
+    frames = FrameSet.from_manifest(a.manifest, a.group) if a.manifest else FrameSet.from_dir(a.frame_dir)
     gal = load_group_galaxies(a.galaxies, a.catalog, a.group, a.frames)
     log.info("group %d: %d galaxies, resampler %s, frames from %s", a.group, len(gal), resampler, frames.origin)
     work = _stamp_dir(a.out)

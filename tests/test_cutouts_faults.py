@@ -73,7 +73,7 @@ def _retrieve(tmp_path, sas, gal):
 def _cutouts(tmp_path, manifest, resampler="native", extra=(), **cfg):
     conf = {"resampler": resampler, "size": 64, "pixel_scale": 0.396, "partial_coverage": "zero_fill",
             "min_coverage": 0.9, **cfg}
-    out = tmp_path / "cutouts"
+    out = Path(os.path.relpath(tmp_path / "cutouts"))  # relative, as the rules give them
     args = ["--group", "0", "--manifest", str(manifest), "--galaxies", str(tmp_path / "galaxies.parquet"),
             "--catalog", str(tmp_path / "catalog.parquet"), "--config-json", json.dumps(conf),
             "--out", str(out / "group-0.npz"), "--failures", str(out / "group-0-failures.csv"),

@@ -92,8 +92,10 @@ def run_swarp(stamps, ra, dec, size=64, pixel_scale=0.396, binary="auto", workdi
 
     exe = find_swarp(binary)
     with tempfile.TemporaryDirectory(prefix="swarp-", dir=workdir) as tmp:
-        tmp = Path(tmp)
+        # SWarp runs in its own folder: every path it is given is absolute
+        tmp = Path(tmp).resolve()
         img, wgt = tmp / "coadd.fits", tmp / "coadd.weight.fits"
+        stamps = [Path(s).resolve() for s in stamps]
         cmd = swarp_command(exe, stamps, ra, dec, size, pixel_scale, img, wgt, tmp)
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if proc.returncode != 0 or not img.exists():

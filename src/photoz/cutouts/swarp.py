@@ -128,5 +128,8 @@ def run_swarp_batch(jobs, size=64, pixel_scale=0.396, binary="auto", threads=1, 
 
     if threads <= 1:
         return [one(j) for j in jobs]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    pool = ThreadPoolExecutor(max_workers=threads)
+    try:
         return list(pool.map(one, jobs))
+    finally:  # on SIGTERM (SystemExit) the queued cutouts are dropped, not run
+        pool.shutdown(wait=True, cancel_futures=True)

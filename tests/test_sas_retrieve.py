@@ -1,4 +1,5 @@
-"""Frame retrieval from a loopback SAS (HTTP) and a file:// tree, with injected faults."""
+"""Frame retrieval from a loopback SAS (HTTP) and a file:// tree, with injected faults; resume and
+request counts across failed runs; permanently bad frames listed, not fatal."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import bz2
 import hashlib
 import io
 import json
+import os
 import shutil
 
 import numpy as np
@@ -14,7 +16,8 @@ import pytest
 from astropy.io import fits
 
 from photoz.sdss import sas
-from photoz.sdss.sas import RetrievalError, frame_name, frame_url, retrieve_group, serve_sas, verify_frame
+from photoz.sdss.sas import RetrievalError, frame_name, frame_url, retrieve_group, verify_frame
+from photoz.sdss.sas_server import serve_sas
 
 FIELDS = [(9001, 1, 11), (9001, 1, 12), (9101, 3, 11)]
 BANDS = "ugriz"
@@ -94,12 +97,26 @@ def test_reset_download_resumes_with_range(sas_tree, galaxies, tmp_path):
     check_manifest(tmp_path / "out", sas_tree, galaxies, 1)
 
 
-def test_persistent_corruption_names_the_file_and_rerun_fetches_only_it(sas_tree, galaxies, tmp_path):
+def test_persistent_corruption_is_listed_unavailable_not_fatal(sas_tree, galaxies, tmp_path):
     target = frame_name("z", 9001, 1, 11)
     out = tmp_path / "out"
     with serve_sas(sas_tree, faults={target: ["corrupt"] * 10}) as s:
-        with pytest.raises(RetrievalError, match=f"1 of 10 frames.*{target}.*bzip2"):
+        man = retrieve_group(galaxies, 0, s.url, 301, out, parallel=2, max_retries=2, backoff_base=0.001)
+        assert sum(p.endswith(target) for p, _, _ in s.requests) == 3  # retried, then given up
+    assert [u["name"] for u in man["unavailable"]] == [target]
+    assert "bzip2" in man["unavailable"][0]["reason"] and target in man["unavailable"][0]["reason"]
+    assert man["n_frames"] == 9 and not (out / target).exists()
+    assert not list(out.glob("*.part"))
+
+
+def test_failed_retrieval_keeps_verified_frames_and_rerun_fetches_only_the_missing(sas_tree, galaxies, tmp_path):
+    """A transient failure that outlasts the retries fails the group; the rerun requests only that frame."""
+    target = frame_name("r", 9001, 1, 12)
+    out = tmp_path / "out"
+    with serve_sas(sas_tree, faults={target: ["500"] * 3}) as s:
+        with pytest.raises(RetrievalError, match=f"1 of 10 frames.*{target}.*HTTP 500"):
             retrieve_group(galaxies, 0, s.url, 301, out, parallel=2, max_retries=2, backoff_base=0.001)
+        assert len(s.requests) == 9 + 3
     assert not (out / "MANIFEST.json").exists()
     assert len(list(out.glob("*.fits.bz2"))) == 9 and not (out / target).exists()
     with serve_sas(sas_tree) as s:
@@ -107,31 +124,72 @@ def test_persistent_corruption_names_the_file_and_rerun_fetches_only_it(sas_tree
         fetched = [p for p, _, _ in s.requests]
     assert len(fetched) == 1 and fetched[0].endswith(target)
     check_manifest(out, sas_tree, galaxies, 0)
-
-
-def test_missing_frame_is_reported_at_once(sas_tree, galaxies, tmp_path):
-    (sas_tree / "301" / "9101" / "3" / frame_name("i", 9101, 3, 11)).unlink()
+    # a third run (e.g. Snakemake rerunning the job) fetches nothing
     with serve_sas(sas_tree) as s:
-        with pytest.raises(RetrievalError, match="frame-i-009101-3-0011.fits.bz2.*404"):
-            retrieve_group(galaxies, 1, s.url, 301, tmp_path / "out", max_retries=5, backoff_base=0.001)
-        assert sum(p.endswith("frame-i-009101-3-0011.fits.bz2") for p, _, _ in s.requests) == 1
+        retrieve_group(galaxies, 0, s.url, 301, out, parallel=2, backoff_base=0.001)
+        assert s.requests == []
+    check_manifest(out, sas_tree, galaxies, 0)
 
 
-def test_file_url_and_cli_with_partial_directory(sas_tree, galaxies, tmp_path):
+def test_missing_frame_is_listed_after_one_request(sas_tree, galaxies, tmp_path):
+    name = frame_name("i", 9101, 3, 11)
+    (sas_tree / "301" / "9101" / "3" / name).unlink()
+    with serve_sas(sas_tree) as s:
+        man = retrieve_group(galaxies, 1, s.url, 301, tmp_path / "out", max_retries=5, backoff_base=0.001)
+        assert sum(p.endswith(name) for p, _, _ in s.requests) == 1
+    assert [(u["name"], "404" in u["reason"]) for u in man["unavailable"]] == [(name, True)]
+    assert man["n_frames"] == 4
+
+
+def test_local_source_is_not_retried(sas_tree, galaxies, tmp_path, monkeypatch):
+    name = frame_name("g", 9001, 1, 11)
+    src = sas_tree / "301" / "9001" / "1" / name
+    src.write_bytes(src.read_bytes()[:-50])  # corrupt at the source
+    (sas_tree / "301" / "9001" / "1" / frame_name("u", 9001, 1, 12)).unlink()  # missing at the source
+    sleeps = []
+    monkeypatch.setattr(sas.time, "sleep", lambda s: sleeps.append(s))
+    man = retrieve_group(galaxies, 0, f"file://{sas_tree}", 301, tmp_path / "out", max_retries=6,
+                         backoff_base=30.0)
+    assert sleeps == []
+    assert sorted(u["name"] for u in man["unavailable"]) == sorted([name, frame_name("u", 9001, 1, 12)])
+
+
+def test_local_frames_are_copies_not_hard_links(sas_tree, galaxies, tmp_path):
+    """Damage done in place to one group's frame reaches neither the SAS tree nor another group."""
+    a = retrieve_group(galaxies, 0, f"file://{sas_tree}", 301, tmp_path / "a")
+    retrieve_group(galaxies, 0, f"file://{sas_tree}", 301, tmp_path / "b")
+    name = a["files"][0]["name"]
+    f = a["files"][0]
+    src = sas_tree / "301" / str(f["run"]) / str(f["camcol"]) / name
+    before = src.read_bytes()
+    with open(tmp_path / "a" / name, "r+b") as fh:  # in-place corruption of group a's copy
+        fh.seek(100)
+        fh.write(b"\x00" * 64)
+    assert src.read_bytes() == before
+    assert (tmp_path / "b" / name).read_bytes() == before
+    assert os.stat(src).st_nlink == 1 and os.stat(tmp_path / "a" / name).st_nlink == 1
+
+
+def test_file_url_and_cli(sas_tree, galaxies, tmp_path):
     gpath = tmp_path / "galaxies.parquet"
     galaxies.to_parquet(gpath)
     cfg = json.dumps({"rerun": 301, "sas_url": "https://unused.example", "parallel_downloads": 2})
     for g in (0, 1):
         out = tmp_path / "frames" / f"group-{g}"
         rc = sas.main(["--group", str(g), "--galaxies", str(gpath), "--sdss-json", cfg,
-                       "--sas-url", f"file://{sas_tree}", "--out-dir", str(out)])
+                       "--sas-url", f"file://{sas_tree}", "--manifest", str(out / "MANIFEST.json")])
         assert rc == 0
         check_manifest(out, sas_tree, galaxies, g)
-        assert not out.with_name(out.name + ".partial").exists()
+    # a frame the group no longer needs (an earlier frame index) is removed by the rerun
+    stale = tmp_path / "frames" / "group-1" / frame_name("u", 9001, 1, 11)
+    stale.write_bytes(b"old")
+    assert sas.main(["--group", "1", "--galaxies", str(gpath), "--sdss-json", cfg, "--sas-url",
+                     f"file://{sas_tree}", "--manifest", str(tmp_path / "frames" / "group-1" / "MANIFEST.json")]) == 0
+    assert not stale.exists()
     # an empty group still gets its (empty) output
     out = tmp_path / "frames" / "group-2"
     assert sas.main(["--group", "2", "--galaxies", str(gpath), "--sdss-json", cfg, "--sas-url",
-                     f"file://{sas_tree}", "--out-dir", str(out)]) == 0
+                     f"file://{sas_tree}", "--manifest", str(out / "MANIFEST.json")]) == 0
     assert json.loads((out / "MANIFEST.json").read_text())["files"] == []
 
 

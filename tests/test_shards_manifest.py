@@ -86,3 +86,72 @@ def test_duplicate_galaxy_across_groups_is_an_error(tmp_path):
         _build(tmp_path, tmp_path / "s", cubes + [cubes[0]], fails)
     m = json.loads(json.dumps(_build(tmp_path, tmp_path / "ok", cubes, fails)))
     assert m["shape"] == [5, 64, 64]
+
+
+def _losses(tmp_path, lost_per_group):
+    from photoz.cutouts.losses import group_summary
+
+    paths = []
+    for g, lost in enumerate(lost_per_group):
+        codes = {10**10 + 100 * g + k: ({"partial_coverage", "frame_unavailable"} if k == 0 else {"no_coverage"})
+                 for k in range(lost)}
+        p = tmp_path / "cutouts" / f"group-{g}-losses.json"
+        p.write_text(json.dumps(group_summary(g, 15 + lost, 15, codes, [], 0)))
+        paths.append(p)
+    return paths
+
+
+def test_losses_are_summed_per_stage_and_reason(tmp_path):
+    cubes, fails = _inputs(tmp_path)
+    out = tmp_path / "shards"
+    build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", out, seed=7, shard_size=16,
+                 failure_files=fails, losses_files=_losses(tmp_path, [1, 2, 0]), max_lost_fraction=0.1,
+                 losses_out=tmp_path / "losses.json")
+    d = json.loads((tmp_path / "losses.json").read_text())
+    assert (d["n_galaxies"], d["n_kept"], d["n_lost"]) == (48, 45, 3)
+    assert d["lost_fraction"] == pytest.approx(3 / 48)
+    # a galaxy is counted once, under its earliest stage's reason
+    assert d["stages"]["retrieval"] == {"n_lost": 2, "by_reason": {"frame_unavailable": 2}}
+    assert d["stages"]["cutouts"]["n_lost"] == 1 and d["stages"]["cutouts"]["by_reason"]["no_coverage"] == 1
+
+
+def test_loss_ceiling_fails_before_writing_anything(tmp_path, capsys):
+    from photoz.cutouts.losses import LossCeilingError
+    from photoz.dataset import shards
+
+    cubes, fails = _inputs(tmp_path)
+    losses = _losses(tmp_path, [1, 2, 3])  # 6 of 51 = 11.8%
+    out = tmp_path / "shards"
+    with pytest.raises(LossCeilingError, match=r"6 of 51 galaxies lost \(11.8%\).*max_lost_fraction = 0.1.*"
+                                               r"3 no frame covers it in some band"):
+        build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", out, seed=7,
+                     shard_size=16, failure_files=fails, losses_files=losses, max_lost_fraction=0.1,
+                     losses_out=tmp_path / "losses.json")
+    assert not out.exists() and not (tmp_path / "losses.json").exists()
+    cfg = {"seed": 7, "max_lost_fraction": 0.1,
+           "dataset": {"n_folds": 5, "validation_fraction": 0.1, "shard_size": 16}}
+    argv = ["--cutouts", *map(str, cubes), "--failures", *map(str, fails), "--catalog", str(tmp_path / "catalog.parquet"),
+            "--galaxies", str(tmp_path / "galaxies.parquet"), "--config-json", json.dumps(cfg), "--out-dir", str(out),
+            "--failures-out", str(tmp_path / "failures.csv"), "--losses", *map(str, losses),
+            "--losses-out", str(tmp_path / "losses.json")]
+    assert shards.main(argv) == 1
+    assert not out.exists() and not (tmp_path / "failures.csv").exists()
+    cfg["max_lost_fraction"] = 0.2
+    argv[argv.index("--config-json") + 1] = json.dumps(cfg)
+    assert shards.main(argv) == 0 and (out / "manifest.json").exists()
+    assert json.loads((tmp_path / "losses.json").read_text())["n_lost"] == 6
+
+
+def test_paper_reports_losses_per_stage_and_reason(tmp_path):
+    from photoz.paper import loss_macros
+
+    cubes, fails = _inputs(tmp_path)
+    build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", tmp_path / "shards", seed=7,
+                 shard_size=16, failure_files=fails, losses_files=_losses(tmp_path, [1, 2, 0]),
+                 max_lost_fraction=0.1, losses_out=tmp_path / "losses.json")
+    m = loss_macros(tmp_path / "losses.json")
+    assert (m["NLostRetrieval"], m["NLostCutouts"], m["NLostFrameIndex"], m["NLostTotal"]) == ("2", "1", "0", "3")
+    assert m["LostPercent"] == "6.2" and m["MaxLostPercent"] == "10"
+    assert m["LostReasons"] == ("2 a frame it needs is missing or corrupt at the source; "
+                                "1 no frame covers it in some band")
+    assert loss_macros(tmp_path / "absent.json")["NLostTotal"] == "--"

@@ -35,7 +35,7 @@ FMT = latex.FMT
 #: The result files the macros are read from (option of ``paper variables`` -> path below the results folder).
 RESULT_FILES = {"table1": "table1.csv", "table2": "table2.csv", "tableA1": "tableA1.csv",
                 "catalog": "catalog.parquet", "failures": "cutouts/failures.csv", "manifest": "shards/manifest.json",
-                "zone": "zone/zone.json", "zone_validation": "zone/validation.json"}
+                "zone": "zone/zone.json", "zone_validation": "zone/validation.json", "losses": "cutouts/losses.json"}
 #: Result files that only some runs have: the zone validation exists in mode mock only.
 OPTIONAL_FILES = {"zone_validation"}
 PACKAGES = ["numpy", "scipy", "pandas", "astropy", "torch", "matplotlib", "snakemake", "galsim", "sep"]
@@ -154,6 +154,7 @@ def collect(inputs, cfg, data_mode=None, root=None, date=None):
     m.update(_protocol_macros(cfg))
     m.update(_parameter_macros(paths["tableA1"]))
     m.update(_count_macros(paths["catalog"], paths["failures"], paths["manifest"]))
+    m.update(loss_macros(paths["losses"]))
     m.update(_table1_macros(paths["table1"]))
     m.update(_table2_macros(paths["table2"]))
     m.update(_published_macros())
@@ -301,6 +302,36 @@ def _published_macros():
     proto = published.load()["protocol"]
     return {"PubBsixteenOverMain": f"{pb['sigma_mad'] / pm['sigma_mad']:.2f}",
             "PubMembers": count(proto["members"]), "PubMaxIterations": count(proto["max_iterations"])}
+
+
+# --- galaxies lost per stage and why (results/cutouts/losses.json, photoz.cutouts.losses) ---
+
+def loss_macros(path):
+    """``NLost{Stage}``, ``NLostTotal``, ``LostPercent``, ``MaxLostPercent``, ``LostReasons``, ``NDegraded``.
+
+    ``--`` for every macro when ``path`` does not exist (a results tree made without the shards step).
+    """
+    from photoz.cutouts.losses import REASONS
+
+    names = {"catalog": "NLostCatalog", "frame_index": "NLostFrameIndex", "retrieval": "NLostRetrieval",
+             "cutouts": "NLostCutouts"}
+    path = Path(path)
+    if not path.exists():
+        return {**{v: "--" for v in names.values()}, "NLostTotal": "--", "LostPercent": "--",
+                "MaxLostPercent": "--", "LostReasons": "--", "NDegraded": "--"}
+    try:
+        d = json.loads(path.read_text())
+        m = {name: count(d["stages"][stage]["n_lost"]) for stage, name in names.items()}
+        m["NLostTotal"] = count(d["n_lost"])
+        m["LostPercent"] = f"{100 * d['lost_fraction']:.1f}"
+        m["MaxLostPercent"] = f"{100 * d['max_lost_fraction']:g}"
+        m["NDegraded"] = count(d.get("n_degraded", 0))
+        reasons = sorted(((k, c) for s_ in d["stages"].values() for c, k in s_["by_reason"].items() if k),
+                         key=lambda t: (-t[0], list(REASONS).index(t[1])))
+    except (KeyError, TypeError, ValueError) as err:
+        raise PaperInputError(f"{path}: malformed losses summary ({type(err).__name__}: {err})") from None
+    m["LostReasons"] = "; ".join(f"{count(k)} {tex_escape(REASONS[c][1])}" for k, c in reasons) or "none"
+    return m
 
 
 def write_variables(macros, out):

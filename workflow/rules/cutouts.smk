@@ -1,48 +1,62 @@
 # rules of the cutouts family (see docs/dataflow.md, section 3):
-#   cutouts: one job per group of sky tiles -> results/cutouts/group-{group}.npz
+#   cutouts: one job per group of sky tiles -> results/cutouts/group-{group}.npz (+ failures, losses)
 #   shards:  all groups -> results/shards/ (manifest.json + shard-*.npy + catalog.parquet)
+#            and results/cutouts/losses.json; fails when cutouts.max_lost_fraction is exceeded
 
 
 rule cutouts:
     input:
-        frames_dir="results/frames/group-{group}",
+        manifest="results/frames/group-{group}/MANIFEST.json",
         galaxies="results/frames/galaxies.parquet",
         catalog="results/catalog.parquet",
         frames="results/frames/frames.parquet",
     output:
         cube="results/cutouts/group-{group}.npz",
         failures="results/cutouts/group-{group}-failures.csv",
+        losses="results/cutouts/group-{group}-losses.json",
     log:
         "logs/cutouts/group-{group}.log",
     params:
-        settings=settings_json("cutouts"),
+        # the rerun trigger; max_lost_fraction is the shards step's check, not a setting of the cubes
+        settings=json.dumps({k: v for k, v in result_settings(config, "cutouts").items()
+                             if k != "max_lost_fraction"}, sort_keys=True),
         cfg=lambda w, threads: json.dumps(config["cutouts"], sort_keys=True),
+        delete="--delete-frames" if config["tiles"]["delete_frames_after_cutouts"] else "",
     threads: config["cutouts"]["threads"]
     resources:
         mem_mb=4000,
     conda:
         "../../envs/cutouts.yaml"
     shell:
-        "python -m photoz cutouts --group {wildcards.group} --frame-dir {input.frames_dir}"
+        "python -m photoz cutouts --group {wildcards.group} --manifest {input.manifest}"
         " --galaxies {input.galaxies} --catalog {input.catalog} --frames {input.frames}"
         " --config-json {params.cfg:q} --out {output.cube} --failures {output.failures}"
-        " 2> {log}"
+        " --losses {output.losses} {params.delete} 2> {log}"
 
 
 rule shards:
     input:
         cubes=expand("results/cutouts/group-{group}.npz", group=GROUPS),
         failures=expand("results/cutouts/group-{group}-failures.csv", group=GROUPS),
+        losses=expand("results/cutouts/group-{group}-losses.json", group=GROUPS),
         catalog="results/catalog.parquet",
         galaxies="results/frames/galaxies.parquet",
     output:
         manifest="results/shards/manifest.json",
         catalog="results/shards/catalog.parquet",
         failures="results/cutouts/failures.csv",
+        losses="results/cutouts/losses.json",
     log:
         "logs/shards/shards.log",
     params:
-        cfg=lambda w: json.dumps({"seed": config["seed"], "dataset": config["dataset"]}, sort_keys=True),
+        cfg=lambda w: json.dumps(
+            {
+                "seed": config["seed"],
+                "dataset": config["dataset"],
+                "max_lost_fraction": config["cutouts"]["max_lost_fraction"],
+            },
+            sort_keys=True,
+        ),
         out_dir=lambda w, output: str(Path(output.manifest).parent),
     resources:
         mem_mb=4000,
@@ -51,4 +65,5 @@ rule shards:
     shell:
         "python -m photoz shards --cutouts {input.cubes} --failures {input.failures}"
         " --catalog {input.catalog} --galaxies {input.galaxies} --config-json {params.cfg:q}"
-        " --out-dir {params.out_dir} --failures-out {output.failures} 2> {log}"
+        " --out-dir {params.out_dir} --failures-out {output.failures}"
+        " --losses {input.losses} --losses-out {output.losses} 2> {log}"

@@ -13,6 +13,7 @@ rule paper_variables:
         tableA1="results/tableA1.csv",
         catalog="results/catalog.parquet",
         failures="results/cutouts/failures.csv",
+        losses="results/cutouts/losses.json",
         manifest="results/shards/manifest.json",
         zone="results/zone/zone.json",
         zone_validation=["results/zone/validation.json"] if MOCK else [],

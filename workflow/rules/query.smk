@@ -1,7 +1,8 @@
 # rules of the query family (see docs/dataflow.md, section 2):
 #   query:       the Appendix A catalog query -> results/catalog.parquet
 #   frame_index: the Field table + spatial index -> results/frames/{frames,galaxies}.parquet
-#   retrieve:    one job per group -> results/frames/group-{group}/ (frames + MANIFEST.json)
+#   retrieve:    one job per group -> results/frames/group-{group}/MANIFEST.json (frames beside it,
+#                undeclared, so Snakemake never deletes verified frames: a rerun fetches only the missing)
 # In mode "mock", query and frame_index serve results/mock/skyserver.sqlite on a
 # loopback port and query it with the same client; retrieve reads the mock SAS
 # tree through a file:// URL with the same code. With sdss.service: casjobs the
@@ -65,7 +66,12 @@ rule retrieve:
         # the mock SAS tree is written together with the mock SkyServer
         db=MOCK_DB if MOCK else [],
     output:
-        frames_dir=_frames_dir("results/frames/group-{group}"),
+        # temp() when tiles.delete_frames_after_cutouts: the cutouts job then deletes the frames it listed
+        manifest=(
+            temp("results/frames/group-{group}/MANIFEST.json")
+            if config["tiles"]["delete_frames_after_cutouts"]
+            else "results/frames/group-{group}/MANIFEST.json"
+        ),
     log:
         "logs/retrieve/group-{group}.log",
     params:
@@ -80,4 +86,4 @@ rule retrieve:
         "../../envs/access.yaml"
     shell:
         "python -m photoz retrieve --group {wildcards.group} --galaxies {input.galaxies} --sdss-json {params.sdss:q}"
-        " --sas-url {params.sas:q} --out-dir {output.frames_dir} --log {log}"
+        " --sas-url {params.sas:q} --manifest {output.manifest} --log {log}"

@@ -19,11 +19,17 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["SwarpError", "find_swarp", "swarp_command", "run_swarp", "run_swarp_batch"]
+__all__ = ["SwarpError", "find_swarp", "check_swarp", "swarp_command", "run_swarp", "run_swarp_batch"]
 
 
 class SwarpError(RuntimeError):
     """SWarp is missing or failed on a cutout."""
+
+
+INSTALL_HINT = ("install SWarp: the Debian/Ubuntu package `swarp` (apt-get install swarp; binary SWarp) or the "
+                "conda package `astromatic-swarp` (conda install -c conda-forge astromatic-swarp, as in "
+                "envs/cutouts.yaml; binary swarp); or set cutouts.swarp_binary to its path, or use "
+                "cutouts.resampler: native")
 
 
 def find_swarp(binary="auto"):
@@ -33,8 +39,22 @@ def find_swarp(binary="auto"):
         path = shutil.which(name)
         if path:
             return path
-    raise SwarpError(f"SWarp executable not found (looked for {', '.join(names)} on PATH); "
-                     "install astromatic-swarp (envs/cutouts.yaml) or use cutouts.resampler: native")
+    raise SwarpError(f"SWarp executable not found (cutouts.swarp_binary: {binary}; looked for "
+                     f"{', '.join(names)} on PATH); {INSTALL_HINT}")
+
+
+def check_swarp(binary="auto", timeout=60):
+    """Find SWarp and run ``SWarp -v`` once; return its path. Raises :class:`SwarpError` saying what to install."""
+    exe = find_swarp(binary)
+    try:
+        proc = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=timeout)
+    except (OSError, subprocess.SubprocessError) as err:
+        raise SwarpError(f"SWarp at {exe} does not run ({type(err).__name__}: {err}); {INSTALL_HINT}") from None
+    text = (proc.stdout + proc.stderr).strip()
+    if proc.returncode != 0 or "swarp" not in text.lower():
+        raise SwarpError(f"SWarp at {exe} is broken (`{exe} -v` exited {proc.returncode}: "
+                         f"{text[-300:] or 'no output'}); {INSTALL_HINT}")
+    return exe
 
 
 def swarp_command(binary, stamps, ra, dec, size, pixel_scale, imageout, weightout, resample_dir, nthreads=1):
@@ -72,8 +92,10 @@ def run_swarp(stamps, ra, dec, size=64, pixel_scale=0.396, binary="auto", workdi
 
     exe = find_swarp(binary)
     with tempfile.TemporaryDirectory(prefix="swarp-", dir=workdir) as tmp:
-        tmp = Path(tmp)
+        # SWarp runs in its own folder: every path it is given is absolute
+        tmp = Path(tmp).resolve()
         img, wgt = tmp / "coadd.fits", tmp / "coadd.weight.fits"
+        stamps = [Path(s).resolve() for s in stamps]
         cmd = swarp_command(exe, stamps, ra, dec, size, pixel_scale, img, wgt, tmp)
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if proc.returncode != 0 or not img.exists():
@@ -106,5 +128,8 @@ def run_swarp_batch(jobs, size=64, pixel_scale=0.396, binary="auto", threads=1, 
 
     if threads <= 1:
         return [one(j) for j in jobs]
-    with ThreadPoolExecutor(max_workers=threads) as pool:
+    pool = ThreadPoolExecutor(max_workers=threads)
+    try:
         return list(pool.map(one, jobs))
+    finally:  # on SIGTERM (SystemExit) the queued cutouts are dropped, not run
+        pool.shutdown(wait=True, cancel_futures=True)

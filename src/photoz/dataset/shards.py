@@ -11,7 +11,11 @@ Gathers the groups' cutouts into ``results/shards/``:
 
 Galaxies are ordered by ``specObjID``, so the shards do not depend on the
 order or timing of the cutout jobs, and every file is byte-identical across
-reruns. ``results/cutouts/failures.csv`` gathers all groups' failures.
+reruns. ``results/cutouts/failures.csv`` gathers all groups' failures and
+``results/cutouts/losses.json`` adds up the groups' losses per stage and
+reason (:mod:`photoz.cutouts.losses`). When the lost fraction exceeds
+``cutouts.max_lost_fraction`` nothing is written and the command fails,
+saying how many galaxies were lost and why.
 """
 
 from __future__ import annotations
@@ -64,8 +68,19 @@ def _gather(cutout_files):
 
 def build_shards(cutout_files, catalog_path, galaxies_path, out_dir, seed, n_folds=5,
                  validation_fraction=0.0484, shard_size=4096, selections=None, failure_files=(),
-                 failures_out=None):
-    """Write the shards, their catalog and manifest; return the manifest (a dict)."""
+                 failures_out=None, losses_files=(), max_lost_fraction=1.0, losses_out=None):
+    """Write the shards, their catalog and manifest; return the manifest (a dict).
+
+    ``losses_files`` (the groups' ``group-{g}-losses.json``) are added up into
+    ``losses_out``; :class:`~photoz.cutouts.losses.LossCeilingError` is raised
+    before anything is written when more than ``max_lost_fraction`` of the
+    galaxies were lost.
+    """
+    from photoz.cutouts.losses import check_ceiling, combine, read_losses
+
+    losses = combine([read_losses(p) for p in sorted(map(str, losses_files))], max_lost_fraction)
+    if losses_files:
+        check_ceiling(losses)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts, ids, order = _gather(cutout_files)
@@ -152,6 +167,8 @@ def build_shards(cutout_files, catalog_path, galaxies_path, out_dir, seed, n_fol
         "shards": shards,
         "catalog": {"file": "catalog.parquet", "rows": int(n), "sha256": sha256_file(out_dir / "catalog.parquet")},
     }
+    if losses_out is not None:
+        atomic_write_bytes(losses_out, (json.dumps(losses, indent=1, sort_keys=True) + "\n").encode())
     atomic_write_bytes(out_dir / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return manifest
 
@@ -218,17 +235,28 @@ def main(argv=None):
     p.add_argument("--failures", nargs="*", default=[], help="results/cutouts/group-*-failures.csv")
     p.add_argument("--catalog", required=True)
     p.add_argument("--galaxies", required=True)
-    p.add_argument("--config-json", required=True, help='{"seed": ..., "dataset": {...}}')
+    p.add_argument("--config-json", required=True,
+                   help='{"seed": ..., "dataset": {...}, "max_lost_fraction": ...}')
     p.add_argument("--out-dir", required=True)
     p.add_argument("--failures-out", required=True)
+    p.add_argument("--losses", nargs="*", default=[], help="results/cutouts/group-*-losses.json")
+    p.add_argument("--losses-out", default=None, help="results/cutouts/losses.json")
     p.add_argument("--log", default=None)
     a = p.parse_args(argv)
     setup_logging(a.log, name="photoz")
     cfg = json.loads(a.config_json)
     ds = cfg["dataset"]
-    m = build_shards(a.cutouts, a.catalog, a.galaxies, a.out_dir, seed=cfg["seed"], n_folds=ds["n_folds"],
-                     validation_fraction=ds["validation_fraction"], shard_size=ds["shard_size"],
-                     selections=ds.get("selections"), failure_files=a.failures, failures_out=a.failures_out)
+    from photoz.cutouts.losses import LossCeilingError
+
+    try:
+        m = build_shards(a.cutouts, a.catalog, a.galaxies, a.out_dir, seed=cfg["seed"], n_folds=ds["n_folds"],
+                         validation_fraction=ds["validation_fraction"], shard_size=ds["shard_size"],
+                         selections=ds.get("selections"), failure_files=a.failures, failures_out=a.failures_out,
+                         losses_files=a.losses, max_lost_fraction=cfg.get("max_lost_fraction", 1.0),
+                         losses_out=a.losses_out)
+    except LossCeilingError as err:
+        log.error("%s", err)
+        return 1
     log.info("%d galaxies in %d shards (%s); %d galaxies lost, listed in %s", m["n_galaxies"], m["n_shards"],
              a.out_dir, m["n_failed_galaxies"], a.failures_out)
     return 0

@@ -5,6 +5,7 @@
 ``skyserver_server`` a loopback SkyServer backed by SQLite (mock mode and tests), as strict as SkyServer
 ``casjobs``         the CasJobs batch-job path (``sdss.service: casjobs``, SciServer REST API)
 ``casjobs_server``  a loopback CasJobs (submit, status, MyDB query, failed jobs, expired tokens)
-``sas``             frame retrieval from the SAS (https:// or file://) and a loopback SAS
+``sas``             frame retrieval from the SAS (https:// or file://)
+``sas_server``      a loopback SAS with injectable faults (tests)
 ``frames``          the reader of real and mock frame files (mock_sky family)
 """

@@ -3,62 +3,73 @@
 A frame lives at ``{base}/{rerun}/{run}/{camcol}/frame-{band}-{run:06d}-{camcol}-{field:04d}.fits.bz2``
 with ``base = https://data.sdss.org/sas/dr12/boss/photoObj/frames`` for the real
 SAS and ``file:///.../results/mock/sas`` for the mock one: the same code
-fetches both (a file:// frame is hard-linked when it can be, so the mock's
-frames take no extra disk). Downloads run in parallel threads, are resumable (a verified
-file is never fetched again; a partial ``.part`` download continues with an
-HTTP ``Range`` request) and every file is verified before it is kept:
+fetches both. A file:// frame is copied (a copy-on-write clone where the file
+system can make one), never hard-linked: a group's frame is its own file, so
+damage done to one copy in place reaches neither the source nor other groups.
+
+Every file is verified before it is kept:
 
 * the bzip2 stream is complete (every stream reaches its end-of-stream marker,
   CRCs pass, no trailing garbage);
 * the decompressed bytes open as FITS with exactly the 4 HDUs of an SDSS
   frame (image, calibvec, sky, astrometry row) whose data can be read.
 
-A file that fails is fetched again (exponential backoff); one that keeps
-failing stops the group with :class:`RetrievalError` naming it. The group's
-``MANIFEST.json`` (names, sizes, sha256) is written last, atomically, so its
-presence means every frame of the group is there and verified.
+Resumable: the group's frames are plain files in the group's directory beside
+``MANIFEST.json``, which is the only declared output of the ``retrieve`` rule
+and is written last, atomically. Snakemake deletes a failed job's declared
+outputs, not the verified frames, so a rerun (after a failure, a kill or a
+changed input) fetches only the frames it does not already have; a partial
+``.part`` download continues with an HTTP ``Range`` request.
 
-:class:`SASServer` is a loopback SAS (HTTP file server with ``Range``
-support) with injectable faults, for the tests.
+Failures, by kind:
+
+* transient (timeouts, resets, HTTP 5xx/429, a short body): retried with
+  exponential backoff over http(s); when the retries run out the job fails
+  with :class:`RetrievalError` naming the files, and the rerun fetches only them;
+* permanent (HTTP 404, a missing local file, a file that fails verification on
+  every attempt): the frame is listed under ``unavailable`` in the manifest with
+  its reason and the job succeeds; the cutouts then fail (or, by the
+  ``cutouts.bad_frame`` policy, skip the frame for) only the galaxies that need it;
+* a local (file://) source is read once: retrying a local disk gains nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import bz2
-import collections
 import hashlib
 import io
 import json
 import logging
 import os
 import shutil
-import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
 
 from .. import BANDS
 from ..io import atomic_write_bytes, setup_logging
-from .loopback import serving
 from .frames import FrameError, frame_name  # the one definition of each
 
-__all__ = ["FrameError", "RetrievalError", "frame_name", "frame_url", "verify_frame", "fetch_frame",
-           "group_frames", "retrieve_group", "SASServer", "serve_sas", "main"]
+__all__ = ["FrameError", "RetrievalError", "FrameUnavailable", "frame_name", "frame_url", "verify_frame",
+           "fetch_frame", "group_frames", "retrieve_group", "read_manifest", "MANIFEST_NAME", "main"]
 
 log = logging.getLogger("photoz.sas")
 
 N_HDUS = 4
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
+MANIFEST_NAME = "MANIFEST.json"
 
 
 class RetrievalError(RuntimeError):
     """Some frames could not be retrieved; the message names them."""
+
+
+class FrameUnavailable(RetrievalError):
+    """A frame that retrying cannot bring (missing at the source, or corrupt there)."""
 
 
 class _Fatal(RuntimeError):
@@ -117,18 +128,36 @@ def verify_frame(path, n_hdus=N_HDUS):
     return hashlib.sha256(data).hexdigest()
 
 
+def _is_local(url):
+    return urllib.parse.urlsplit(url).scheme == "file"
+
+
+def _copy_file(src, dst):
+    """Copy ``src`` to ``dst``: a copy-on-write clone (FICLONE) where the file system has it, else a copy.
+
+    Never a hard link: a hard link would make every group's frame the same
+    inode as the source, so one in-place corruption would reach all of them.
+    """
+    try:
+        import fcntl
+
+        ficlone = 0x40049409  # FICLONE (linux/fs.h)
+        with open(src, "rb") as fi, open(dst, "wb") as fo:
+            fcntl.ioctl(fo.fileno(), ficlone, fi.fileno())
+        return
+    except (ImportError, OSError):
+        pass
+    shutil.copyfile(src, dst)
+
+
 def _download(url, part, timeout, session):
     """Fetch ``url`` into ``part`` (continuing a partial download when the server allows)."""
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme == "file":
+    if _is_local(url):
         src = Path(urllib.parse.unquote(urllib.parse.urlsplit(url).path))
         if not src.is_file():
             raise _Fatal(f"{src} does not exist")
         part.unlink(missing_ok=True)
-        try:  # a hard link costs no disk (frames are never written to); copy across devices
-            os.link(src, part)
-        except OSError:
-            shutil.copyfile(src, part)
+        _copy_file(src, part)
         return
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
@@ -157,7 +186,10 @@ def fetch_frame(url, dest, timeout=120.0, max_retries=6, backoff_base=2.0, backo
     """Make ``dest`` a verified copy of ``url``; return its sha256.
 
     A ``dest`` that already verifies is kept (resume). Transient errors and
-    files that fail verification are retried; raises :class:`RetrievalError`.
+    files that fail verification are retried over http(s); a file:// source
+    is read once. Raises :class:`FrameUnavailable` when the frame is missing
+    at the source or still fails verification on the last attempt, and
+    :class:`RetrievalError` when transient errors outlast the retries.
     """
     dest = Path(dest)
     if dest.exists():
@@ -168,8 +200,9 @@ def fetch_frame(url, dest, timeout=120.0, max_retries=6, backoff_base=2.0, backo
             dest.unlink()
     part = dest.with_name(dest.name + ".part")
     session = session or requests.Session()
-    last = None
-    for attempt in range(max_retries + 1):
+    attempts = 1 if _is_local(url) else max_retries + 1
+    last, last_is_frame_error = None, False
+    for attempt in range(attempts):
         retry_after = 0.0
         try:
             _download(url, part, timeout, session)
@@ -178,23 +211,25 @@ def fetch_frame(url, dest, timeout=120.0, max_retries=6, backoff_base=2.0, backo
             return sha
         except _Fatal as err:
             part.unlink(missing_ok=True)
-            raise RetrievalError(f"{dest.name}: {err}") from None
+            raise FrameUnavailable(f"{dest.name}: {err}") from None
         except FrameError as err:
-            last = str(err)
+            last, last_is_frame_error = str(err), True
             part.unlink(missing_ok=True)  # a broken file is refetched from scratch
         except (requests.RequestException, OSError) as err:
-            last = f"{type(err).__name__}: {err}"
+            last, last_is_frame_error = f"{type(err).__name__}: {err}", False
             try:
                 retry_after = float(getattr(err, "retry_after", 0) or 0)
             except ValueError:
                 retry_after = 0.0
-        if attempt < max_retries:
+        if attempt + 1 < attempts:
             wait = max(retry_after, min(backoff_max, backoff_base * 2 ** attempt))
             log.warning("%s: attempt %d/%d failed (%s); retrying in %.1f s", dest.name, attempt + 1,
-                        max_retries + 1, last, wait)
+                        attempts, last, wait)
             sleep(wait)
-    part.unlink(missing_ok=True)
-    raise RetrievalError(f"{dest.name} ({url}): still bad after {max_retries + 1} attempts; last error: {last}")
+    if last_is_frame_error:
+        part.unlink(missing_ok=True)
+        raise FrameUnavailable(f"{dest.name} ({url}): fails verification on all {attempts} attempt(s): {last}")
+    raise RetrievalError(f"{dest.name} ({url}): still failing after {attempts} attempt(s); last error: {last}")
 
 
 def group_frames(galaxies, group):
@@ -206,149 +241,86 @@ def group_frames(galaxies, group):
     return sorted(keys), len(sub)
 
 
-def retrieve_group(galaxies, group, base_url, rerun, out_dir, parallel=4, timeout=120.0, max_retries=6,
-                   backoff_base=2.0, bands=BANDS):
-    """Fetch and verify every frame (all bands) of ``group`` into ``out_dir``; write ``MANIFEST.json``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    fields, n_gal = group_frames(galaxies, group)
-    jobs = [(r, c, f, b) for (r, c, f) in fields for b in bands]
-    log.info("group %s: %d galaxies, %d fields, %d frames from %s", group, n_gal, len(fields), len(jobs), base_url)
+def _session(parallel):
     session = requests.Session()
     adapter = requests.adapters.HTTPAdapter(pool_maxsize=max(4, parallel))
     session.mount("http://", adapter)
     session.mount("https://", adapter)
-    results, failures = {}, []
+    return session
+
+
+def retrieve_group(galaxies, group, base_url, rerun, out_dir, parallel=4, timeout=120.0, max_retries=6,
+                   backoff_base=2.0, bands=BANDS):
+    """Fetch and verify every frame (all bands) of ``group`` into ``out_dir``; write ``MANIFEST.json``.
+
+    Frames already in ``out_dir`` that verify are kept. Raises
+    :class:`RetrievalError` (no manifest written, verified frames kept) when
+    transient failures outlast the retries; frames that are permanently
+    unavailable are listed in the manifest's ``unavailable`` with their reason.
+    Files of ``out_dir`` that the group no longer needs are removed.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # its presence means "complete"
+    fields, n_gal = group_frames(galaxies, group)
+    jobs = [(r, c, f, b) for (r, c, f) in fields for b in bands]
+    log.info("group %s: %d galaxies, %d fields, %d frames from %s", group, n_gal, len(fields), len(jobs), base_url)
+    session = _session(parallel)
+    results, unavailable, failures = {}, {}, []
     with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
         futs = {pool.submit(fetch_frame, frame_url(base_url, rerun, r, c, f, b), out_dir / frame_name(b, r, c, f),
                             timeout, max_retries, backoff_base, session=session): (r, c, f, b)
                 for (r, c, f, b) in jobs}
         for i, fut in enumerate(as_completed(futs), 1):
-            r, c, f, b = futs[fut]
+            key = futs[fut]
             try:
-                results[(r, c, f, b)] = fut.result()
+                results[key] = fut.result()
+            except FrameUnavailable as err:
+                unavailable[key] = str(err)
+                log.error("unavailable: %s", err)
             except RetrievalError as err:
                 failures.append(str(err))
                 log.error("%s", err)
             if i % 50 == 0 or i == len(jobs):
                 log.info("group %s: %d/%d frames done", group, i, len(jobs))
     if failures:
-        raise RetrievalError(f"group {group}: {len(failures)} of {len(jobs)} frames could not be retrieved: "
-                             + "; ".join(failures[:10]) + (" ..." if len(failures) > 10 else ""))
+        raise RetrievalError(f"group {group}: {len(failures)} of {len(jobs)} frames could not be retrieved "
+                             f"(transient errors; the {len(results)} verified frames are kept for the rerun): "
+                             + "; ".join(sorted(failures)[:10]) + (" ..." if len(failures) > 10 else ""))
     files = []
     for (r, c, f, b) in sorted(results):
         name = frame_name(b, r, c, f)
         files.append({"name": name, "run": r, "camcol": c, "field": f, "band": b,
                       "bytes": (out_dir / name).stat().st_size, "sha256": results[(r, c, f, b)]})
+    missing = [{"name": frame_name(b, r, c, f), "run": r, "camcol": c, "field": f, "band": b,
+                "reason": unavailable[(r, c, f, b)]} for (r, c, f, b) in sorted(unavailable)]
+    wanted = {x["name"] for x in files}
+    for stale in sorted(out_dir.iterdir()):
+        if stale.is_file() and stale.name.startswith("frame-") and stale.name not in wanted:
+            log.info("group %s: removing %s (not needed by the group)", group, stale.name)
+            stale.unlink()
     manifest = {"group": int(group), "rerun": int(rerun), "base_url": base_url, "n_galaxies": int(n_gal),
-                "n_fields": len(fields), "n_frames": len(files), "files": files}
-    atomic_write_bytes(out_dir / "MANIFEST.json", (json.dumps(manifest, indent=1) + "\n").encode())
-    log.info("group %s: %d frames verified; manifest written", group, len(files))
+                "n_fields": len(fields), "n_frames": len(files), "files": files, "unavailable": missing}
+    atomic_write_bytes(out_dir / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+    log.info("group %s: %d frames verified, %d unavailable; manifest written", group, len(files), len(missing))
     return manifest
 
 
-# --------------------------------------------------------------------------- loopback SAS
-
-class SASServer(ThreadingHTTPServer):
-    """An HTTP file server over ``root`` with the SAS layout, ``Range`` support and faults.
-
-    ``faults`` maps a file name to a list of faults, consumed one per request
-    of that file (``None`` = serve normally): ``"500"``, ``"429"``,
-    ``"timeout"`` (wait ``fault_delay`` s), ``"reset"`` (announce the full
-    length, send half, close), ``"short"`` (consistent headers, body cut),
-    ``"corrupt"`` (bytes flipped in the middle), ``"html"`` (an HTML page),
-    ``"404"``.
-    """
-
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address, root, faults=None, fault_delay=3.0):
-        super().__init__(address, _SASHandler)
-        self.root = Path(root).resolve()
-        self.faults = {k: collections.deque(v) for k, v in (faults or {}).items()}
-        self.fault_delay = fault_delay
-        self.requests = []
-        self.lock = threading.Lock()
-
-    @property
-    def url(self):
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def next_fault(self, name):
-        with self.lock:
-            q = self.faults.get(name)
-            return q.popleft() if q else None
-
-
-class _SASHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: SASServer
-
-    def log_message(self, fmt, *args):
-        log.debug(fmt, *args)
-
-    def _send(self, status, body, headers=None, length=None):
-        self.send_response(status)
-        self.send_header("Content-Length", str(len(body) if length is None else length))
-        for k, v in (headers or {}).items():
-            self.send_header(k, str(v))
-        self.end_headers()
-        try:
-            self.wfile.write(body)
-            self.wfile.flush()
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-
-    def do_GET(self):
-        rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
-        path = (self.server.root / rel).resolve()
-        name = path.name
-        fault = self.server.next_fault(name)
-        with self.server.lock:
-            self.server.requests.append((rel, self.headers.get("Range"), fault))
-        if self.server.root not in path.parents or not path.is_file() or fault == "404":
-            self._send(404, b"<html><body>404 Not Found</body></html>", {"Content-Type": "text/html"})
-            return
-        if fault in ("500", "429"):
-            self._send(int(fault), b"<html><body>busy</body></html>", {"Retry-After": 0, "Content-Type": "text/html"})
-            return
-        if fault == "html":
-            self._send(200, b"<!DOCTYPE html><html><body>Service Unavailable</body></html>",
-                       {"Content-Type": "text/html"})
-            return
-        if fault == "timeout":
-            time.sleep(self.server.fault_delay)
-        data = path.read_bytes()
-        start = 0
-        rng = self.headers.get("Range")
-        if rng and rng.startswith("bytes=") and fault is None:
-            start = int(rng[6:].split("-")[0] or 0)
-            if start >= len(data):
-                self._send(416, b"", {"Content-Range": f"bytes */{len(data)}"})
-                return
-        body = data[start:]
-        status, headers = (206, {"Content-Range": f"bytes {start}-{len(data) - 1}/{len(data)}"}) if start else (200, {})
-        headers["Content-Type"] = "application/x-bzip2"
-        headers["Accept-Ranges"] = "bytes"
-        if fault == "reset":
-            self._send(status, body[: len(body) // 2], headers, length=len(body))
-            self.close_connection = True
-            return
-        if fault == "short":
-            body = body[: len(body) * 2 // 3]
-        elif fault == "corrupt":
-            mid = len(body) // 2
-            body = body[:mid] + bytes(b ^ 0xFF for b in body[mid:mid + 64]) + body[mid + 64:]
-        self._send(status, body, headers)
-
-
-@contextmanager
-def serve_sas(root, host="127.0.0.1", port=0, **kw):
-    """Serve the SAS-like tree ``root`` over HTTP for the duration of the block."""
-    with serving(SASServer((host, port), root, **kw), "sas") as server:
-        yield server
+def read_manifest(path):
+    """A group's retrieval manifest (``MANIFEST.json``), checked; raises ``ValueError`` naming the file."""
+    path = Path(path)
+    try:
+        man = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: unreadable retrieval manifest ({err})") from None
+    for key in ("group", "files"):
+        if key not in man:
+            raise ValueError(f"{path}: retrieval manifest lacks {key!r}")
+    man.setdefault("unavailable", [])
+    for f in man["files"]:
+        if not {"name", "sha256"} <= set(f):
+            raise ValueError(f"{path}: a file entry lacks name or sha256: {f}")
+    return man
 
 
 def main(argv=None):
@@ -360,7 +332,8 @@ def main(argv=None):
     p.add_argument("--galaxies", default="results/frames/galaxies.parquet")
     p.add_argument("--sdss-json", required=True)
     p.add_argument("--sas-url", help="base URL of the frame tree (default: sdss.sas_url)")
-    p.add_argument("--out-dir", required=True)
+    p.add_argument("--manifest", required=True,
+                   help="results/frames/group-{g}/MANIFEST.json; the frames go in its directory")
     p.add_argument("--log")
     a = p.parse_args(argv)
     setup_logging(a.log)
@@ -370,21 +343,16 @@ def main(argv=None):
         # a relative file:// path is taken from the working directory (the repository root)
         path = urllib.parse.unquote(base[len("file://"):])
         base = "file://" + str(Path(path).resolve())
+    manifest = Path(a.manifest)
+    if manifest.name != MANIFEST_NAME:
+        p.error(f"--manifest must be named {MANIFEST_NAME} (got {manifest})")
     galaxies = pd.read_parquet(a.galaxies, columns=["specObjID", "group", "frames"])
-    # Work in "<out>.partial" (kept across failures, so a rerun resumes; Snakemake
-    # removes an incomplete output directory) and rename it onto <out> when done.
-    out = Path(a.out_dir)
-    work = out.with_name(out.name + ".partial")
     try:
-        retrieve_group(galaxies, a.group, base, cfg["rerun"], work, parallel=cfg.get("parallel_downloads", 4),
-                       timeout=cfg.get("timeout_s", 120), max_retries=cfg.get("max_retries", 6))
+        retrieve_group(galaxies, a.group, base, cfg["rerun"], manifest.parent,
+                       parallel=cfg.get("parallel_downloads", 4), timeout=cfg.get("timeout_s", 120),
+                       max_retries=cfg.get("max_retries", 6))
     except RetrievalError as err:
-        log.error("%s (verified frames are kept in %s for the rerun)", err, work)
+        log.error("%s", err)
         return 1
-    for part in work.glob("*.part"):
-        part.unlink()
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(work, out)
-    log.info("group %s: frames in %s", a.group, out)
+    log.info("group %s: frames in %s", a.group, manifest.parent)
     return 0

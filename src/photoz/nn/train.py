@@ -19,7 +19,8 @@ and its own batches; each member's checkpoint is written to its own directory.
 On a GPU: the training images live in GPU memory (bf16 if asked), augmentation
 runs on the GPU, bf16 autocast, channels-last and ``torch.compile``.
 
-Only torch, numpy and the standard library are imported.
+Only torch, numpy, the standard library and the numpy-only ``photoz.metrics``
+(validation sigma_MAD, PIT) and ``photoz.bins`` (classes) are imported.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from .model import PhotoZNet, member_state_dict, stack_state_dicts
-from . import pdfstats
+from photoz import bins as zbins
+from photoz import metrics
 
 __all__ = ["TrainConfig", "train_members", "train_step", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
 
@@ -196,10 +198,10 @@ def evaluate(logp, y, z, mid, edges):
     for g in range(logp.shape[0]):
         loss = float(F.nll_loss(logp[g], y).item())
         p = logp[g].exp().double().numpy()
-        zp = pdfstats.z_mean(p, mid)
-        pits = pdfstats.pit(p, z, edges)
-        res.append({"val_loss": loss, "val_sigma_mad": pdfstats.sigma_mad(zp, z),
-                    "val_pit": pdfstats.pit_histogram(pits, N_PIT).tolist()})
+        zp = metrics.z_phot(p, mid)
+        density, _, _ = metrics.pit_histogram(metrics.pit(p, z, edges), N_PIT)
+        res.append({"val_loss": loss, "val_sigma_mad": float(metrics.sigma_mad(metrics.delta_z(zp, z))),
+                    "val_pit": (density / N_PIT).tolist()})  # fraction of galaxies per PIT bin
     return res
 
 
@@ -324,12 +326,11 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
 
     G = len(seeds)
     out_dirs = [Path(d) for d in out_dirs]
-    edges = np.linspace(cfg.z_min, cfg.z_max, cfg.n_bins + 1)
-    mid = 0.5 * (edges[:-1] + edges[1:])
+    edges = zbins.edges(cfg.n_bins, cfg.z_min, cfg.z_max)
+    mid = zbins.midpoints(cfg.n_bins, cfg.z_min, cfg.z_max)
 
     def classes(z):
-        return torch.as_tensor(np.clip(np.floor((np.asarray(z) - cfg.z_min) / (cfg.z_max - cfg.z_min) * cfg.n_bins),
-                                       0, cfg.n_bins - 1).astype(np.int64))
+        return torch.as_tensor(zbins.to_class(z, cfg.n_bins, cfg.z_min, cfg.z_max))
 
     y_train = classes(train_z).to(device)
     e_train = torch.tensor(np.array(train_ebv, dtype=np.float32)).to(device)

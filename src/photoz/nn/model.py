@@ -191,7 +191,7 @@ class Inception(nn.Module):
         self.pool = AvgPoolSame(2, 1)
         self.split = [nb2] + ([nb2] if with_5x5 else []) + [nb2, nb1]
         self.cout = sum(self.split)
-        self.merge_heads = True  # see _merged_heads; PhotoZNet.set_fused
+        self.merge_heads = False  # see _merged_heads; PhotoZNet.set_fused
 
     def heads(self):
         """The 1x1 convolutions that read the module's input, in output order."""
@@ -308,12 +308,14 @@ class PhotoZNet(nn.Module):
         return self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
 
     def set_fused(self, on=True):
-        """Fused layers (the default) or the plain layer-by-layer form of the network.
+        """Fused layers, or the plain layer-by-layer form of the network (the default).
 
         Fused: each inception module's 1x1 convolutions (and their PReLUs) run
-        as one convolution on the module's input. Both forms compute the same function with the same parameters (equal up to
-        float rounding; ``tests/test_nn_model.py``); fused is faster on the CPU
-        (``benchmarks/bench_train_cpu.txt``). Returns the model.
+        as one convolution on the module's input. Both forms compute the same
+        function with the same parameters (equal up to float rounding;
+        ``tests/test_nn_speed.py``). Measured on the 2-core CPU it is no faster
+        than channels-last alone (``benchmarks/bench_train_cpu.txt``), so it is
+        off unless ``training.fused`` of ``TrainConfig`` asks for it. Returns the model.
         """
         for m in self.modules():
             if isinstance(m, Inception):

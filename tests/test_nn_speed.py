@@ -10,7 +10,7 @@ setting                     loss per epoch (relative)    predicted z (absolute)
 ==========================  ===========================  ==============================
 channels-last, fused,       1e-4                         1e-4 (float32 rounding only)
   compile, resident images  (resident: identical)
-bf16 autocast               3e-2                         0.01 (bf16 has 8 mantissa bits)
+bf16 autocast               1e-2                         2e-3 (bf16 has 8 mantissa bits)
 ==========================  ===========================  ==============================
 
 Stacked members equal separate runs (``test_nn_train.py``). What only runs on
@@ -32,7 +32,7 @@ from test_nn_train import synthetic_galaxies
 
 REFERENCE = dict(width=0.0625, dense=32, batch_size=16, device="cpu", num_threads=1, epochs=2, learning_rate=1e-3,
                  amp="none", channels_last="false", compile="false", fused=False)  # the old CPU default
-TOL = {"fp32": (1e-4, 1e-4), "bf16": (3e-2, 1e-2)}
+TOL = {"fp32": (1e-4, 1e-4), "bf16": (1e-2, 2e-3)}  # measured: fp32 1.2e-5 / 7e-6, bf16 2.5e-3 / 9e-5
 
 
 @pytest.fixture(scope="module")

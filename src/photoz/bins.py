@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["edges", "midpoints", "to_class"]
+__all__ = ["edges", "midpoints", "centres", "to_class"]
 
 
 def edges(n=180, z_min=0.0, z_max=0.4):
@@ -14,7 +14,12 @@ def edges(n=180, z_min=0.0, z_max=0.4):
 
 def midpoints(n=180, z_min=0.0, z_max=0.4):
     """Bin midpoints z_k, shape (n,): the values of the point estimate sum_k z_k p_k."""
-    e = edges(n, z_min, z_max)
+    return centres(edges(n, z_min, z_max))
+
+
+def centres(bin_edges):
+    """Midpoints of the bins with the given edges (shape (n,) from (n + 1,))."""
+    e = np.asarray(bin_edges, dtype=np.float64)
     return 0.5 * (e[:-1] + e[1:])
 
 

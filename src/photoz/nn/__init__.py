@@ -1,15 +1,18 @@
 """The CNN of Pasquet et al. (2019): model, data, training, prediction, ensembles.
 
-Modules (the first five import only torch, numpy and the standard library, so
-they run on a bare GPU machine):
+Modules (the first four import only torch, numpy, the standard library and the
+numpy-only ``photoz.metrics`` and ``photoz.bins``, so they run on a bare GPU
+machine):
 
 ``model``     the published inception network (27,596,372 parameters), its
               variants (``width``, ``dense``, ``ebv_input``), stacked members,
               ``layer_table`` (Table A1, Fig. 4)
 ``data``      memory-mapped shards, a trial's split, device-resident images
 ``train``     the resumable training loop (``python -m photoz train``)
-``pdfstats``  z_phot, PIT, CRPS, 68% width of binned PDFs (numpy only)
 ``bench``     throughput and FLOPs benchmark (``benchmarks/bench_train.py``)
 ``predict``   PDFs of the test galaxies (``python -m photoz predict``)
 ``ensemble``  averaged PDFs per trial (``python -m photoz ensemble``; Parquet via pyarrow)
+
+PDF statistics (z_phot, PIT, CRPS, widths, sigma_MAD) come from ``photoz.metrics``
+and the bin grid from ``photoz.bins``: one definition each for the whole project.
 """

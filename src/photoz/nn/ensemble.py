@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import pdfstats
+from photoz import bins as zbins
+from photoz import metrics
 
 __all__ = ["ensemble_fold", "main"]
 
@@ -47,18 +48,18 @@ def ensemble_fold(member_pdfs, z_spec, edges):
     if member_pdfs.ndim != 3:
         raise ValueError(f"member_pdfs must be (members, galaxies, bins), got {member_pdfs.shape}")
     edges = np.asarray(edges, dtype=np.float64)
-    mid = 0.5 * (edges[:-1] + edges[1:])
+    mid = zbins.centres(edges)
     if member_pdfs.shape[2] != len(mid):
         raise ValueError(f"PDFs have {member_pdfs.shape[2]} bins, the bin grid has {len(mid)}")
     member_pdfs = member_pdfs / member_pdfs.sum(axis=2, keepdims=True)
     pdf = member_pdfs.mean(axis=0)
     return {
         "pdf": pdf.astype(np.float32),
-        "z_phot": pdfstats.z_mean(pdf, mid),
-        "width68": pdfstats.width68(pdf, edges),
-        "pit": pdfstats.pit(pdf, z_spec, edges),
-        "crps": pdfstats.crps(pdf, z_spec, edges),
-        "pit_members": np.stack([pdfstats.pit(p, z_spec, edges) for p in member_pdfs], axis=1).astype(np.float32),
+        "z_phot": metrics.z_phot(pdf, mid),
+        "width68": metrics.width(pdf, edges, 0.68),
+        "pit": metrics.pit(pdf, z_spec, edges),
+        "crps": metrics.crps(pdf, z_spec, edges),
+        "pit_members": np.stack([metrics.pit(p, z_spec, edges) for p in member_pdfs], axis=1).astype(np.float32),
     }
 
 
@@ -148,12 +149,12 @@ def main(argv=None):
     import pandas as pd
 
     b = json.loads(a.bins_json)
-    edges = np.linspace(b["z_min"], b["z_max"], b["n"] + 1)
+    edges = zbins.edges(b["n"], b["z_min"], b["z_max"])
     cat = pd.read_parquet(a.catalog, columns=["specObjID", "z"])
     z = pd.Series(cat["z"].to_numpy(), index=cat["specObjID"].to_numpy())
     table = build_table(a.predictions, z, edges)
     write_parquet(table, a.out)
-    dz = (table["z_phot"] - table["z_spec"]) / (1 + table["z_spec"])
-    logger.info("%s: %d galaxies, sigma_MAD %.5f, bias %.5f, mean CRPS %.5f", a.out, len(dz),
-                pdfstats.sigma_mad(table["z_phot"], table["z_spec"]), float(np.mean(dz)), float(np.mean(table["crps"])))
+    pm = metrics.point_metrics(table["z_phot"], table["z_spec"])
+    logger.info("%s: %d galaxies, sigma_MAD %.5f, bias %.5f, mean CRPS %.5f", a.out, pm["n"], pm["sigma_mad"],
+                pm["bias"], float(np.mean(table["crps"])))
     return 0

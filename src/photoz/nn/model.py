@@ -73,6 +73,10 @@ def avg_pool_same(x, k, s):
     each window. The 2x2 stride-2 pools of the network need no padding on even
     sizes; the 2x2 stride-1 pool of the inception branch pads one row at the
     bottom and one column at the right.
+
+    (PyTorch's pool with ``padding=1, count_include_pad=False`` minus its first
+    row and column gives the same values without the padded copy, but its
+    backward is twice slower in channels-last on the CPU: not used.)
     """
     h, w = x.shape[-2:]
     ph, pw = _same_pads(h, k, s), _same_pads(w, k, s)
@@ -187,13 +191,48 @@ class Inception(nn.Module):
         self.pool = AvgPoolSame(2, 1)
         self.split = [nb2] + ([nb2] if with_5x5 else []) + [nb2, nb1]
         self.cout = sum(self.split)
+        self.merge_heads = False  # see _merged_heads; PhotoZNet.set_fused
+
+    def heads(self):
+        """The 1x1 convolutions that read the module's input, in output order."""
+        return [self.b1] + ([self.b2a] if self.with_5x5 else []) + [self.b3a, self.b4a]
+
+    def _merged_heads(self, x):
+        """All 1x1 convolutions (+ PReLU) on ``x`` as ONE convolution, split per branch.
+
+        The same weights as running each head alone (concatenated per member at
+        every call, so parameters, initialisation and checkpoints are those of
+        the separate layers), but the input is read once and one kernel runs
+        instead of three or four: the reduced network's convolutions have so
+        few channels that they are bound by memory traffic, not arithmetic.
+        """
+        heads, g = self.heads(), self.members
+        cin = heads[0].cin
+        w = torch.cat([h.conv.weight.reshape(g, h.cout, cin, 1, 1) for h in heads], 1)
+        b = torch.cat([h.conv.bias.reshape(g, h.cout) for h in heads], 1)
+        a = torch.cat([h.act.weight.reshape(g, h.cout) for h in heads], 1)
+        total = w.shape[1]
+        y = F.conv2d(x, w.reshape(g * total, cin, 1, 1), b.reshape(-1), groups=g)
+        y = F.prelu(y, a.reshape(-1))
+        sizes = [h.cout for h in heads]
+        if g == 1:
+            return list(torch.split(y, sizes, dim=1))
+        bsz, _, hh, ww = y.shape
+        parts = torch.split(y.reshape(bsz, g, total, hh, ww), sizes, dim=2)
+        return [p.reshape(bsz, g * c, hh, ww) for p, c in zip(parts, sizes)]
 
     def branches(self, x):
-        out = [self.b1(x)]
+        if self.merge_heads:
+            hs = self._merged_heads(x)
+        else:
+            hs = [h(x) for h in self.heads()]
+        out = [hs[0]]
+        i = 1
         if self.with_5x5:
-            out.append(self.b2b(self.b2a(x)))
-        out.append(self.b3b(self.b3a(x)))
-        out.append(self.pool(self.b4a(x)))
+            out.append(self.b2b(hs[i]))
+            i += 1
+        out.append(self.b3b(hs[i]))
+        out.append(self.pool(hs[i + 1]))
         return out
 
     def forward(self, x):
@@ -267,6 +306,21 @@ class PhotoZNet(nn.Module):
         """Channels-last memory format for weights and activations (faster convolutions on GPUs)."""
         self.channels_last = bool(on)
         return self.to(memory_format=torch.channels_last if on else torch.contiguous_format)
+
+    def set_fused(self, on=True):
+        """Fused layers, or the plain layer-by-layer form of the network (the default).
+
+        Fused: each inception module's 1x1 convolutions (and their PReLUs) run
+        as one convolution on the module's input. Both forms compute the same
+        function with the same parameters (equal up to float rounding;
+        ``tests/test_nn_speed.py``). Measured on the 2-core CPU it is no faster
+        than channels-last alone (``benchmarks/bench_train_cpu.txt``), so it is
+        off unless ``training.fused`` of ``TrainConfig`` asks for it. Returns the model.
+        """
+        for m in self.modules():
+            if isinstance(m, Inception):
+                m.merge_heads = bool(on)
+        return self
 
     def config(self):
         """The constructor arguments (without seeds), for checkpoints."""

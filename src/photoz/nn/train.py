@@ -19,7 +19,8 @@ and its own batches; each member's checkpoint is written to its own directory.
 On a GPU: the training images live in GPU memory (bf16 if asked), augmentation
 runs on the GPU, bf16 autocast, channels-last and ``torch.compile``.
 
-Only torch, numpy and the standard library are imported.
+Only torch, numpy, the standard library and the numpy-only ``photoz.metrics``
+(validation sigma_MAD, PIT) and ``photoz.bins`` (classes) are imported.
 """
 
 from __future__ import annotations
@@ -40,9 +41,10 @@ import torch
 import torch.nn.functional as F
 
 from .model import PhotoZNet, member_state_dict, stack_state_dicts
-from . import pdfstats
+from photoz import bins as zbins
+from photoz import metrics
 
-__all__ = ["TrainConfig", "train_members", "train_step", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
+__all__ = ["TrainConfig", "SpeedSettings", "CUDA_ONLY", "train_members", "train_step", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
 
 log = logging.getLogger("photoz.nn.train")
 
@@ -71,12 +73,13 @@ class TrainConfig:
     z_min: float = 0.0
     z_max: float = 0.4
     amp: str = "auto"               # auto (bf16 on cuda) | bf16 | none
-    channels_last: str = "auto"     # auto (on cuda) | true | false
+    channels_last: str = "auto"     # auto (on cuda and cpu) | true | false
     compile: str = "auto"           # auto (on cuda) | true | false
     resident: str = "auto"          # auto | true | false: training images in device memory
     resident_dtype: str = "float32"  # float32 | bfloat16 (halves GPU memory)
     eval_batch_size: int = 1024
     deterministic: bool = True
+    fused: bool = False             # fused 1x1 heads (PhotoZNet.set_fused); measured no faster on the CPU
 
     @classmethod
     def from_dicts(cls, training=None, network=None, bins=None, **extra):
@@ -112,11 +115,24 @@ def resolve_device(name):
     return torch.device(name)
 
 
-def _flag(value, device):
+def _flag(value, device, auto_cpu=False):
+    """A speed switch: ``auto`` is on on CUDA, and on the CPU when ``auto_cpu``."""
     v = str(value).lower()
     if v == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" or (device.type == "cpu" and auto_cpu)
     return v in ("true", "1", "yes", "bf16")
+
+
+#: What only runs on CUDA, in one place (tests skip these on a CPU with this reason). Every
+#: other speed setting (bf16 autocast, channels-last, torch.compile, fused layers, stacked
+#: members, resident images) also runs on the CPU and is tested there.
+CUDA_ONLY = {
+    "fused_adam": "torch.optim.Adam(fused=True) is used on CUDA only (the CPU runs the default single-tensor Adam)",
+    "cudnn_flags": "cudnn.benchmark and TF32 matmul/convolutions are CUDA backend flags",
+    "cuda_graphs": "torch.compile mode 'reduce-overhead' captures CUDA graphs",
+    "pinned_memory": "pinned host buffers for non-blocking copies from memory-mapped shards to a GPU",
+    "bf16_resident": "resident_dtype bfloat16 applies to GPU-resident images only",
+}
 
 
 # --------------------------------------------------------------------------
@@ -196,10 +212,10 @@ def evaluate(logp, y, z, mid, edges):
     for g in range(logp.shape[0]):
         loss = float(F.nll_loss(logp[g], y).item())
         p = logp[g].exp().double().numpy()
-        zp = pdfstats.z_mean(p, mid)
-        pits = pdfstats.pit(p, z, edges)
-        res.append({"val_loss": loss, "val_sigma_mad": pdfstats.sigma_mad(zp, z),
-                    "val_pit": pdfstats.pit_histogram(pits, N_PIT).tolist()})
+        zp = metrics.z_phot(p, mid)
+        density, _, _ = metrics.pit_histogram(metrics.pit(p, z, edges), N_PIT)
+        res.append({"val_loss": loss, "val_sigma_mad": float(metrics.sigma_mad(metrics.delta_z(zp, z))),
+                    "val_pit": (density / N_PIT).tolist()})  # fraction of galaxies per PIT bin
     return res
 
 
@@ -289,6 +305,167 @@ def load_member(path, map_location="cpu"):
 # the loop
 
 
+@dataclass
+class SpeedSettings:
+    """The speed settings of a run resolved for its device (none changes what is learned beyond rounding)."""
+
+    device: torch.device
+    amp: bool            # bf16 autocast
+    channels_last: bool
+    compile: bool        # torch.compile (inductor)
+    fused: bool          # fused layers (PhotoZNet.set_fused)
+
+    @classmethod
+    def resolve(cls, cfg):
+        device = resolve_device(cfg.device)
+        return cls(device=device,
+                   amp=_flag(cfg.amp, device, auto_cpu=False),
+                   channels_last=_flag(cfg.channels_last, device, auto_cpu=True),
+                   compile=_flag(cfg.compile, device, auto_cpu=False) and hasattr(torch, "compile"),
+                   fused=bool(cfg.fused))
+
+
+def _configure_torch(cfg, sp):
+    """Threads, determinism and the CUDA-only backend flags (``CUDA_ONLY``)."""
+    if sp.device.type == "cpu":
+        torch.set_num_threads(cfg.num_threads)
+        if cfg.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+
+
+def _build(cfg, sp, seeds):
+    """The stacked model, its Adam optimizer and the (possibly compiled) forward function."""
+    model = PhotoZNet(width=cfg.width, dense=cfg.dense, n_bins=cfg.n_bins, ebv_input=cfg.ebv_input,
+                      members=len(seeds), seeds=seeds).to(sp.device)
+    model.set_fused(sp.fused)
+    if sp.channels_last:
+        model.set_channels_last(True)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
+                           **({"fused": True} if sp.device.type == "cuda" else {}))
+    fwd = torch.compile(model) if sp.compile else model
+    return model, opt, fwd
+
+
+@dataclass
+class _RunState:
+    """What a resume restores: position, per-member history and best epochs."""
+
+    start_epoch: int
+    iteration: int
+    history: list
+    best: list          # (best validation loss, its epoch) per member
+    best_files: list    # contents of each member's best.pt (kept in resume.pt too)
+
+
+def _resume(model, opt, fp, seeds, resume_files, logger):
+    """Restore model, optimizer, RNG and run state from every member's ``resume.pt`` if all match."""
+    G = len(seeds)
+    fresh = _RunState(0, 0, [[] for _ in range(G)], [(math.inf, -1)] * G, [None] * G)
+    cks = []
+    for g, f in enumerate(resume_files):
+        if not f.exists():
+            return fresh
+        ck = torch.load(f, map_location="cpu", weights_only=False)
+        if ck.get("format") != CHECKPOINT_FORMAT or dict(ck.get("fingerprint", {})) != dict(fp, seeds=[int(seeds[g])]):
+            logger.warning("%s: settings changed since this checkpoint; starting member %d afresh", f, seeds[g])
+            return fresh
+        cks.append(ck)
+    if len({(c["epoch"], c["iteration"]) for c in cks}) != 1:
+        logger.warning("member checkpoints are at different epochs; starting afresh")
+        return fresh
+    model.load_state_dict(stack_state_dicts([c["model"] for c in cks]))
+    _load_optimizer(opt, model, [c["optimizer"] for c in cks])
+    _set_rng_states(cks[0]["rng"])
+    logger.info("resumed from %s at epoch %d, iteration %d", resume_files[0].parent, cks[0]["epoch"], cks[0]["iteration"])
+    return _RunState(cks[0]["epoch"], cks[0]["iteration"], [c["history"] for c in cks],
+                     [(c["best_val_loss"], c["best_epoch"]) for c in cks], [c["best"] for c in cks])
+
+
+def _tensorboard_writers(out_dirs):
+    try:  # TensorBoard only if installed
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+
+        return [SummaryWriter(str(d / "tensorboard")) for d in out_dirs]
+    except Exception:
+        return None
+
+
+def _train_epoch(cfg, sp, fwd, opt, data, seeds, epoch, st, budget):
+    """One epoch (or until ``max_iterations``) of all members.
+
+    ``data``: (train_src, y_train, e_train) on the device; ``budget``: [iterations left in this
+    call] or [None]. Returns (mean train loss per member, images seen) or None on a simulated kill.
+    """
+    train_src, y_train, e_train = data
+    G, n, device = len(seeds), len(train_src), sp.device
+    # the epoch's batch order and augmentations, copied to the device once
+    perms = torch.as_tensor(np.stack([batch_order(s, epoch, n) for s in seeds])).to(device)    # (G, n)
+    codes = torch.as_tensor(np.stack([augment_codes(s, epoch, n) for s in seeds])).to(device)  # (G, n)
+    loss_sum = torch.zeros(G, device=device, dtype=torch.float64)
+    n_seen = 0
+    for step in range(math.ceil(n / cfg.batch_size)):
+        if st.iteration >= cfg.max_iterations:
+            break
+        if budget[0] is not None and budget[0] <= 0:
+            return None
+        sl = slice(step * cfg.batch_size, min((step + 1) * cfg.batch_size, n))
+        idx = perms[:, sl]                                   # (G, b)
+        b = idx.shape[1]
+        x = train_src.batch(idx.reshape(-1)).to(device, non_blocking=True).reshape(G, b, 5, 64, 64)
+        losses = train_step(fwd, opt, x, codes[:, sl], y_train[idx], e_train[idx], sp.amp)
+        loss_sum += losses.detach().double() * b
+        n_seen += b
+        st.iteration += 1
+        if budget[0] is not None:
+            budget[0] -= 1
+    return (loss_sum / max(n_seen, 1)).cpu().numpy(), n_seen
+
+
+def _validate(cfg, sp, model, val, G):
+    """Validation metrics of each member (NaN when there are no validation galaxies)."""
+    val_src, y_val, e_val, val_z = val
+    if not len(val_src):  # no validation galaxies: every epoch counts as the best
+        return [{"val_loss": float("nan"), "val_sigma_mad": float("nan"), "val_pit": [0.0] * N_PIT}] * G
+    logp = predict_logits(model, val_src, e_val, cfg.eval_batch_size, sp.amp, sp.device)
+    return evaluate(logp, y_val, np.asarray(val_z, dtype=np.float64),
+                    zbins.midpoints(cfg.n_bins, cfg.z_min, cfg.z_max), zbins.edges(cfg.n_bins, cfg.z_min, cfg.z_max))
+
+
+def _record_epoch(cfg, model, opt, st, g, row, seeds, fp, out_dirs, rng, last):
+    """Member ``g``'s row, best.pt (if improved), resume.pt and metrics.csv. Returns whether it improved."""
+    st.history[g].append(row)
+    member = member_state_dict(model, g)
+    improved = not (row["val_loss"] >= st.best[g][0])  # NaN-safe: no validation -> every epoch is "best"
+    if improved:
+        st.best[g] = (row["val_loss"], row["epoch"])
+    common = {"format": CHECKPOINT_FORMAT, "model_config": dict(model.config(), members=1),
+              "seed": int(seeds[g]), "epoch": row["epoch"], "iteration": st.iteration,
+              "fingerprint": dict(fp, seeds=[int(seeds[g])]), "train_config": asdict(cfg)}
+    if improved:
+        st.best_files[g] = dict(common, model=member, val_loss=row["val_loss"])
+        _save_atomic(st.best_files[g], out_dirs[g] / "best.pt")
+    ck = dict(common, model=member, optimizer=_optimizer_member_state(opt, model, g), rng=rng,
+              history=st.history[g], best_val_loss=st.best[g][0], best_epoch=st.best[g][1], best=st.best_files[g],
+              finished=last)
+    _save_atomic(ck, out_dirs[g] / RESUME_NAME)
+    _write_metrics_csv(out_dirs[g] / "metrics.csv", st.history[g])
+    return improved
+
+
+def _finish(st, out_dirs):
+    """best.pt (re)written (a scheduler may have deleted it after a kill); resume.pt becomes checkpoint.pt."""
+    for g, d in enumerate(out_dirs):
+        f = d / RESUME_NAME
+        if not f.exists() or st.best_files[g] is None:
+            raise RuntimeError(f"{f}: no checkpoint written (no epoch ran)")
+        _save_atomic(st.best_files[g], d / "best.pt")
+        os.replace(f, d / "checkpoint.pt")
+
+
 def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, seeds, out_dirs,
                   stop_after_iterations=None, logger=None):
     """Train one member per seed; member ``m`` writes to ``out_dirs[m]``.
@@ -306,165 +483,56 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
         Simulate a kill: return (without finishing) once this many iterations
         have run in this call. For tests.
 
-    Returns the list of each member's metrics rows.
+    Returns the list of each member's metrics rows (None after a simulated kill).
     """
     logger = logger or log
-    device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        torch.set_num_threads(cfg.num_threads)
-    if cfg.deterministic and device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    amp = _flag(cfg.amp, device) and device.type == "cuda"
-    use_cl = _flag(cfg.channels_last, device)
-    use_compile = _flag(cfg.compile, device) and hasattr(torch, "compile")
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-    G = len(seeds)
-    out_dirs = [Path(d) for d in out_dirs]
-    edges = np.linspace(cfg.z_min, cfg.z_max, cfg.n_bins + 1)
-    mid = 0.5 * (edges[:-1] + edges[1:])
-
-    def classes(z):
-        return torch.as_tensor(np.clip(np.floor((np.asarray(z) - cfg.z_min) / (cfg.z_max - cfg.z_min) * cfg.n_bins),
-                                       0, cfg.n_bins - 1).astype(np.int64))
-
-    y_train = classes(train_z).to(device)
-    e_train = torch.tensor(np.array(train_ebv, dtype=np.float32)).to(device)
-    y_val = classes(val_z)
-    e_val = torch.tensor(np.array(val_ebv, dtype=np.float32))
-    n = len(train_src)
+    sp = SpeedSettings.resolve(cfg)
+    _configure_torch(cfg, sp)
+    G, n = len(seeds), len(train_src)
     if n == 0:
         raise ValueError("train_members: no training galaxies")
-    steps_per_epoch = math.ceil(n / cfg.batch_size)
+    out_dirs = [Path(d) for d in out_dirs]
+    classes = lambda z: torch.as_tensor(zbins.to_class(z, cfg.n_bins, cfg.z_min, cfg.z_max))  # noqa: E731
+    data = (train_src, classes(train_z).to(sp.device), torch.tensor(np.array(train_ebv, dtype=np.float32)).to(sp.device))
+    val = (val_src, classes(val_z), torch.tensor(np.array(val_ebv, dtype=np.float32)), val_z)
 
-    model = PhotoZNet(width=cfg.width, dense=cfg.dense, n_bins=cfg.n_bins, ebv_input=cfg.ebv_input,
-                      members=G, seeds=seeds).to(device)
-    if use_cl:
-        model.set_channels_last(True)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
-                           **({"fused": True} if device.type == "cuda" else {}))
-    fwd = torch.compile(model) if use_compile else model
-
-    # ---- resume
+    model, opt, fwd = _build(cfg, sp, seeds)
     fp = dict(cfg.fingerprint(), seeds=list(map(int, seeds)), n_train=n)
-    start_epoch, iteration = 0, 0
-    history = [[] for _ in range(G)]
-    best = [(math.inf, -1) for _ in range(G)]
-    best_files = [None] * G  # contents of each member's best.pt (kept in resume.pt too)
-    resume_files = [d / RESUME_NAME for d in out_dirs]
-    cks = []
-    for g, f in enumerate(resume_files):
-        if f.exists():
-            ck = torch.load(f, map_location="cpu", weights_only=False)
-            member_fp = dict(ck.get("fingerprint", {}))
-            want = dict(fp, seeds=[int(seeds[g])])
-            if ck.get("format") != CHECKPOINT_FORMAT or member_fp != want:
-                logger.warning("%s: settings changed since this checkpoint; starting member %d afresh", f, seeds[g])
-                cks = None
-                break
-            cks.append(ck)
-        else:
-            cks = None
-            break
-    if cks and len({(c["epoch"], c["iteration"]) for c in cks}) == 1:
-        model.load_state_dict(stack_state_dicts([c["model"] for c in cks]))
-        _load_optimizer(opt, model, [c["optimizer"] for c in cks])
-        _set_rng_states(cks[0]["rng"])
-        start_epoch, iteration = cks[0]["epoch"], cks[0]["iteration"]
-        history = [c["history"] for c in cks]
-        best = [(c["best_val_loss"], c["best_epoch"]) for c in cks]
-        best_files = [c["best"] for c in cks]
-        logger.info("resumed from %s at epoch %d, iteration %d", resume_files[0].parent, start_epoch, iteration)
-    elif cks:
-        logger.warning("member checkpoints are at different epochs; starting afresh")
-
-    try:  # TensorBoard only if installed
-        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
-
-        writers = [SummaryWriter(str(d / "tensorboard")) for d in out_dirs]
-    except Exception:
-        writers = None
-
+    st = _resume(model, opt, fp, seeds, [d / RESUME_NAME for d in out_dirs], logger)
+    writers = _tensorboard_writers(out_dirs)
     logger.info("training %d member(s) (seeds %s) on %s: %d galaxies, %d validation, %d steps/epoch, "
-                "amp=%s channels_last=%s compile=%s", G, list(seeds), device, n, len(val_src), steps_per_epoch,
-                amp, use_cl, use_compile)
-    done_this_call = 0
-    finished = iteration >= cfg.max_iterations or start_epoch >= cfg.epochs
+                "amp=%s channels_last=%s compile=%s fused=%s", G, list(seeds), sp.device, n, len(val_src),
+                math.ceil(n / cfg.batch_size), sp.amp, sp.channels_last, sp.compile, sp.fused)
+    budget = [stop_after_iterations]
     model.train()
-    for epoch in range(start_epoch, cfg.epochs):
-        if iteration >= cfg.max_iterations:
+    for epoch in range(st.start_epoch, cfg.epochs):
+        if st.iteration >= cfg.max_iterations:
             break
         t0 = time.time()
-        # the epoch's batch order and augmentations, copied to the device once
-        perms = torch.as_tensor(np.stack([batch_order(s, epoch, n) for s in seeds])).to(device)    # (G, n)
-        codes = torch.as_tensor(np.stack([augment_codes(s, epoch, n) for s in seeds])).to(device)  # (G, n)
-        loss_sum = torch.zeros(G, device=device, dtype=torch.float64)
-        n_seen = 0
-        for step in range(steps_per_epoch):
-            if iteration >= cfg.max_iterations:
-                break
-            if stop_after_iterations is not None and done_this_call >= stop_after_iterations:
-                logger.warning("stopping after %d iterations (simulated kill)", done_this_call)
-                return None
-            sl = slice(step * cfg.batch_size, min((step + 1) * cfg.batch_size, n))
-            idx = perms[:, sl]                                   # (G, b)
-            b = idx.shape[1]
-            x = train_src.batch(idx.reshape(-1)).to(device, non_blocking=True).reshape(G, b, 5, 64, 64)
-            losses = train_step(fwd, opt, x, codes[:, sl], y_train[idx], e_train[idx], amp)
-            loss_sum += losses.detach().double() * b
-            n_seen += b
-            iteration += 1
-            done_this_call += 1
-        train_loss = (loss_sum / max(n_seen, 1)).cpu().numpy()
-        if len(val_src):
-            logp = predict_logits(model, val_src, e_val, cfg.eval_batch_size, amp, device)
-            vals = evaluate(logp, y_val, np.asarray(val_z, dtype=np.float64), mid, edges)
-        else:  # no validation galaxies: every epoch counts as the best
-            vals = [{"val_loss": float("nan"), "val_sigma_mad": float("nan"), "val_pit": [0.0] * N_PIT}] * G
+        done = _train_epoch(cfg, sp, fwd, opt, data, seeds, epoch, st, budget)
+        if done is None:
+            logger.warning("stopping after %d iterations (simulated kill)", stop_after_iterations)
+            return None
+        train_loss, n_seen = done
+        vals = _validate(cfg, sp, model, val, G)
         seconds = time.time() - t0
-        last = epoch + 1 >= cfg.epochs or iteration >= cfg.max_iterations
+        last = epoch + 1 >= cfg.epochs or st.iteration >= cfg.max_iterations
         rng = _rng_states()
         for g in range(G):
-            row = {"epoch": epoch + 1, "iteration": iteration, "train_loss": float(train_loss[g]), "seconds": seconds,
-                   **vals[g]}
-            history[g].append(row)
-            member = member_state_dict(model, g)
-            improved = not (row["val_loss"] >= best[g][0])  # NaN-safe: no validation -> every epoch is "best"
-            if improved:
-                best[g] = (row["val_loss"], epoch + 1)
-            common = {"format": CHECKPOINT_FORMAT, "model_config": dict(model.config(), members=1),
-                      "seed": int(seeds[g]), "epoch": epoch + 1, "iteration": iteration,
-                      "fingerprint": dict(fp, seeds=[int(seeds[g])]), "train_config": asdict(cfg)}
-            if improved:
-                best_files[g] = dict(common, model=member, val_loss=row["val_loss"])
-                _save_atomic(best_files[g], out_dirs[g] / "best.pt")
-            ck = dict(common, model=member, optimizer=_optimizer_member_state(opt, model, g), rng=rng,
-                      history=history[g], best_val_loss=best[g][0], best_epoch=best[g][1], best=best_files[g],
-                      finished=last)
-            _save_atomic(ck, resume_files[g])
-            _write_metrics_csv(out_dirs[g] / "metrics.csv", history[g])
+            row = {"epoch": epoch + 1, "iteration": st.iteration, "train_loss": float(train_loss[g]),
+                   "seconds": seconds, **vals[g]}
+            improved = _record_epoch(cfg, model, opt, st, g, row, seeds, fp, out_dirs, rng, last)
             if writers:
                 for k in ("train_loss", "val_loss", "val_sigma_mad"):
                     writers[g].add_scalar(k, row[k], epoch + 1)
             logger.info("seed %d epoch %d/%d it %d: train_loss %.4f val_loss %.4f val_sigma_mad %.4f (%.1f s, %.0f img/s)%s",
-                        seeds[g], epoch + 1, cfg.epochs, iteration, row["train_loss"], row["val_loss"],
+                        seeds[g], epoch + 1, cfg.epochs, st.iteration, row["train_loss"], row["val_loss"],
                         row["val_sigma_mad"], seconds, G * n_seen / max(seconds, 1e-9), " *best" if improved else "")
-        finished = last
     if writers:
         for w in writers:
             w.close()
-    # final: best.pt (re)written (a scheduler may have deleted it after a kill),
-    # then the rolling checkpoint becomes checkpoint.pt
-    for g in range(G):
-        f = resume_files[g]
-        if not f.exists() or best_files[g] is None:
-            raise RuntimeError(f"{f}: no checkpoint written (no epoch ran)")
-        _save_atomic(best_files[g], out_dirs[g] / "best.pt")
-        os.replace(f, out_dirs[g] / "checkpoint.pt")
-    return history
+    _finish(st, out_dirs)
+    return st.history
 
 
 # --------------------------------------------------------------------------

@@ -1,6 +1,13 @@
-"""Fig. 13: mean PDF (centred on each galaxy's z_spec) in the suspect zone, in Stripe 82 and in the full test sample."""
+"""Fig. 13: mean PDF (centred on each galaxy's z_spec) in the suspect zone, in Stripe 82 and in the full test sample.
+
+The suspect zone is the one Table 2 removes (``results/zone/zone.json``'s
+``table2_region``): the cells the zone search found in mode mock, the
+configured ``regions.suspect_zone`` otherwise.
+"""
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 
@@ -8,7 +15,8 @@ from photoz import bins
 from photoz.figures import common
 
 NAME = "fig13_mean_pdfs"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet"}
+INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet",
+          "zone": "results/zone/zone.json"}
 
 
 def centred_mean_pdf(pdfs, z_spec, n_bins, z_min, z_max, half=30):
@@ -29,8 +37,13 @@ def make(inputs, cfg, log):
     pdfs = np.array([np.asarray(p, dtype=float) for p in df["pdf"]])
     if pdfs.shape[1:] != (b["n"],):
         raise common.FigureInputError(f"{inputs['ensemble']}: pdf has shape {pdfs.shape[1:]}, config bins.n = {b['n']}")
+    from photoz.zone import region_mask
+
+    with open(inputs["zone"]) as fh:
+        region = json.load(fh)["table2_region"]
+    zone_sel = region_mask(df["ra"].to_numpy(), df["dec"].to_numpy(), region)
     groups = {"full test sample": (np.ones(len(df), bool), common.COLORS["all"]),
-              "suspect zone": (common.in_box(df["ra"], df["dec"], cfg["regions"]["suspect_zone"]), common.COLORS["suspect"]),
+              f"suspect zone ({region['source']})": (zone_sel, common.COLORS["suspect"]),
               "Stripe 82": (common.in_box(df["ra"], df["dec"], cfg["regions"]["stripe82"]), common.COLORS["s82"])}
     half = 30
     off = np.arange(-half, half + 1) * width

@@ -64,7 +64,7 @@ def test_pdf_prints_table2_numbers(tmp_path, root, default_config):
     t2 = pd.read_csv(res / "table2.csv")
     main = t2[(t2["estimator"] == "cnn") & (t2["subset"] == "all")].iloc[0]
     b16 = t2[t2["estimator"] == "b16"].iloc[0]
-    m = re.search(r"full test sample we measure σMAD = ([0-9.]+), a bias of\s*(-?[0-9.]+) and an outlier rate η = ([0-9.]+) %", text)
+    m = re.search(r"test folds we measure σMAD = ([0-9.]+), a bias of\s*(-?[0-9.]+) and an outlier rate η = ([0-9.]+) %", text)
     assert m, "abstract sentence with the main numbers not found in the PDF text"
     assert float(m.group(1)) == pytest.approx(round(main["sigma_mad"], 5), abs=1e-9)
     assert float(m.group(2)) == pytest.approx(round(main["bias"], 5), abs=1e-9)

@@ -207,13 +207,19 @@ def validate_config(config, schema=None):
     return cfg
 
 
-def _subschema(schema, key, root):
-    """The schema of ``key`` below ``schema`` (following ``$ref``, properties, additionalProperties, items)."""
+def _resolve(schema, root):
+    """``schema`` with its ``$ref`` chain followed (JSON pointers into ``root``)."""
     while "$ref" in schema:
         node = root
         for part in schema["$ref"].lstrip("#/").split("/"):
             node = node[part]
         schema = node
+    return schema
+
+
+def _subschema(schema, key, root):
+    """The schema of ``key`` below ``schema`` (following ``$ref``, properties, additionalProperties, items)."""
+    schema = _resolve(schema, root)
     if isinstance(key, int):
         return schema.get("items", {}) if isinstance(schema.get("items"), dict) else {}
     if key in schema.get("properties", {}):
@@ -224,11 +230,7 @@ def _subschema(schema, key, root):
 
 def _typed(value, schema, root):
     """``value`` (a string from the command line) as the scalar type the schema asks, if it parses."""
-    while "$ref" in schema:
-        node = root
-        for part in schema["$ref"].lstrip("#/").split("/"):
-            node = node[part]
-        schema = node
+    schema = _resolve(schema, root)
     kinds = schema.get("type")
     kinds = [kinds] if isinstance(kinds, str) else list(kinds or [])
     if "string" in kinds or not kinds:

@@ -38,7 +38,7 @@ import requests
 
 from ..io import atomic_write_bytes
 from . import query as Q
-from .skyserver import (RETRYABLE_STATUS, PagedQuery, PageError, QueryError, fetch_paged, finish_catalog,
+from .skyserver import (RETRYABLE_STATUS, backoff, PagedQuery, PageError, QueryError, fetch_paged, finish_catalog,
                         parse_csv_page)
 
 __all__ = ["CasJobsClient", "CasJobsAuthError", "JOB_STATUS", "catalog_table_name", "mydb_paged_query",
@@ -121,10 +121,7 @@ class CasJobsClient:
                 except ValueError:
                     retry_after = 0.0
             if attempt < self.max_retries:
-                wait = max(retry_after, min(self.backoff_max, self.backoff_base * 2 ** attempt))
-                log.warning("%s: attempt %d/%d failed (%s); retrying in %.1f s", label, attempt + 1,
-                            self.max_retries + 1, last, wait)
-                self.sleep(wait)
+                backoff(self, label, attempt, last, retry_after)
         raise QueryError(f"{label}: no answer after {self.max_retries + 1} attempts; last error: {last}")
 
     # --- jobs --------------------------------------------------------------
@@ -189,10 +186,7 @@ class CasJobsClient:
             except PageError as err:
                 last = str(err)
             if attempt < self.max_retries:
-                wait = min(self.backoff_max, self.backoff_base * 2 ** attempt)
-                log.warning("%s: attempt %d/%d failed (%s); retrying in %.1f s", label, attempt + 1,
-                            self.max_retries + 1, last, wait)
-                self.sleep(wait)
+                backoff(self, label, attempt, last)
         raise QueryError(f"{label}: no complete answer after {self.max_retries + 1} attempts; last error: {last}")
 
 

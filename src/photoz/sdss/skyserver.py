@@ -136,6 +136,19 @@ def parse_csv_page(text, columns):
     return data
 
 
+def backoff(client, label, attempt, last, retry_after=0.0):
+    """Wait before retry ``attempt + 1`` of a client's request, and log why.
+
+    The wait is ``min(backoff_max, backoff_base * 2**attempt)`` seconds, or
+    the server's ``Retry-After`` when longer; ``client`` has ``backoff_base``,
+    ``backoff_max``, ``max_retries`` and ``sleep`` (SkyServer and CasJobs clients).
+    """
+    wait = max(retry_after, min(client.backoff_max, client.backoff_base * 2 ** attempt))
+    log.warning("%s: attempt %d/%d failed (%s); retrying in %.1f s", label, attempt + 1,
+                client.max_retries + 1, last, wait)
+    client.sleep(wait)
+
+
 class SkyServerClient:
     """Send SQL to a SkyServer through ``astroquery.sdss`` and get checked CSV back.
 
@@ -231,10 +244,7 @@ class SkyServerClient:
                     except PageError as err:
                         last = str(err)
             if attempt < self.max_retries:
-                wait = max(retry_after, min(self.backoff_max, self.backoff_base * 2 ** attempt))
-                log.warning("%s: attempt %d/%d failed (%s); retrying in %.1f s", label, attempt + 1,
-                            self.max_retries + 1, last, wait)
-                self.sleep(wait)
+                backoff(self, label, attempt, last, retry_after)
         raise QueryError(f"{label}: no complete answer after {self.max_retries + 1} attempts; last error: {last}")
 
 

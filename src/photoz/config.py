@@ -172,6 +172,23 @@ def _cross_checks(cfg):
             if trial[side] not in sels:
                 errors.append(f"trials.{name}.{side} = {trial[side]!r} is not a selection; allowed values: "
                               f"{', '.join(map(repr, sels))} (cv_* or a key of dataset.selections + _train/_test)")
+    for name, trial in cfg["trials"].items():
+        for key in ("train_size", "train_fraction"):
+            if key in trial and (trial["train"] != "cv_train" or trial["folds"] != "single"):
+                errors.append(f"trials.{name}.{key} needs train: cv_train and folds: single "
+                              f"(a nested subset of fold 0's training side); got train: {trial['train']!r}, folds: {trial['folds']!r}")
+        frac = trial.get("train_fraction")
+        n_folds = cfg["dataset"]["n_folds"]
+        if frac is not None and frac > (n_folds - 1) / n_folds:
+            errors.append(f"trials.{name}.train_fraction = {frac} exceeds the training side of a fold "
+                          f"({n_folds - 1}/{n_folds} of the galaxies with dataset.n_folds = {n_folds})")
+    for i, name in enumerate(cfg.get("learning_curve", [])):
+        trial = cfg["trials"].get(name)
+        if trial is None:
+            errors.append(f"learning_curve[{i}] = {name!r} is not a key of trials; allowed values: {', '.join(map(repr, cfg['trials']))}")
+        elif (trial["train"], trial["test"]) != ("cv_train", "cv_test"):
+            errors.append(f"learning_curve[{i}] = {name!r} must train on cv_train and test on cv_test (the same "
+                          f"fold-0 test galaxies for every point); it has train: {trial['train']!r}, test: {trial['test']!r}")
     from photoz.published import TABLE2_KEYS
 
     for i, row in enumerate(cfg["table2"]):

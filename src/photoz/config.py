@@ -172,6 +172,9 @@ def _cross_checks(cfg):
             if trial[side] not in sels:
                 errors.append(f"trials.{name}.{side} = {trial[side]!r} is not a selection; allowed values: "
                               f"{', '.join(map(repr, sels))} (cv_* or a key of dataset.selections + _train/_test)")
+    grid = cfg.get("knn", {}).get("k_grid")
+    if grid and list(grid) != sorted(grid):
+        errors.append(f"knn.k_grid = {grid} must be sorted in increasing order")
     from photoz.published import TABLE2_KEYS
 
     for i, row in enumerate(cfg["table2"]):

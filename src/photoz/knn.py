@@ -66,6 +66,8 @@ BANDS = ("u", "g", "r", "i", "z")
 MAG_COLUMNS = tuple(f"dered_petro_{b}" for b in BANDS)
 #: inner cross-validation folds of the choice of k (``choose_k``)
 N_INNER = 5
+#: σ_MAD values this close count as a tie in ``choose_k`` (round-off only)
+TIE_RTOL, TIE_ATOL = 1e-9, 1e-12
 #: query galaxies × neighbours held in memory at once (4096 × 100, as for the default k)
 BATCH_ELEMENTS = 4096 * 100
 log = logging.getLogger("photoz.knn")
@@ -281,7 +283,8 @@ def choose_k(x, z, specobjid, k_grid, clip_sigma=3.0, seed=0, tag=0, n_splits=N_
 
     Every galaxy of ``(x, z)`` is predicted from the other inner folds
     (``inner_folds``) for each candidate k; the candidate whose predictions
-    have the lowest σ_MAD (``photoz.metrics``) wins, the larger k on a tie.
+    have the lowest σ_MAD (``photoz.metrics``) wins, the larger k on a tie
+    (equal to round-off, ``TIE_RTOL``/``TIE_ATOL``).
     Candidates above the smallest inner training set are dropped; if none is
     left, the smallest k of the grid (capped at the training size) is
     returned untried.
@@ -305,7 +308,8 @@ def choose_k(x, z, specobjid, k_grid, clip_sigma=3.0, seed=0, tag=0, n_splits=N_
         if held.any():
             zp[:, held] = grid_predict(x[~held], z[~held], x[held], cand, clip_sigma)
     scores = np.array([metrics.sigma_mad(metrics.delta_z(p, z)) for p in zp])
-    best = len(cand) - 1 - int(np.argmin(scores[::-1]))  # the larger k on a tie
+    tied = np.isclose(scores, scores.min(), rtol=TIE_RTOL, atol=TIE_ATOL)
+    best = int(np.flatnonzero(tied)[-1])  # the larger k on a tie
     return cand[best], dict(zip(cand, scores.tolist()))
 
 

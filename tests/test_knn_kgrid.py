@@ -34,7 +34,7 @@ def noisy_linear(n, seed=0):
 
 
 def test_without_grid_the_fixed_k_predictions_are_unchanged():
-    cat = synthetic_catalog(1500)
+    cat = synthetic_catalog(1000)
     out = knn.predict_trial(cat, CV, range(5), k=60)
     x, zs = knn.features(cat), cat["z"].to_numpy()
     for f in range(5):
@@ -102,7 +102,7 @@ def test_inner_folds_depend_on_the_ids_and_seed_not_the_row_order():
 
 
 def test_choice_is_deterministic_and_independent_of_row_order():
-    cat = synthetic_catalog(1200)
+    cat = synthetic_catalog(800)
     one = knn.predict_trial(cat, CV, range(5), k_grid=GRID, seed=11)
     shuffled = cat.sample(frac=1, random_state=4).reset_index(drop=True)
     two = knn.predict_trial(shuffled, CV, range(5), k_grid=GRID, seed=11)

@@ -37,6 +37,9 @@ Choice of k (``knn.k_grid``)
     are not tried. The kNN is then refit on the whole training side with that
     k. The test galaxies never take part in the choice. The k used is the
     ``k`` column of the output and is logged per fold with the grid's scores.
+    Cost: one neighbour search per inner fold with the largest k, then one
+    local fit per k; with the grid [10, 20, 50, 100, 200] about 9× the fixed
+    k = 100 run (20 s instead of 2 s for 20,000 galaxies, 5 folds, one core).
 
 Command::
 
@@ -96,7 +99,7 @@ def trial_split(catalog, trial, fold, with_validation=True):
 
     The selection is the CNN's own (``photoz.dataset.splits.selection_masks``);
     with ``with_validation`` the fold's validation galaxies count as training
-    (the kNN has no model selection that would need them held out).
+    (the kNN chooses k, if at all, by inner folds of the whole training side: ``choose_k``).
 
     Parameters
     ----------

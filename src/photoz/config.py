@@ -189,6 +189,9 @@ def _cross_checks(cfg):
         elif (trial["train"], trial["test"]) != ("cv_train", "cv_test"):
             errors.append(f"learning_curve[{i}] = {name!r} must train on cv_train and test on cv_test (the same "
                           f"fold-0 test galaxies for every point); it has train: {trial['train']!r}, test: {trial['test']!r}")
+    grid = cfg.get("knn", {}).get("k_grid")
+    if grid and list(grid) != sorted(grid):
+        errors.append(f"knn.k_grid = {grid} must be sorted in increasing order")
     from photoz.published import TABLE2_KEYS
 
     for i, row in enumerate(cfg["table2"]):

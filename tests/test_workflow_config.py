@@ -113,7 +113,7 @@ def test_trials_helpers(default_config):
     assert trials.trial_folds(default_config, "frac20") == [0]
     assert trials.trial_seeds(default_config, "main") == list(range(default_config["trials"]["main"]["members"]))
     assert trials.table1_trial(default_config) == "main"
-    assert trials.knn_trials(default_config) == ["main"]
+    assert trials.knn_trials(default_config) == ["main", "lc250", "lc500"]  # Table 2, then the learning curve
     assert trials.network_name(default_config, "frac2") == "reduced"
 
 

@@ -334,8 +334,14 @@ def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None
         "worst_p95_abs_diff_sigma": p95,
         "worst_abs_flux_ratio_minus_1": max(abs(r - 1) for r in ratios) if ratios else None,
         "agree": (p95 is not None and p95 < AGREE_SIGMA),
-        "settings": {k: cfg.get(k) for k in ("size", "pixel_scale", "partial_coverage", "min_coverage", "bad_frame")},
+        "settings": {"size": size, "pixel_scale": cfg.get("pixel_scale", 0.396),
+                     "partial_coverage": cfg.get("partial_coverage", "zero_fill"),
+                     "min_coverage": cfg.get("min_coverage", 0.9), "bad_frame": cfg.get("bad_frame", "drop_galaxy")},
     }
+
+
+def _g(x, digits=3):
+    return "none" if x is None else f"{x:.{digits}g}"
 
 
 def _exit_on_sigterm(signum, frame):
@@ -377,9 +383,9 @@ def main(argv=None):
         signal.signal(signal.SIGTERM, previous)
     atomic_write_bytes(a.out, (json.dumps(result, indent=1, sort_keys=True) + "\n").encode())
     for band, v in result["bands"].items():
-        log.info("%s: %d galaxies, median |native-SWarp|/sigma %s, p95 %s, median flux ratio %s (%d galaxies)",
-                 band, v["n_galaxies"], v["median_abs_diff_sigma"], v["p95_abs_diff_sigma"],
-                 v["median_flux_ratio"], v["n_flux_ratio"])
+        log.info("%s: %d galaxies, |native-SWarp|/sigma median %s, p95 %s; median flux ratio %s (%d galaxies)",
+                 band, v["n_galaxies"], _g(v["median_abs_diff_sigma"]), _g(v["p95_abs_diff_sigma"]),
+                 _g(v["median_flux_ratio"], 8), v["n_flux_ratio"])
     log.info("%d compared, %d failed; written %s", result["n_compared"], result["n_failed"], a.out)
     return 0
 

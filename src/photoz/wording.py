@@ -225,7 +225,7 @@ def resampler_macros(paths, cfg):
                                   "Lanczos-3 resampling, median of the epochs).")
         return m
     native = ("The cutouts of this run were made with the package's native resampler, a numpy implementation of "
-              "SWarp's Lanczos-3 resampling and median of the epochs, which is faster than SWarp.")
+              "SWarp's Lanczos-3 resampling and median of the epochs.")
     n = int(cut.get("swarp_check_galaxies", 0))
     if n <= 0:
         m["ResamplerSentence"] = native + (" This run did not check it against SWarp "

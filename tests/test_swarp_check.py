@@ -247,3 +247,19 @@ def test_paper_sentence_follows_the_resampler_and_the_numbers(tmp_path):
     assert "not checked" in resampler_macros({"swarp_check": p}, cfg)["ResamplerSentence"]
     cfg["cutouts"]["swarp_check_galaxies"] = 0
     assert "did not check" in resampler_macros({}, cfg)["ResamplerSentence"]
+
+
+@pytest.mark.parametrize("resampler,n,scheduled", [("native", 200, True), ("native", 0, False), ("swarp", 200, False)])
+def test_the_rule_is_scheduled_only_for_a_native_run_with_a_check(root, tmp_path, resampler, n, scheduled):
+    import subprocess
+    import sys
+
+    snakemake = Path(sys.executable).with_name("snakemake")
+    proc = subprocess.run([str(snakemake), "-s", str(root / "Snakefile"), "--directory", str(tmp_path), "-n", "-p",
+                           "--config", f"cutouts={{resampler: {resampler}, swarp_check_galaxies: {n}}}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = proc.stdout + proc.stderr
+    rules = {line.split()[0] for line in out.splitlines() if len(line.split()) == 2 and line.split()[1].isdigit()}
+    assert ("swarp_check" in rules) is scheduled
+    assert ("--swarp_check results/cutouts/swarp_check.json" in out) is scheduled  # paper_variables reads it

@@ -157,6 +157,18 @@ def _check_boxes(cfg):
                           f"(an RA range across 0 is written with a negative ra_min, e.g. -60 .. 60)")
 
 
+def _check_swarp_check(cfg):
+    """The SWarp check of a native run rereads the frames, so they must outlive the cutouts."""
+    cut = cfg["cutouts"]
+    n = cut.get("swarp_check_galaxies", 0)
+    if cut["resampler"] == "native" and n > 0 and cfg.get("tiles", {}).get("delete_frames_after_cutouts", False):
+        raise ConfigError(
+            f"cutouts.swarp_check_galaxies = {n} with cutouts.resampler = 'native' remakes that many cutouts with "
+            "SWarp from the frames after the cutouts, but tiles.delete_frames_after_cutouts = true deletes them; "
+            "set tiles.delete_frames_after_cutouts: false (keep the frames), or cutouts.swarp_check_galaxies: 0 "
+            "(no check), or cutouts.resampler: swarp")
+
+
 def _cross_checks(cfg):
     """Checks a JSON schema cannot express: references between sections, region boxes."""
     errors = []
@@ -204,6 +216,7 @@ def _cross_checks(cfg):
         more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
         raise ConfigError(f"invalid configuration: {errors[0]}{more}")
     _check_boxes(cfg)
+    _check_swarp_check(cfg)
     b = cfg["bins"]
     if not b["z_min"] < b["z_max"]:
         raise ConfigError(f"bins.z_min = {b['z_min']} must be below bins.z_max = {b['z_max']}")

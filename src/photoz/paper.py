@@ -35,9 +35,11 @@ FMT = latex.FMT
 #: The result files the macros are read from (option of ``paper variables`` -> path below the results folder).
 RESULT_FILES = {"table1": "table1.csv", "table2": "table2.csv", "tableA1": "tableA1.csv",
                 "catalog": "catalog.parquet", "failures": "cutouts/failures.csv", "manifest": "shards/manifest.json",
-                "zone": "zone/zone.json", "zone_validation": "zone/validation.json", "losses": "cutouts/losses.json"}
-#: Result files that only some runs have: the zone validation exists in mode mock only.
-OPTIONAL_FILES = {"zone_validation"}
+                "zone": "zone/zone.json", "zone_validation": "zone/validation.json", "losses": "cutouts/losses.json",
+                "swarp_check": "cutouts/swarp_check.json"}
+#: Result files that only some runs have: the zone validation exists in mode mock only, the SWarp check
+#: only with cutouts.resampler native and cutouts.swarp_check_galaxies > 0.
+OPTIONAL_FILES = {"zone_validation", "swarp_check"}
 PACKAGES = ["numpy", "scipy", "pandas", "astropy", "torch", "matplotlib", "snakemake", "galsim", "sep"]
 #: Table 2 rows the text talks about, by (estimator, subset, widest-removed) of the trial of the full row.
 NAMED_ROWS = {"Main": ("cnn", "all", 0.0), "Bsixteen": ("b16", "all", 0.0), "Knn": ("knn", "all", 0.0),

@@ -17,6 +17,8 @@ rule paper_variables:
         manifest="results/shards/manifest.json",
         zone="results/zone/zone.json",
         zone_validation=["results/zone/validation.json"] if MOCK else [],
+        # the SWarp check of a native run (cutouts.smk: SWARP_CHECK)
+        swarp_check=["results/cutouts/swarp_check.json"] if SWARP_CHECK else [],
     output:
         "results/paper/variables.tex",
     log:

@@ -200,6 +200,11 @@ def _protocol_macros(cfg):
     m["HalfBinWidth"] = f"{bw / 2:.5f}"
     m["ValidationPercent"] = f"{100 * cfg['dataset']['validation_fraction']:.1f}"
     m["Epochs"] = str(cfg["training"]["epochs"])
+    m["MinIterations"] = str(cfg["training"].get("min_iterations", 0))
+    knn = cfg.get("knn", {})
+    grid = knn.get("k_grid")
+    m["KnnKChoice"] = (f"its $k$ chosen per fold from {{{', '.join(map(str, grid))}}} by five-fold "
+                       "cross-validation on the training side" if grid else f"$k = {int(knn.get('k', 100))}$")
     m["BatchSize"] = str(cfg["training"]["batch_size"])
     m["LearningRate"] = f"{cfg['training']['learning_rate']:g}"
     net = trials.network_name(cfg, main)

@@ -17,6 +17,7 @@ rule paper_variables:
         manifest="results/shards/manifest.json",
         zone="results/zone/zone.json",
         zone_validation=["results/zone/validation.json"] if MOCK else [],
+        learning_curve=[LEARNING_CURVE_CSV] if learning_curve_trials() else [],
     output:
         "results/paper/variables.tex",
     log:
@@ -41,8 +42,9 @@ rule paper:
         tex=str(ROOT / "paper" / "ms.tex"),
         cls=str(ROOT / "paper" / "aa-fallback.cls"),
         variables="results/paper/variables.tex",
-        tables=expand("results/tables/{t}.tex", t=["table1", "table2", "tableA1"]),
-        figures=expand("results/figures/{name}.pdf", name=FIGURES),
+        tables=expand("results/tables/{t}.tex",
+                      t=["table1", "table2", "tableA1"] + (["learning_curve"] if learning_curve_trials() else [])),
+        figures=expand("results/figures/{name}.pdf", name=run_figures()),
     output:
         report("paper/ms.pdf", category="Paper"),
     log:

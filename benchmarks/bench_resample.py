@@ -58,6 +58,7 @@ from photoz.cutouts.group import _write_stamp, make_cutouts  # noqa: E402
 from photoz.cutouts.native import combine_median, resample_frame  # noqa: E402
 from photoz.cutouts.stamps import cut_stamp, grid_world, project, stamp_box  # noqa: E402
 from photoz.cutouts.swarp import run_swarp  # noqa: E402
+from photoz.cutouts.swarp_check import compare_cubes  # noqa: E402
 from photoz.cutouts.synthetic import synthetic_frame  # noqa: E402
 from photoz.sdss.frames import BANDS, noise_sigma, read_frame, read_photofield_calibration  # noqa: E402
 
@@ -65,15 +66,15 @@ REAL = ROOT.parent / "shared" / "data" / "sdss-field-2583-2-136"
 
 
 def _compare(nat, sw, sigma, bright):
-    d = np.abs(nat.cube - sw.cube)
-    rows = []
-    for b, band in enumerate(BANDS):
-        fs = sw.cube[bright, b].sum(axis=(1, 2))
-        fn = nat.cube[bright, b].sum(axis=(1, 2))
-        ratio = fn / fs
-        rows.append((band, float(np.median(d[:, b]) / sigma[band]), float(np.median(ratio)),
-                     float(np.max(np.abs(ratio - 1)))))
-    return rows
+    """(band, median |native - SWarp| / sigma, median flux ratio, max |ratio - 1|) per band.
+
+    ``photoz.cutouts.swarp_check.compare_cubes`` (the run's own SWarp check uses it too),
+    with one sigma per band and the flux of the whole cutout of the ``bright`` sources.
+    """
+    per = compare_cubes(nat.cube, sw.cube, np.array([[sigma[b] for b in BANDS]]), BANDS, aperture_radius=None,
+                        ratio_min_snr=0.0, ratio_galaxies=bright)
+    return [(band, per[band]["median_abs_diff_sigma"], per[band]["median_flux_ratio"],
+             per[band]["max_abs_ratio_minus_1"]) for band in BANDS]
 
 
 class Clock:

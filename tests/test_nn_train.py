@@ -8,7 +8,7 @@ import torch
 
 from photoz import metrics
 from photoz.nn.data import ResidentImages
-from photoz.nn.train import TrainConfig, augment, batch_order, load_member, train_members
+from photoz.nn.train import TrainConfig, augment, batch_order, load_member, n_epochs, train_members
 
 
 def synthetic_galaxies(n, seed=0):
@@ -114,6 +114,15 @@ def test_max_iterations_stops_mid_epoch(small, tmp_path):
     cfg = TrainConfig(epochs=5, max_iterations=14, learning_rate=1e-3, **TINY)
     hist = train_members(cfg, tr, zt, et, va, zv, ev, [2], [tmp_path / "e"])[0]
     assert [(r["epoch"], r["iteration"]) for r in hist] == [(1, 10), (2, 14)]
+
+
+def test_min_iterations_adds_epochs_to_small_sets(small, tmp_path):
+    tr, zt, et, va, zv, ev = small
+    cfg = TrainConfig(epochs=1, min_iterations=25, learning_rate=1e-3, **TINY)
+    hist = train_members(cfg, tr, zt, et, va, zv, ev, [2], [tmp_path / "m"])[0]
+    # 10 steps per epoch: 3 epochs reach 25 iterations
+    assert [(r["epoch"], r["iteration"]) for r in hist] == [(1, 10), (2, 20), (3, 30)]
+    assert n_epochs(TrainConfig(epochs=4, min_iterations=25, **TINY), 1000) == 4
 
 
 def test_stacked_members_train_like_single_ones(small, tmp_path):

@@ -67,3 +67,50 @@ def test_deterministic_and_order_independent(table):
 def test_unknown_selection_is_a_clear_error(table):
     with pytest.raises(KeyError, match="sel_frac7"):
         trial_indices(table, {"train": "frac7_train", "test": "frac7_test"}, 0)
+
+
+def _lc(size=None, fraction=None):
+    spec = {"train": "cv_train", "test": "cv_test", "folds": "single", "members": 1}
+    if size is not None:
+        spec["train_size"] = size
+    if fraction is not None:
+        spec["train_fraction"] = fraction
+    return spec
+
+
+def test_learning_curve_subsets_are_nested_and_share_the_test_set(table):
+    """Each smaller training side (validation included) is inside the larger one; the test side is fold 0's."""
+    full_tr, full_va, full_te = trial_indices(table, {"train": "cv_train", "test": "cv_test"}, 0)
+    prev = set()
+    for size in (40, 100, 400, 1000, len(full_tr) + len(full_va)):
+        tr, va, te = trial_indices(table, _lc(size), 0)
+        side = set(tr) | set(va)
+        assert len(side) == size and prev <= side
+        assert np.array_equal(te, full_te)
+        # validation galaxies are fold 0's validation galaxies among the subset
+        assert set(va) == side & set(full_va)
+        prev = side
+    assert prev == set(full_tr) | set(full_va)
+
+
+def test_learning_curve_fraction_counts_all_galaxies(table):
+    tr, va, _ = trial_indices(table, _lc(fraction=0.2), 0)
+    assert len(tr) + len(va) == round(0.2 * len(table))
+
+
+def test_learning_curve_subset_larger_than_the_fold_is_an_error(table):
+    with pytest.raises(ValueError, match="training side has only"):
+        trial_indices(table, _lc(size=len(table)), 0)
+
+
+def test_learning_curve_needs_the_rank_column(table):
+    with pytest.raises(KeyError, match="rank"):
+        trial_indices(table.drop(columns="rank"), _lc(size=50), 0)
+
+
+def test_rank_is_a_permutation_independent_of_row_order(table):
+    assert sorted(table["rank"]) == list(range(len(table)))
+    shuffled = table.sample(frac=1.0, random_state=3)
+    again = make_splits(shuffled.specObjID.to_numpy(), shuffled.stripe82.to_numpy(), seed=2019, n_folds=5,
+                        validation_fraction=0.05)
+    assert np.array_equal(again["rank"].to_numpy(), shuffled["rank"].to_numpy())

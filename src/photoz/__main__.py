@@ -19,6 +19,7 @@ COMMANDS = {
     "retrieve": "photoz.sdss.sas",
     "skyserver-serve": "photoz.sdss.skyserver_server",
     "cutouts": "photoz.cutouts.group",
+    "swarp-check": "photoz.cutouts.swarp_check",
     "shards": "photoz.dataset.shards",
     "train": "photoz.nn.train",
     "predict": "photoz.nn.predict",

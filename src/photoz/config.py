@@ -157,6 +157,18 @@ def _check_boxes(cfg):
                           f"(an RA range across 0 is written with a negative ra_min, e.g. -60 .. 60)")
 
 
+def _check_swarp_check(cfg):
+    """The SWarp check of a native run rereads the frames, so they must outlive the cutouts."""
+    cut = cfg["cutouts"]
+    n = cut.get("swarp_check_galaxies", 0)
+    if cut["resampler"] == "native" and n > 0 and cfg.get("tiles", {}).get("delete_frames_after_cutouts", False):
+        raise ConfigError(
+            f"cutouts.swarp_check_galaxies = {n} with cutouts.resampler = 'native' remakes that many cutouts with "
+            "SWarp from the frames after the cutouts, but tiles.delete_frames_after_cutouts = true deletes them; "
+            "set tiles.delete_frames_after_cutouts: false (keep the frames), or cutouts.swarp_check_galaxies: 0 "
+            "(no check), or cutouts.resampler: swarp")
+
+
 def _cross_checks(cfg):
     """Checks a JSON schema cannot express: references between sections, region boxes."""
     errors = []
@@ -172,6 +184,26 @@ def _cross_checks(cfg):
             if trial[side] not in sels:
                 errors.append(f"trials.{name}.{side} = {trial[side]!r} is not a selection; allowed values: "
                               f"{', '.join(map(repr, sels))} (cv_* or a key of dataset.selections + _train/_test)")
+    for name, trial in cfg["trials"].items():
+        for key in ("train_size", "train_fraction"):
+            if key in trial and (trial["train"] != "cv_train" or trial["folds"] != "single"):
+                errors.append(f"trials.{name}.{key} needs train: cv_train and folds: single "
+                              f"(a nested subset of fold 0's training side); got train: {trial['train']!r}, folds: {trial['folds']!r}")
+        frac = trial.get("train_fraction")
+        n_folds = cfg["dataset"]["n_folds"]
+        if frac is not None and frac > (n_folds - 1) / n_folds:
+            errors.append(f"trials.{name}.train_fraction = {frac} exceeds the training side of a fold "
+                          f"({n_folds - 1}/{n_folds} of the galaxies with dataset.n_folds = {n_folds})")
+    for i, name in enumerate(cfg.get("learning_curve", [])):
+        trial = cfg["trials"].get(name)
+        if trial is None:
+            errors.append(f"learning_curve[{i}] = {name!r} is not a key of trials; allowed values: {', '.join(map(repr, cfg['trials']))}")
+        elif (trial["train"], trial["test"]) != ("cv_train", "cv_test"):
+            errors.append(f"learning_curve[{i}] = {name!r} must train on cv_train and test on cv_test (the same "
+                          f"fold-0 test galaxies for every point); it has train: {trial['train']!r}, test: {trial['test']!r}")
+    grid = cfg.get("knn", {}).get("k_grid")
+    if grid and list(grid) != sorted(grid):
+        errors.append(f"knn.k_grid = {grid} must be sorted in increasing order")
     from photoz.published import TABLE2_KEYS
 
     for i, row in enumerate(cfg["table2"]):
@@ -184,6 +216,7 @@ def _cross_checks(cfg):
         more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:])})" if len(errors) > 1 else ""
         raise ConfigError(f"invalid configuration: {errors[0]}{more}")
     _check_boxes(cfg)
+    _check_swarp_check(cfg)
     b = cfg["bins"]
     if not b["z_min"] < b["z_max"]:
         raise ConfigError(f"bins.z_min = {b['z_min']} must be below bins.z_max = {b['z_max']}")

@@ -36,10 +36,11 @@ FMT = latex.FMT
 RESULT_FILES = {"table1": "table1.csv", "table2": "table2.csv", "tableA1": "tableA1.csv",
                 "catalog": "catalog.parquet", "failures": "cutouts/failures.csv", "manifest": "shards/manifest.json",
                 "zone": "zone/zone.json", "zone_validation": "zone/validation.json", "losses": "cutouts/losses.json",
-                "learning_curve": "learning_curve.csv"}
-#: Result files that only some runs have: the zone validation exists in mode mock only, the learning curve
-#: when the config lists learning_curve trials.
-OPTIONAL_FILES = {"zone_validation", "learning_curve"}
+                "swarp_check": "cutouts/swarp_check.json", "learning_curve": "learning_curve.csv"}
+#: Result files that only some runs have: the zone validation exists in mode mock only, the SWarp check
+#: only with cutouts.resampler native and cutouts.swarp_check_galaxies > 0, the learning curve when the
+#: config lists learning_curve trials.
+OPTIONAL_FILES = {"zone_validation", "swarp_check", "learning_curve"}
 PACKAGES = ["numpy", "scipy", "pandas", "astropy", "torch", "matplotlib", "snakemake", "galsim", "sep"]
 #: Table 2 rows the text talks about, by (estimator, subset, widest-removed) of the trial of the full row.
 NAMED_ROWS = {"Main": ("cnn", "all", 0.0), "Bsixteen": ("b16", "all", 0.0), "Knn": ("knn", "all", 0.0),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 __all__ = [
     "MAIN", "main_trial", "folds", "trial_folds", "trial_seeds", "network_name", "ensemble_path",
-    "knn_path", "table2_trials", "knn_trials", "table1_trial",
+    "knn_path", "table2_trials", "knn_trials", "table1_trial", "learning_curve", "trained_trials",
 ]
 
 #: Name of the paper's main trial (80% training, 5-fold cross-validation).
@@ -64,9 +64,20 @@ def table2_trials(cfg):
     return list(dict.fromkeys(row["trial"] for row in cfg["table2"]))
 
 
+def learning_curve(cfg):
+    """Trials of the learning curve (config ``learning_curve``), smallest training set first."""
+    return list(cfg.get("learning_curve") or [])
+
+
 def knn_trials(cfg):
-    """Trials with a kNN row in Table 2."""
-    return list(dict.fromkeys(r["trial"] for r in cfg["table2"] if r.get("estimator", "cnn") == "knn"))
+    """Trials the kNN runs on: those with a kNN row in Table 2, then the learning curve's."""
+    rows = [r["trial"] for r in cfg["table2"] if r.get("estimator", "cnn") == "knn"]
+    return list(dict.fromkeys(rows + learning_curve(cfg)))
+
+
+def trained_trials(cfg):
+    """Trials whose CNN ensemble the analysis needs: Table 2's, then the learning curve's."""
+    return list(dict.fromkeys(table2_trials(cfg) + learning_curve(cfg)))
 
 
 def table1_trial(cfg):

@@ -31,7 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["K_SIGMA", "P_AGREE", "compare", "folds_agree", "size_words", "zone_sentence",
-           "validation_sentence", "learning_curve_end", "learning_curve_slopes", "macros"]
+           "validation_sentence", "learning_curve_end", "learning_curve_slopes", "swarp_check_sentence",
+           "resampler_macros", "macros"]
 
 K_SIGMA = 2.0
 P_AGREE = 0.01
@@ -200,6 +201,101 @@ def learning_curve_slopes(cnn, cnn_err, knn, knn_err):
     return f"The CNN's $\\smad$ {trend(a)} with the training size and the kNN's {trend(b)} {slopes}."
 
 
+def _sig(x, digits=2):
+    """``x`` >= 0 to ``digits`` significant digits, in LaTeX (``$1.8\\times10^{-5}$`` below 0.001)."""
+    x = _num(x)
+    if x is None:
+        return "--"
+    x = float(f"{x:.{digits - 1}e}")  # rounded first: 9.96 -> 10, not 10.0
+    if x == 0:
+        return "0"
+    e = int(math.floor(math.log10(abs(x))))
+    if e < -3:
+        m = x / 10**e
+        return f"${m:.{digits - 1}f}\\times10^{{{e}}}$"
+    return f"{x:.{max(0, digits - 1 - e)}f}"
+
+
+def swarp_check_sentence(check, pixel_scale):
+    """What the SWarp check of a native run found (``results/cutouts/swarp_check.json``), words chosen by the numbers.
+
+    The two resamplers *agree* when the 95th percentile of ``|native - SWarp| / sigma``
+    is below ``check["agree_sigma"]`` (``photoz.cutouts.swarp_check.AGREE_SIGMA``) in every band.
+    """
+    from photoz.latex import count
+
+    drawn = (f"{count(check['n_drawn'])} galaxies drawn at random (seeded by the master seed) among the "
+             f"{count(check['n_pool'])} with a cube were remade with SWarp \\citep{{bertin2002}} (version "
+             f"\\VersionSwarp) from the same frames and compared with the cubes of the run")
+    fails = check["n_failed"]
+    if check["n_compared"] == 0:
+        return (f"To check it, {drawn}; SWarp lost all of them ({count(fails)} galaxies), so this run's native "
+                "cubes are not checked against SWarp.")
+    lost = (f"; SWarp lost {count(fails)} of them, listed with their reasons in "
+            "\\texttt{results/cutouts/swarp\\_check.json}" if fails else "; SWarp lost none of them")
+    bands = check["bands"]
+    agree = check["worst_p95_abs_diff_sigma"] is not None and check["worst_p95_abs_diff_sigma"] < check["agree_sigma"]
+    words = ("They agree well within the noise" if agree else
+             f"They differ by more than {check['agree_sigma']:g} times the noise in some band")
+    text = (f"To check it, {drawn}{lost}. {words}: per pixel, the median $|{{\\rm native}} - {{\\rm SWarp}}|$ is at "
+            f"most {_sig(check['worst_median_abs_diff_sigma'])} and its 95th percentile at most "
+            f"{_sig(check['worst_p95_abs_diff_sigma'])} times the noise of the cube in every band (the noise of "
+            f"each cube and band measured as 1.4826 times the median absolute deviation of its pixels more than "
+            f"{check['background_radius_pix']:g} pixels from the centre)")
+    nr = [v["n_flux_ratio"] for v in bands.values()]
+    ap = check["aperture_radius_pix"] * float(pixel_scale)
+    if max(nr) == 0:
+        return text + (f"; no galaxy has a signal-to-noise ratio of {check['ratio_min_snr']:g} within "
+                       f"{ap:.1f}\\,arcsec of its centre, so no flux ratio is measured.")
+    dev = check["worst_abs_flux_ratio_minus_1"]
+    span = count(min(nr)) if min(nr) == max(nr) else f"{count(min(nr))} to {count(max(nr))}"
+    return text + (f"; the median ratio of the fluxes within {ap:.1f}\\,arcsec of the centre (native over SWarp) "
+                   f"differs from 1 by at most {_sig(100 * dev)}\\,\\% in every band (over the {span} galaxies per "
+                   f"band with a signal-to-noise ratio of at least {check['ratio_min_snr']:g} in that aperture).")
+
+
+def resampler_macros(paths, cfg):
+    """``ResamplerSentence`` (which resampler made the cutouts and, for the native one, its check against SWarp)
+    and the check's numbers ``SwarpCheck*`` (``--`` without a check).
+
+    Reads ``paths["swarp_check"]`` only when the config schedules the check
+    (``cutouts.resampler`` native and ``cutouts.swarp_check_galaxies`` > 0).
+    """
+    cut = cfg["cutouts"]
+    m = {"SwarpCheckNCompared": "--", "SwarpCheckNFailed": "--", "SwarpCheckMedianSigma": "--",
+         "SwarpCheckPninetyfiveSigma": "--", "SwarpCheckFluxRatioPercent": "--"}
+    if cut["resampler"] == "swarp":
+        m["ResamplerSentence"] = ("The cutouts were made with SWarp \\citep{bertin2002} (version \\VersionSwarp; "
+                                  "Lanczos-3 resampling, median of the epochs).")
+        return m
+    native = ("The cutouts of this run were made with the package's native resampler, a numpy implementation of "
+              "SWarp's Lanczos-3 resampling and median of the epochs.")
+    n = int(cut.get("swarp_check_galaxies", 0))
+    if n <= 0:
+        m["ResamplerSentence"] = native + (" This run did not check it against SWarp "
+                                           "(\\texttt{cutouts.swarp\\_check\\_galaxies} is 0).")
+        return m
+    if "swarp_check" not in paths or paths["swarp_check"] is None:
+        raise ValueError("paper variables: cutouts.resampler native with cutouts.swarp_check_galaxies > 0 needs the "
+                         "SWarp check (--swarp_check results/cutouts/swarp_check.json)")
+    check = _read_json(paths["swarp_check"])
+    try:
+        m["ResamplerSentence"] = native + " " + swarp_check_sentence(check, cut["pixel_scale"])
+        from photoz.latex import count
+
+        m["SwarpCheckNCompared"] = count(check["n_compared"])
+        m["SwarpCheckNFailed"] = count(check["n_failed"])
+        m["SwarpCheckMedianSigma"] = _sig(check["worst_median_abs_diff_sigma"])
+        m["SwarpCheckPninetyfiveSigma"] = _sig(check["worst_p95_abs_diff_sigma"])
+        dev = check["worst_abs_flux_ratio_minus_1"]
+        m["SwarpCheckFluxRatioPercent"] = "--" if dev is None else _sig(100 * dev)
+    except (KeyError, TypeError) as err:
+        from photoz.paper import PaperInputError
+
+        raise PaperInputError(f"{paths['swarp_check']}: malformed SWarp check ({type(err).__name__}: {err})") from None
+    return m
+
+
 def _read_json(path):
     from photoz.paper import PaperInputError
 
@@ -287,4 +383,6 @@ def macros(paths, cfg, mode):
         m["ZoneValidation"] = validation_sentence(v, mock.get("suspect_zone_error_mag"))
     else:
         m["ZoneValidation"] = ""
+    # the resampler, and the SWarp check of a native run
+    m.update(resampler_macros(paths, cfg))
     return m

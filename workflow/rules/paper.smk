@@ -18,6 +18,8 @@ rule paper_variables:
         zone="results/zone/zone.json",
         zone_validation=["results/zone/validation.json"] if MOCK else [],
         learning_curve=[LEARNING_CURVE_CSV] if learning_curve_trials() else [],
+        # the SWarp check of a native run (cutouts.smk: SWARP_CHECK)
+        swarp_check=["results/cutouts/swarp_check.json"] if SWARP_CHECK else [],
     output:
         "results/paper/variables.tex",
     log:

@@ -21,6 +21,7 @@ rule knn:
         trial=lambda w: json.dumps({k: config["trials"][w.trial][k] for k in ("train", "test", "folds")}),
         knn=json.dumps(config["knn"], sort_keys=True),
         n_folds=config["dataset"]["n_folds"],
+        seed=config["seed"],
     threads: 1
     resources:
         mem_mb=4000,
@@ -29,7 +30,7 @@ rule knn:
         "../../envs/analysis.yaml"
     shell:
         "python -m photoz knn --catalog {input.catalog} --trial {wildcards.trial} --trial-json {params.trial:q}"
-        " --n-folds {params.n_folds} --knn-json {params.knn:q} --output {output} --log {log}"
+        " --n-folds {params.n_folds} --knn-json {params.knn:q} --seed {params.seed} --output {output} --log {log}"
 
 
 rule table1:

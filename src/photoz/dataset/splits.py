@@ -12,7 +12,13 @@ section 3), never copies of the data, and depend only on the master
 * ``sel_{name}`` (int8): 1 = train, 2 = test, 0 = unused, for the named
   one-split selections of ``dataset.selections``: ``train_fraction`` of the
   galaxies of ``pool`` (``all``, ``s82`` or ``no_s82``) are drawn for
-  training, every other galaxy is on the test side.
+  training, every other galaxy is on the test side;
+* ``rank`` (int32): a random permutation of 0..N-1. A trial with
+  ``train_size`` (or ``train_fraction`` of all galaxies) trains on the
+  galaxies of fold 0's training side with the smallest ranks, so the
+  training sets of a learning curve are nested, and their validation
+  galaxies are those of ``val_0`` among them (the same share as in the
+  full training side).
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_SELECTIONS", "make_splits", "trial_indices", "selection_masks"]
+__all__ = ["DEFAULT_SELECTIONS", "make_splits", "trial_indices", "selection_masks", "subset_size"]
 
 DEFAULT_SELECTIONS = {
     "frac50": {"pool": "all", "train_fraction": 0.5},
@@ -54,7 +60,7 @@ def make_splits(specobjid, stripe82, seed, n_folds=5, validation_fraction=0.0484
 
     Returns
     -------
-    DataFrame indexed like the input with ``fold, val_0..val_{n-1}, sel_{name}``.
+    DataFrame indexed like the input with ``fold, val_0..val_{n-1}, sel_{name}, rank``.
     """
     ids = np.asarray(specobjid, dtype=np.int64)
     s82 = np.asarray(stripe82, dtype=bool)
@@ -101,7 +107,39 @@ def make_splits(specobjid, stripe82, seed, n_folds=5, validation_fraction=0.0484
         s = np.empty(n, dtype=np.int8)
         s[order] = s_sorted
         out[f"sel_{name}"] = s
+    rank = np.empty(n, dtype=np.int32)
+    rank[order] = _rng(seed, "rank").permutation(n).astype(np.int32)
+    out["rank"] = rank
     return pd.DataFrame(out)
+
+
+def subset_size(trial_spec, n_catalog):
+    """Galaxies on the training side of a nested-subset trial, or None for a whole fold.
+
+    ``train_size`` is a count; ``train_fraction`` a fraction of all ``n_catalog``
+    galaxies (the paper's convention for its 2%, 20% and 50% trials).
+    """
+    if trial_spec.get("train_size") is not None:
+        return int(trial_spec["train_size"])
+    if trial_spec.get("train_fraction") is not None:
+        return int(round(float(trial_spec["train_fraction"]) * int(n_catalog)))
+    return None
+
+
+def _nested(catalog, side, n, trial_spec):
+    """The ``n`` galaxies of boolean mask ``side`` with the smallest ``rank``."""
+    if "rank" not in catalog:
+        raise KeyError(f"trial {trial_spec}: a train_size/train_fraction trial needs the shard catalog's "
+                       "'rank' column (rerun the shards step)")
+    avail = int(side.sum())
+    if n > avail:
+        raise ValueError(f"trial {trial_spec}: training subset of {n} galaxies asked, but fold 0's training "
+                         f"side has only {avail}")
+    rank = np.asarray(catalog["rank"], dtype=np.int64)
+    idx = np.flatnonzero(side)
+    keep = np.zeros_like(side)
+    keep[idx[np.argsort(rank[idx], kind="stable")[:n]]] = True
+    return keep
 
 
 def _side(catalog, name, fold):
@@ -129,6 +167,9 @@ def selection_masks(catalog, trial_spec, fold=0):
     vcol = f"val_{fold}" if is_cv else "val_0"
     if vcol not in catalog:
         raise KeyError(f"no validation column {vcol!r} in the shard catalog (fold {fold})")
+    n_sub = subset_size(trial_spec, len(catalog))
+    if n_sub is not None:
+        train = _nested(catalog, train, n_sub, trial_spec)
     val = train & np.asarray(catalog[vcol], dtype=bool)
     train = train & ~val
     overlap = (train | val) & test
@@ -147,7 +188,9 @@ def trial_indices(catalog, trial_spec, fold=0):
     trial_spec : mapping
         A trial of the config, with ``train`` and ``test`` selection names:
         ``cv_train``/``cv_test`` use ``fold``; ``{name}_train``/``{name}_test``
-        use ``sel_{name}``.
+        use ``sel_{name}``; with ``train_size`` or ``train_fraction`` the
+        training side (validation included) is the nested subset of that size
+        (smallest ``rank`` first).
     fold : int
         The cross-validation fold (one-split trials use fold 0's validation
         column ``val_0`` restricted to their training side).

@@ -44,7 +44,7 @@ from .model import PhotoZNet, member_state_dict, stack_state_dicts
 from photoz import bins as zbins
 from photoz import metrics
 
-__all__ = ["TrainConfig", "SpeedSettings", "CUDA_ONLY", "train_members", "train_step", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
+__all__ = ["TrainConfig", "SpeedSettings", "CUDA_ONLY", "n_epochs", "train_members", "train_step", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
 
 log = logging.getLogger("photoz.nn.train")
 
@@ -62,6 +62,7 @@ class TrainConfig:
 
     epochs: int = 30
     max_iterations: int = 120000
+    min_iterations: int = 0         # small training sets run more epochs, up to this many steps
     batch_size: int = 128
     learning_rate: float = 1e-4
     device: str = "auto"            # auto | cpu | cuda
@@ -101,9 +102,20 @@ class TrainConfig:
 
     def fingerprint(self):
         """What must match for a checkpoint to be resumed (not device or speed settings)."""
-        keys = ["epochs", "max_iterations", "batch_size", "learning_rate", "width", "dense", "ebv_input",
+        keys = ["epochs", "max_iterations", "min_iterations", "batch_size", "learning_rate", "width", "dense", "ebv_input",
                 "n_bins", "z_min", "z_max"]
         return {k: getattr(self, k) for k in keys}
+
+
+def n_epochs(cfg, n_train):
+    """Epochs to run on ``n_train`` galaxies: ``epochs``, or more if that is under ``min_iterations`` steps.
+
+    A small training set (a learning-curve point) gets as many epochs as it
+    takes to reach ``min_iterations`` optimisation steps; ``max_iterations``
+    still stops the run. With ``min_iterations = 0`` this is ``cfg.epochs``.
+    """
+    steps = math.ceil(int(n_train) / cfg.batch_size)
+    return max(int(cfg.epochs), math.ceil(int(cfg.min_iterations) / max(steps, 1)))
 
 
 def resolve_device(name):
@@ -504,8 +516,12 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
                 "amp=%s channels_last=%s compile=%s fused=%s", G, list(seeds), sp.device, n, len(val_src),
                 math.ceil(n / cfg.batch_size), sp.amp, sp.channels_last, sp.compile, sp.fused)
     budget = [stop_after_iterations]
+    epochs = n_epochs(cfg, n)
+    if epochs != cfg.epochs:
+        logger.info("%d epochs instead of %d: %d steps per epoch, min_iterations %d", epochs, cfg.epochs,
+                    math.ceil(n / cfg.batch_size), cfg.min_iterations)
     model.train()
-    for epoch in range(st.start_epoch, cfg.epochs):
+    for epoch in range(st.start_epoch, epochs):
         if st.iteration >= cfg.max_iterations:
             break
         t0 = time.time()
@@ -516,7 +532,7 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
         train_loss, n_seen = done
         vals = _validate(cfg, sp, model, val, G)
         seconds = time.time() - t0
-        last = epoch + 1 >= cfg.epochs or st.iteration >= cfg.max_iterations
+        last = epoch + 1 >= epochs or st.iteration >= cfg.max_iterations
         rng = _rng_states()
         for g in range(G):
             row = {"epoch": epoch + 1, "iteration": st.iteration, "train_loss": float(train_loss[g]),
@@ -526,7 +542,7 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
                 for k in ("train_loss", "val_loss", "val_sigma_mad"):
                     writers[g].add_scalar(k, row[k], epoch + 1)
             logger.info("seed %d epoch %d/%d it %d: train_loss %.4f val_loss %.4f val_sigma_mad %.4f (%.1f s, %.0f img/s)%s",
-                        seeds[g], epoch + 1, cfg.epochs, st.iteration, row["train_loss"], row["val_loss"],
+                        seeds[g], epoch + 1, epochs, st.iteration, row["train_loss"], row["val_loss"],
                         row["val_sigma_mad"], seconds, G * n_seen / max(seconds, 1e-9), " *best" if improved else "")
     if writers:
         for w in writers:

@@ -1,0 +1,196 @@
+#!/usr/bin/env python
+"""Report of a `mock-science` run: wall time per stage and the science numbers.
+
+    snakemake --cores 2 --configfile config/mock-science.yaml 2>&1 | tee logs/science.log
+    python benchmarks/mock_science.py --run-dir . > benchmarks/mock_science.txt
+
+Reads only what the run wrote (nothing is recomputed from the mock's truth):
+
+* Snakemake's own logs (``.snakemake/log/*.snakemake.log``; every invocation
+  of the run): per rule, the number of jobs, the summed job time and the wall
+  span from the first job's start to the last job's end, and the run's wall
+  time (first start to last finish);
+* ``results/learning_curve.csv``: sigma_MAD, eta, bias and CRPS of the CNN
+  ensemble and the kNN at each training size (same fold-0 test galaxies);
+* ``results/ensemble/main.parquet`` and ``results/knn/main.parquet``: Stripe
+  82-like (deep) against single-epoch galaxies, all folds;
+* ``results/ensemble/{main,noebv}.parquet``: the slope of the bias against the
+  catalogue's E(B-V) with and without the reddening input (fold 0);
+* ``results/models/main/fold*/seed*/metrics.csv``: convergence (validation
+  loss over the last epochs against its minimum);
+* the main ensemble's PIT histogram.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import glob
+import os
+import platform
+import re
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from photoz import metrics  # noqa: E402
+
+STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
+START = re.compile(r"^(?:local)?rule (\w+):$")
+JOBID = re.compile(r"^\s+jobid: (\d+)$")
+FINISHED = re.compile(r"^Finished jobid: (\d+) \(Rule: (\w+)\)")
+
+
+def parse_snakemake_logs(paths):
+    """Per-job (rule, start, end) from Snakemake logs; job ids are per log file."""
+    jobs = []
+    for path in paths:
+        stamp, pending, open_jobs = None, None, {}
+        for line in Path(path).read_text(errors="replace").splitlines():
+            m = STAMP.match(line.strip())
+            if m:
+                stamp = datetime.datetime.strptime(m.group(1), "%a %b %d %H:%M:%S %Y")
+                continue
+            m = START.match(line.strip())
+            if m:
+                pending = (m.group(1), stamp)
+                continue
+            m = JOBID.match(line)
+            if m and pending:
+                open_jobs[m.group(1)] = pending
+                pending = None
+                continue
+            m = FINISHED.match(line.strip())
+            if m and m.group(1) in open_jobs:
+                rule, t0 = open_jobs.pop(m.group(1))
+                jobs.append((rule, t0, stamp))
+    return jobs
+
+
+def stage_table(jobs):
+    rows = defaultdict(lambda: [0, 0.0, None, None])
+    for rule, t0, t1 in jobs:
+        r = rows[rule]
+        r[0] += 1
+        r[1] += (t1 - t0).total_seconds()
+        r[2] = t0 if r[2] is None else min(r[2], t0)
+        r[3] = t1 if r[3] is None else max(r[3], t1)
+    return rows
+
+
+def _pm(z_phot, z_spec, seed=0):
+    m = metrics.point_metrics(z_phot, z_spec)
+    e = metrics.bootstrap(z_phot, z_spec, n_resamples=200, seed=seed)
+    return m, e
+
+
+def _slope(x, y, n_boot=200, seed=0):
+    """Least-squares slope of y on x and its bootstrap error."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    b = np.polyfit(x, y, 1)[0]
+    rng = np.random.default_rng(seed)
+    boots = [np.polyfit(x[i], y[i], 1)[0] for i in (rng.integers(0, x.size, x.size) for _ in range(n_boot))]
+    return b, float(np.std(boots))
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-dir", default=".", help="the run's working directory")
+    p.add_argument("--command", default="snakemake --cores 2 --configfile config/mock-science.yaml",
+                   help="the command that made the run (printed)")
+    a = p.parse_args(argv)
+    run = Path(a.run_dir)
+    res = run / "results"
+    import torch
+
+    print("# mock_science: a report of the mock-science preset's run (benchmarks/mock_science.py)")
+    print(f"date of report: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
+    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?") \
+        if os.path.exists("/proc/cpuinfo") else platform.processor()
+    print(f"machine: {platform.node()} {platform.machine()}, {cpu}, {os.cpu_count()} cores, no GPU used")
+    print(f"versions: python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}")
+    print(f"command: {a.command}")
+
+    logs = sorted(glob.glob(str(run / ".snakemake/log/*.snakemake.log")))
+    jobs = parse_snakemake_logs(logs)
+    if jobs:
+        rows = stage_table(jobs)
+        t0 = min(r[2] for r in rows.values())
+        t1 = max(r[3] for r in rows.values())
+        print(f"\n## wall time per stage ({len(logs)} Snakemake invocation(s), {len(jobs)} finished jobs)")
+        print(f"{'rule':<18}{'jobs':>6}{'job-minutes':>13}{'wall span (min)':>17}   first start -> last end")
+        for rule, (n, secs, s, e) in sorted(rows.items(), key=lambda kv: kv[1][2]):
+            print(f"{rule:<18}{n:>6}{secs / 60:>13.1f}{(e - s).total_seconds() / 60:>17.1f}   {s:%H:%M:%S} -> {e:%H:%M:%S}")
+        busy = sum(r[1] for r in rows.values())
+        print(f"run: first job {t0:%Y-%m-%d %H:%M:%S} -> last job {t1:%H:%M:%S}: {(t1 - t0).total_seconds() / 60:.1f} min "
+              f"wall ({busy / 60:.0f} job-minutes on 2 cores)")
+
+    cat_path = res / "shards/catalog.parquet"
+    if cat_path.exists():
+        cat = pd.read_parquet(cat_path, columns=["specObjID", "fold", "stripe82", "ebv"])
+        print(f"\ngalaxies in the shards: {len(cat)} ({int(cat.stripe82.sum())} in the Stripe 82-like patch)")
+    lc = res / "learning_curve.csv"
+    if lc.exists():
+        df = pd.read_csv(lc)
+        print("\n## learning curve (results/learning_curve.csv; same fold-0 test galaxies at every point)")
+        print(df.to_string(index=False))
+    conv = []
+    for f in sorted(glob.glob(str(res / "models/*/fold*/seed*/metrics.csv"))):
+        m = pd.read_csv(f)
+        best = int(m.val_loss.idxmin())
+        last3 = m.val_loss.iloc[-3:]
+        conv.append((str(Path(f).parent.relative_to(res / "models")), len(m), int(m.iteration.iloc[-1]),
+                     int(m.epoch.iloc[best]), float(m.val_loss.min()), float(last3.mean()),
+                     float(m.val_sigma_mad.iloc[best]), float(m.val_sigma_mad.iloc[-1])))
+    if conv:
+        print("\n## convergence per member: validation loss at its minimum and over the last 3 epochs")
+        print(f"{'member':<28}{'epochs':>7}{'iters':>8}{'best ep':>8}{'min val_loss':>13}{'last-3 mean':>12}"
+              f"{'rel. diff':>10}{'val smad best':>14}{'last':>8}")
+        for name, ne, it, be, vmin, vlast, sb, sl in conv:
+            print(f"{name:<28}{ne:>7}{it:>8}{be:>8}{vmin:>13.4f}{vlast:>12.4f}{(vlast - vmin) / abs(vmin):>10.3%}{sb:>14.4f}{sl:>8.4f}")
+
+    ens_p, knn_p = res / "ensemble/main.parquet", res / "knn/main.parquet"
+    if ens_p.exists() and cat_path.exists():
+        ens = pd.read_parquet(ens_p, columns=["specObjID", "fold", "z_spec", "z_phot", "pit", "crps"])
+        ens = ens.merge(cat[["specObjID", "stripe82", "ebv"]], on="specObjID", how="left")
+        print("\n## Stripe 82-like (deep, 4 epochs) against single-epoch galaxies: main trial, all folds")
+        knn = pd.read_parquet(knn_p).merge(cat[["specObjID", "stripe82"]], on="specObjID") if knn_p.exists() else None
+        for label, sel in (("deep (S82-like)", True), ("single-epoch", False)):
+            e = ens[ens.stripe82 == sel]
+            m, err = _pm(e.z_phot, e.z_spec)
+            line = f"{label:<17} N={len(e):>6}  CNN sigma_MAD {m['sigma_mad']:.4f} +- {err['sigma_mad_err']:.4f}  eta {m['eta']:.2f}%"
+            if knn is not None:
+                k = knn[knn.stripe82 == sel]
+                mk, ek = _pm(k.z_phot, k.z_spec)
+                line += f"   kNN sigma_MAD {mk['sigma_mad']:.4f} +- {ek['sigma_mad_err']:.4f}  eta {mk['eta']:.2f}%"
+            print(line)
+        h = np.histogram(ens.pit, bins=10, range=(0, 1))[0] / len(ens)
+        print("\n## PIT of the main ensemble (10 bins, fraction; flat = 0.100 each)")
+        print(" ".join(f"{v:.3f}" for v in h))
+        noebv_p = res / "ensemble/noebv.parquet"
+        if noebv_p.exists():
+            print("\n## bias against the catalogue's E(B-V), fold-0 test galaxies: slope d(dz)/d(E(B-V))")
+            ne = pd.read_parquet(noebv_p, columns=["specObjID", "z_spec", "z_phot"]).merge(
+                cat[["specObjID", "ebv"]], on="specObjID")
+            f0 = ens[ens.fold == 0]
+            for label, d in (("with E(B-V) input (main, fold 0)", f0), ("without E(B-V) input (noebv)", ne)):
+                dz = metrics.delta_z(d.z_phot.to_numpy(), d.z_spec.to_numpy())
+                keep = np.abs(dz) < 0.05  # outliers excluded from the fit (the paper's eta threshold)
+                b, be = _slope(d.ebv.to_numpy()[keep], dz[keep])
+                print(f"{label:<36} N={int(keep.sum()):>5}  slope {b:+.4f} +- {be:.4f}")
+    prov = run / "results/paper/variables.tex"
+    if prov.exists():
+        digest = re.search(r"\\newcommand\{\\ConfigDigest\}\{([^}]*)\}", prov.read_text())
+        if digest:
+            print(f"\nconfig digest (variables.tex): {digest.group(1)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

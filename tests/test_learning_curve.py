@@ -10,7 +10,7 @@ from photoz import bins, learning_curve as lc, metrics, wording
 
 N_BINS = 40
 EDGES = bins.edges(N_BINS, 0.0, 0.4)
-SPEC = {"train": "cv_train", "test": "cv_test", "folds": "single", "members": 1}
+SPEC = {"train": "cv_train", "test": "cv_test", "folds": "single", "members": 1, "train_size": 100}
 MAIN = {"train": "cv_train", "test": "cv_test", "folds": "all", "members": 1}
 
 
@@ -18,7 +18,7 @@ def _catalog(n=300, n_folds=5, seed=0):
     rng = np.random.default_rng(seed)
     cat = pd.DataFrame({"specObjID": np.arange(n, dtype=np.int64) * 10 + 3,
                         "z": np.clip(rng.gamma(6.0, 0.02, n), 0.01, 0.38),
-                        "fold": (np.arange(n) % n_folds).astype(np.int8)})
+                        "fold": (np.arange(n) % n_folds).astype(np.int8), "rank": rng.permutation(n).astype(np.int32)})
     for f in range(n_folds):
         cat[f"val_{f}"] = (cat["fold"] != f) & (rng.random(n) < 0.1)
     return cat
@@ -38,7 +38,7 @@ def _ensemble(cat, sigma, folds, seed):
     return df, pdf
 
 
-def _knn(ens, sigma, seed, n_train=123):
+def _knn(ens, sigma, seed, n_train):
     rng = np.random.default_rng(seed)
     z = ens["z_spec"].to_numpy()
     return pd.DataFrame({"specObjID": ens["specObjID"], "fold": ens["fold"], "z_spec": z,
@@ -50,7 +50,8 @@ def _knn(ens, sigma, seed, n_train=123):
 def inputs():
     cat = _catalog()
     ens = {"small": _ensemble(cat, 0.03, [0], 1), "main": _ensemble(cat, 0.01, range(5), 2)}
-    knn = {"small": _knn(ens["small"][0], 0.025, 3), "main": _knn(ens["main"][0], 0.02, 4)}
+    side = {t: int((cat["fold"] != 0).sum()) if t == "main" else 100 for t in ens}
+    knn = {"small": _knn(ens["small"][0], 0.025, 3, side["small"]), "main": _knn(ens["main"][0], 0.02, 4, side["main"])}
     return cat, ens, knn, {"small": SPEC, "main": MAIN}
 
 
@@ -81,14 +82,18 @@ def test_points_equal_photoz_metrics_on_fold0_galaxies(inputs):
         dzk = metrics.delta_z(k["z_phot"].to_numpy(), k["z_spec"].to_numpy())
         krow = df[(df["trial"] == t) & (df["estimator"] == "knn")].iloc[0]
         assert krow["sigma_mad"] == pytest.approx(metrics.sigma_mad(dzk), rel=1e-12)
-        assert np.isnan(krow["crps"]) and krow["n_train"] == 123
+        assert np.isnan(krow["crps"]) and krow["n_train"] == krow["n_train_side"]
         assert row["ratio_sigma_mad"] == pytest.approx(metrics.sigma_mad(dz) / metrics.sigma_mad(dzk), rel=1e-12)
         assert row["sigma_mad_err"] > 0 and row["ratio_sigma_mad_err"] > 0
-    # the CNN's training size: fold 0's training side without its validation subset (as Table 2)
-    side = cat["fold"] != 0
-    cnn = df[df["estimator"] == "cnn"]
-    assert (cnn["n_train"] == int((side & ~cat["val_0"]).sum())).all()
-    assert (cnn["n_train_side"] == int(side.sum())).all()
+    # the CNN's training size: the training side without its validation subset (as Table 2); the small
+    # trial's side: the 100 galaxies of fold 0's training side with the smallest rank
+    side = (cat["fold"] != 0).to_numpy()
+    small = np.zeros(len(cat), bool)
+    small[np.flatnonzero(side)[np.argsort(cat["rank"].to_numpy()[side])[:100]]] = True
+    cnn = df[df["estimator"] == "cnn"].set_index("trial")
+    assert cnn.loc["main", "n_train"] == int((side & ~cat["val_0"]).sum())
+    assert cnn.loc["small", "n_train"] == int((small & ~cat["val_0"]).sum()) < 100
+    assert list(cnn["n_train_side"]) == [100, int(side.sum())]
     assert list(cnn["network"]) == ["reduced", "full"]
 
 
@@ -115,6 +120,13 @@ def test_different_test_galaxies_is_an_error(inputs):
     k.loc[k.index[k["fold"] == 0][0], "specObjID"] = -1
     with pytest.raises(ValueError, match="kNN of trial 'main'.*same galaxies"):
         _curve((cat, ens, {**knn, "main": k}, trials))
+
+
+def test_knn_of_another_selection_is_an_error(inputs):
+    cat, ens, knn, trials = inputs
+    wrong = knn["small"].assign(n_train=int((cat["fold"] != 0).sum()))  # trained on the whole fold: no train_size
+    with pytest.raises(ValueError, match=r"results/knn/small.parquet: the kNN of trial 'small' trained on \d+"):
+        _curve((cat, ens, {**knn, "small": wrong}, trials))
 
 
 def test_missing_trial_names_the_file(inputs, tmp_path):
@@ -148,7 +160,7 @@ def test_command_writes_csv_and_table(inputs, tmp_path):
         knn[t].to_parquet(tmp_path / f"knn_{t}.parquet")
         args += ["--ensemble", f"{t}={tmp_path / f'{t}.parquet'}", "--knn", f"{t}={tmp_path / f'knn_{t}.parquet'}"]
     cfg = ('{"learning_curve": ["small", "main"], "trials": {"small": {"train": "cv_train", "test": "cv_test",'
-           ' "folds": "single"}, "main": {"train": "cv_train", "test": "cv_test", "folds": "all"}},'
+           ' "folds": "single", "train_size": 100}, "main": {"train": "cv_train", "test": "cv_test", "folds": "all"}},'
            ' "networks": {"small": "reduced", "main": "full"},'
            ' "bins": {"n": 40, "z_min": 0.0, "z_max": 0.4}, "bootstrap": 20, "seed": 5}')
     assert lc.main(["--config-json", cfg, "--catalog", str(tmp_path / "catalog.parquet"), *args,

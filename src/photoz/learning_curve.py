@@ -256,6 +256,10 @@ def learning_curve(names, ensembles, knns, catalog, trials, networks=None, bin_e
         spec = trials[t]
         side = training_size(catalog, spec, [TEST_FOLD], exclude_validation=False)
         n_knn = knn["n_train"].iloc[0] if "n_train" in knn.columns else side
+        if int(n_knn) != int(side):
+            raise ValueError(f"{knn_src}: the kNN of trial {t!r} trained on {int(n_knn)} galaxies, but the trial's "
+                             f"training side (fold {TEST_FOLD}, with validation) has {int(side)}: it was not made "
+                             "with this trial's selection (train_size / train_fraction)")
         n_train = {"cnn": training_size(catalog, spec, [TEST_FOLD], exclude_validation=True), "knn": float(n_knn)}
         for est in ESTIMATORS:
             s = point_scores(zp[est], zs, crps if est == "cnn" else None, n_bootstrap, seed + 1000 * i)

@@ -18,7 +18,7 @@ rule knn:
     log:
         "logs/knn/{trial}.log",
     params:
-        trial=lambda w: json.dumps({k: config["trials"][w.trial][k] for k in ("train", "test", "folds")}),
+        trial=lambda w: json.dumps(_trials.split_spec(config, w.trial)),
         knn=json.dumps(config["knn"], sort_keys=True),
         n_folds=config["dataset"]["n_folds"],
         seed=config["seed"],
@@ -69,7 +69,7 @@ rule table2:
         cfg=json.dumps({
             "table2": config["table2"],
             "regions": config["regions"],
-            "trials": {t: {k: config["trials"][t][k] for k in ("train", "test", "folds")} for t in table2_trials()},
+            "trials": {t: _trials.split_spec(config, t) for t in table2_trials()},
             "n_folds": config["dataset"]["n_folds"],
             "bins": config["bins"],
             "bootstrap": config["paper"]["bootstrap"],
@@ -121,7 +121,7 @@ if learning_curve_trials():
         params:
             cfg=json.dumps({
                 "learning_curve": learning_curve_trials(),
-                "trials": {t: config["trials"][t] for t in learning_curve_trials()},
+                "trials": {t: _trials.split_spec(config, t) for t in learning_curve_trials()},
                 "networks": {t: _trials.network_name(config, t) for t in learning_curve_trials()},
                 "bins": config["bins"],
                 "bootstrap": config["paper"]["bootstrap"],

@@ -358,8 +358,8 @@ def macros(path):
     ks = knn["slope_sigma_mad"].iloc[0] if len(knn) else np.nan
     kse = knn["slope_sigma_mad_err"].iloc[0] if len(knn) else np.nan
     m["LcSlopeKnn"] = latex.pm(ks, kse, ".3f")
-    m["LcSmallestSentence"] = wording.learning_curve_end(lo["ratio_sigma_mad"], lo["ratio_sigma_mad_err"],
-                                                         latex.count(lo["n_train"]), "smallest")
+    m["LcSmallestSentence"] = "" if len(cnn) < 2 else wording.learning_curve_end(
+        lo["ratio_sigma_mad"], lo["ratio_sigma_mad_err"], latex.count(lo["n_train"]), "smallest")
     m["LcLargestSentence"] = wording.learning_curve_end(hi["ratio_sigma_mad"], hi["ratio_sigma_mad_err"],
                                                         latex.count(hi["n_train"]), "largest")
     m["LcSlopeSentence"] = wording.learning_curve_slopes(cnn["slope_sigma_mad"].iloc[0],

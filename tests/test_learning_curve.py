@@ -260,7 +260,7 @@ def test_paper_macros_follow_the_curve(tmp_path):
     m = lc.macros(tmp_path / "learning_curve.csv")
     assert "falls more slowly" in m["LcSlopeSentence"] and "is higher than" in m["LcLargestSentence"]
     assert lc.macros(None)["LcNPoints"] == "0"
-    df[df["trial"] == "main"].to_csv(tmp_path / "one.csv", index=False)  # one point: one end, no slope
+    lc.add_summaries(df[df["trial"] == "main"]).to_csv(tmp_path / "one.csv", index=False)  # one point: one end
     m = lc.macros(tmp_path / "one.csv")
     assert m["LcNPoints"] == "1" and m["LcSmallestSentence"] == "" and "not compared" in m["LcSlopeSentence"]
     with pytest.raises(FileNotFoundError, match="nope.csv"):

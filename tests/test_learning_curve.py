@@ -265,3 +265,36 @@ def test_paper_macros_follow_the_curve(tmp_path):
     assert m["LcNPoints"] == "1" and m["LcSmallestSentence"] == "" and "not compared" in m["LcSlopeSentence"]
     with pytest.raises(FileNotFoundError, match="nope.csv"):
         lc.macros(tmp_path / "nope.csv")
+
+
+def _job_counts(root, *args):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--forceall", "--quiet", "rules", *args],
+                          capture_output=True, text=True, cwd=root, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    counts = {}
+    for line in (proc.stdout + proc.stderr).splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit():
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def test_rule_scheduled_only_with_learning_curve_trials(root, default_config):
+    from photoz import trials
+
+    assert trials.learning_curve(default_config)
+    with_lc = _job_counts(root)
+    assert with_lc["learning_curve"] == 1
+    assert with_lc["knn"] >= len(trials.learning_curve(default_config))
+    preset = root / "config" / "sdss-dr12.yaml"
+    if not preset.exists():
+        pytest.skip("config/sdss-dr12.yaml not present")
+    without = _job_counts(root, "--configfile", str(preset))  # learning_curve: []
+    assert "learning_curve" not in without and "paper" in without
+    # no learning curve: its figure is not drawn (the paper leaves it out)
+    from photoz.figures import FIGURES
+
+    assert without["figure"] == len(FIGURES) - 1 and with_lc["figure"] == len(FIGURES)

@@ -26,6 +26,7 @@ COMMANDS = {
     "ensemble": "photoz.nn.ensemble",
     "knn": "photoz.knn",
     "tables": "photoz.tables",
+    "learning-curve": "photoz.learning_curve",
     "zone": "photoz.zone",
     "figure": "photoz.figures.cli",
     "paper": "photoz.paper",

@@ -36,10 +36,11 @@ FMT = latex.FMT
 RESULT_FILES = {"table1": "table1.csv", "table2": "table2.csv", "tableA1": "tableA1.csv",
                 "catalog": "catalog.parquet", "failures": "cutouts/failures.csv", "manifest": "shards/manifest.json",
                 "zone": "zone/zone.json", "zone_validation": "zone/validation.json", "losses": "cutouts/losses.json",
-                "swarp_check": "cutouts/swarp_check.json"}
+                "swarp_check": "cutouts/swarp_check.json", "learning_curve": "learning_curve.csv"}
 #: Result files that only some runs have: the zone validation exists in mode mock only, the SWarp check
-#: only with cutouts.resampler native and cutouts.swarp_check_galaxies > 0.
-OPTIONAL_FILES = {"zone_validation", "swarp_check"}
+#: only with cutouts.resampler native and cutouts.swarp_check_galaxies > 0, the learning curve when the
+#: config lists learning_curve trials.
+OPTIONAL_FILES = {"zone_validation", "swarp_check", "learning_curve"}
 PACKAGES = ["numpy", "scipy", "pandas", "astropy", "torch", "matplotlib", "snakemake", "galsim", "sep"]
 #: Table 2 rows the text talks about, by (estimator, subset, widest-removed) of the trial of the full row.
 NAMED_ROWS = {"Main": ("cnn", "all", 0.0), "Bsixteen": ("b16", "all", 0.0), "Knn": ("knn", "all", 0.0),
@@ -160,6 +161,7 @@ def collect(inputs, cfg, data_mode=None, root=None, date=None):
     m.update(_table1_macros(paths["table1"]))
     m.update(_table2_macros(paths["table2"]))
     m.update(_published_macros())
+    m.update(_learning_curve_macros(paths.get("learning_curve"), cfg))
     # words and sentences that compare numbers: chosen by the numbers (photoz.wording)
     from photoz import wording
 
@@ -299,6 +301,21 @@ def _table2_macros(path):
     else:
         m["BsixteenOverMain"] = "--"
     return m
+
+
+def _learning_curve_macros(path, cfg):
+    """The learning curve's numbers and sentences (``photoz.learning_curve.macros``); ``LcNPoints`` 0 without one."""
+    from photoz import learning_curve
+
+    if not trials.learning_curve(cfg):
+        return learning_curve.macros(None)
+    if path is None:
+        raise PaperInputError("paper variables: the config lists learning_curve trials but no --learning_curve file "
+                              "is given")
+    try:
+        return learning_curve.macros(path)
+    except (OSError, ValueError) as err:
+        raise PaperInputError(str(err)) from None
 
 
 def _published_macros():

@@ -15,6 +15,7 @@ from __future__ import annotations
 __all__ = [
     "MAIN", "main_trial", "folds", "trial_folds", "trial_seeds", "network_name", "ensemble_path",
     "knn_path", "table2_trials", "knn_trials", "table1_trial", "learning_curve", "trained_trials",
+    "SPLIT_KEYS", "split_spec",
 ]
 
 #: Name of the paper's main trial (80% training, 5-fold cross-validation).
@@ -47,6 +48,15 @@ def trial_seeds(cfg, name):
 def network_name(cfg, name):
     """The network (key of ``networks``) trial ``name`` trains."""
     return cfg["trials"][name].get("network", cfg["training"]["network"])
+
+
+#: Keys of a trial entry that decide its galaxies (``photoz.dataset.splits.selection_masks``).
+SPLIT_KEYS = ("train", "test", "folds", "train_size", "train_fraction")
+
+
+def split_spec(cfg, name):
+    """The keys of trial ``name`` that decide which galaxies it trains and tests on (:data:`SPLIT_KEYS`)."""
+    return {k: v for k, v in cfg["trials"][name].items() if k in SPLIT_KEYS}
 
 
 def ensemble_path(name, results="results"):

@@ -14,7 +14,12 @@ Rules of the comparisons (``K_SIGMA`` = 2):
 * the folds of Table 1 *agree* when the χ² of their σ_MAD about the mean, in
   units of their bootstrap errors, has a p-value >= ``P_AGREE`` for
   ``n − 1`` degrees of freedom (:func:`folds_agree`);
-* sample sizes are compared as orders of magnitude (:func:`size_words`).
+* sample sizes are compared as orders of magnitude (:func:`size_words`);
+* on the learning curve, the CNN's σ_MAD is *lower* or *higher* than the
+  kNN's when their ratio differs from 1 by more than ``K_SIGMA`` times its
+  paired bootstrap error (:func:`learning_curve_end`), and one σ_MAD *falls
+  faster* with the training size when the log-log slopes differ by more
+  than ``K_SIGMA`` combined errors (:func:`learning_curve_slopes`).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 __all__ = ["K_SIGMA", "P_AGREE", "compare", "folds_agree", "size_words", "zone_sentence",
-           "validation_sentence", "swarp_check_sentence", "resampler_macros", "macros"]
+           "validation_sentence", "learning_curve_end", "learning_curve_slopes", "swarp_check_sentence",
+           "resampler_macros", "macros"]
 
 K_SIGMA = 2.0
 P_AGREE = 0.01
@@ -155,6 +161,44 @@ def validation_sentence(v, injected_mag=None):
         return what + (f" The search did not recover it: the found cells overlap the injected zone (Jaccard index "
                        f"{v['jaccard']:.2f}) but their bias has the opposite sign; {inj}.")
     return what + " The search could not be checked: no test galaxy lies in the injected zone."
+
+
+def learning_curve_end(ratio, ratio_err, n_train, end="largest"):
+    """The CNN against the kNN at one end of the learning curve, from σ_MAD(CNN)/σ_MAD(kNN).
+
+    ``n_train`` is the (LaTeX-formatted) training size, ``end`` ``smallest`` or ``largest``.
+    """
+    r, e = _num(ratio), _num(ratio_err)
+    at = f"At the {end} training set ({n_train} galaxies)"
+    if r is None:
+        return at + " the CNN and the kNN are not compared (missing value)."
+    word = compare(r, 1.0, e or 0.0, 0.0, ("lower than", "consistent with", "higher than"))
+    value = f"${r:.3f}\\pm{e:.3f}$" if e is not None else f"{r:.3f}"
+    return f"{at} the CNN's $\\smad$ is {word} the kNN's (ratio {value})."
+
+
+def learning_curve_slopes(cnn, cnn_err, knn, knn_err):
+    """Which σ_MAD falls faster with the training size: the log-log slopes of the CNN and the kNN.
+
+    Both slopes negative: the CNN's curve *falls faster than*, *falls as fast
+    as* or *falls more slowly than* the kNN's; otherwise the signs are said.
+    """
+    a, ea, b, eb = _num(cnn), _num(cnn_err), _num(knn), _num(knn_err)
+    if a is None or b is None:
+        return "The slopes of the two curves are not compared (fewer than two points)."
+
+    def s(x, e):
+        return f"${x:.3f}" + (f" \\pm {e:.3f}$" if e is not None else "$")
+
+    slopes = f"(slopes $\\mathrm{{d}}\\log\\smad/\\mathrm{{d}}\\log N$ of {s(a, ea)} and {s(b, eb)})"
+    if a < 0 and b < 0:
+        word = compare(a, b, ea or 0.0, eb or 0.0, ("falls faster", "falls as fast", "falls more slowly"))
+        than = "as" if word == "falls as fast" else "than"
+        return f"The CNN's $\\smad$ {word} with the training size {than} the kNN's {slopes}."
+
+    def trend(x):
+        return "falls" if x < 0 else ("rises" if x > 0 else "stays flat")
+    return f"The CNN's $\\smad$ {trend(a)} with the training size and the kNN's {trend(b)} {slopes}."
 
 
 def _sig(x, digits=2):

@@ -96,6 +96,19 @@ def knn_trials():
     return _trials.knn_trials(config)
 
 
+def learning_curve_trials():
+    """The config's learning-curve trials, ascending training size (empty: no learning curve)."""
+    return _trials.learning_curve(config)
+
+
+LEARNING_CURVE_CSV = "results/learning_curve.csv"
+
+
+def run_figures():
+    """The figures this run draws: every one of FIGURES, those reading the learning curve only when it has trials."""
+    return [n for n in FIGURES if LEARNING_CURVE_CSV not in figure_inputs(n).values() or learning_curve_trials()]
+
+
 def table1_trial():
     try:
         return _trials.table1_trial(config)

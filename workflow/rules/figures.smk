@@ -4,12 +4,13 @@
 # results/figures/NAME.pdf and .png; the PNGs are report() outputs for
 # `snakemake --report`. A figure's inputs are those its module declares
 # (INPUTS) and the module's own source file, so editing one figure's code
-# rebuilds that figure and the paper only.
+# rebuilds that figure and the paper only. The learning curve's figure is drawn
+# only when the config has learning_curve trials (run_figures()).
 
 
 rule figures:
     input:
-        expand("results/figures/{name}.{ext}", name=FIGURES, ext=["pdf", "png"]),
+        expand("results/figures/{name}.{ext}", name=run_figures(), ext=["pdf", "png"]),
 
 
 rule figure:

@@ -17,6 +17,7 @@ rule paper_variables:
         manifest="results/shards/manifest.json",
         zone="results/zone/zone.json",
         zone_validation=["results/zone/validation.json"] if MOCK else [],
+        learning_curve=[LEARNING_CURVE_CSV] if learning_curve_trials() else [],
         # the SWarp check of a native run (cutouts.smk: SWARP_CHECK)
         swarp_check=["results/cutouts/swarp_check.json"] if SWARP_CHECK else [],
     output:
@@ -43,8 +44,9 @@ rule paper:
         tex=str(ROOT / "paper" / "ms.tex"),
         cls=str(ROOT / "paper" / "aa-fallback.cls"),
         variables="results/paper/variables.tex",
-        tables=expand("results/tables/{t}.tex", t=["table1", "table2", "tableA1"]),
-        figures=expand("results/figures/{name}.pdf", name=FIGURES),
+        tables=expand("results/tables/{t}.tex",
+                      t=["table1", "table2", "tableA1"] + (["learning_curve"] if learning_curve_trials() else [])),
+        figures=expand("results/figures/{name}.pdf", name=run_figures()),
     output:
         report("paper/ms.pdf", category="Paper"),
     log:

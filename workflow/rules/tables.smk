@@ -3,6 +3,9 @@
 #   table1   per-fold metrics of the main trial          -> results/table1.csv, results/tables/table1.tex
 #   table2   every row of config `table2:`               -> results/table2.csv, results/tables/table2.tex
 #   tableA1  the layers of the network                   -> results/tableA1.csv, results/tables/tableA1.tex
+#   learning_curve  CNN and kNN of config `learning_curve:` trials on fold 0's test galaxies
+#                                                        -> results/learning_curve.csv, results/tables/learning_curve.tex
+#            (defined only when the list is non-empty)
 # `snakemake results/table2.csv` builds only the ensembles of the trials that
 # table2 rows name, the kNN of trials with a knn row, and the catalog.
 
@@ -15,7 +18,7 @@ rule knn:
     log:
         "logs/knn/{trial}.log",
     params:
-        trial=lambda w: json.dumps({k: config["trials"][w.trial][k] for k in ("train", "test", "folds")}),
+        trial=lambda w: json.dumps(_trials.split_spec(config, w.trial)),
         knn=json.dumps(config["knn"], sort_keys=True),
         n_folds=config["dataset"]["n_folds"],
         seed=config["seed"],
@@ -66,7 +69,7 @@ rule table2:
         cfg=json.dumps({
             "table2": config["table2"],
             "regions": config["regions"],
-            "trials": {t: {k: config["trials"][t][k] for k in ("train", "test", "folds")} for t in table2_trials()},
+            "trials": {t: _trials.split_spec(config, t) for t in table2_trials()},
             "n_folds": config["dataset"]["n_folds"],
             "bins": config["bins"],
             "bootstrap": config["paper"]["bootstrap"],
@@ -101,3 +104,38 @@ rule tableA1:
     shell:
         "python -m photoz tables tableA1 --network-json {params.network:q} --n-bins {params.n_bins}"
         " --csv {output.csv} --tex {output.tex} --log {log}"
+
+
+if learning_curve_trials():
+
+    rule learning_curve:
+        input:
+            catalog="results/shards/catalog.parquet",
+            ensembles=[_trials.ensemble_path(t) for t in learning_curve_trials()],
+            knn=[_trials.knn_path(t) for t in learning_curve_trials()],
+        output:
+            csv=LEARNING_CURVE_CSV,
+            tex="results/tables/learning_curve.tex",
+        log:
+            "logs/learning_curve/learning_curve.log",
+        params:
+            cfg=json.dumps({
+                "learning_curve": learning_curve_trials(),
+                "trials": {t: _trials.split_spec(config, t) for t in learning_curve_trials()},
+                "networks": {t: _trials.network_name(config, t) for t in learning_curve_trials()},
+                "bins": config["bins"],
+                "bootstrap": config["paper"]["bootstrap"],
+                "seed": config["seed"],
+            }, sort_keys=True),
+            ensembles=lambda w, input: " ".join(f"--ensemble {shlex.quote(f'{t}={p}')}"
+                                                for t, p in zip(learning_curve_trials(), input.ensembles)),
+            knn=lambda w, input: " ".join(f"--knn {shlex.quote(f'{t}={p}')}"
+                                          for t, p in zip(learning_curve_trials(), input.knn)),
+        resources:
+            mem_mb=8000,
+            runtime=60,
+        conda:
+            "../../envs/analysis.yaml"
+        shell:
+            "python -m photoz learning-curve --config-json {params.cfg:q} --catalog {input.catalog}"
+            " {params.ensembles} {params.knn} --csv {output.csv} --tex {output.tex} --log {log}"

@@ -28,6 +28,7 @@ FIGURES = {
     "fig12_sky_maps": "photoz.figures.fig12_sky_maps",
     "fig13_mean_pdfs": "photoz.figures.fig13_mean_pdfs",
     "fig14_snr_psf": "photoz.figures.fig14_snr_psf",
+    "fig15_learning_curve": "photoz.figures.fig15_learning_curve",
     "figA_image_quality": "photoz.figures.figA_image_quality",
 }
 

@@ -111,8 +111,33 @@ def write_results(root, n=1500, n_images=48, members=2, n_folds=5, seed=0):
         pd.DataFrame({"epoch": ep, "iteration": ep * 10, "train_loss": 4 / ep, "val_loss": 4.2 / ep,
                       "val_sigma_mad": 0.02 / ep, "seconds": 3.0}).to_csv(d / "metrics.csv", index=False)
     _tables(res, rng)
+    _learning_curve(res, rng)
     _zone(res, cat, sz)
     return res
+
+
+def _learning_curve(res, rng):
+    """``results/learning_curve.csv`` and its table in the columns of ``photoz.learning_curve``: power laws."""
+    from photoz import learning_curve as lc
+
+    rows = []
+    for i, (trial, n) in enumerate((("frac2", 500), ("lc1000", 1000), ("frac20", 2000), ("main", 4000))):
+        for est, a, slope in (("cnn", 0.02, -0.25), ("knn", 0.022, -0.12)):
+            sm = a * (n / 500) ** slope * (1 + float(rng.normal(0, 0.01)))
+            rows.append({"trial": trial, "estimator": est, "network": ("reduced" if i == 0 else "full") if est == "cnn" else "",
+                         "n_train": n * (0.95 if est == "cnn" else 1.0), "n_train_side": n, "n_test": 300,
+                         "bias": float(rng.normal(0, 3e-4)), "bias_err": 1e-4, "sigma_mad": sm, "sigma_mad_err": 0.03 * sm,
+                         "eta": (2.0 if est == "cnn" else 2.6) * (n / 500) ** -0.4, "eta_err": 0.2,
+                         "crps": 0.7 * sm if est == "cnn" else np.nan, "crps_err": 1e-4 if est == "cnn" else np.nan,
+                         "ratio_sigma_mad": np.nan, "ratio_sigma_mad_err": 0.02})
+    df = pd.DataFrame(rows)
+    for t in pd.unique(df["trial"]):
+        sel = df["trial"] == t
+        df.loc[sel, "ratio_sigma_mad"] = float(df.loc[sel & (df["estimator"] == "cnn"), "sigma_mad"].iloc[0]
+                                               / df.loc[sel & (df["estimator"] == "knn"), "sigma_mad"].iloc[0])
+    df = lc.add_summaries(df)[list(lc.COLUMNS)]
+    df.to_csv(res / "learning_curve.csv", index=False)
+    (res / "tables" / "learning_curve.tex").write_text(lc.latex_table(df))
 
 
 def _zone(res, cat, injected):

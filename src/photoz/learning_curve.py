@@ -1,0 +1,426 @@
+"""The learning curve: the CNN and the kNN against the size of the training set.
+
+An extension of the paper's Sect. 5 (its 2%, 20%, 50% and 80% trials): the
+config's ``learning_curve:`` list names trials in ascending training size
+(``photoz.trials.learning_curve``). Each is ``train: cv_train, test: cv_test``
+and its training side is a nested subset of fold 0's, so every point is
+tested on the *same* galaxies: fold 0's test galaxies. A trial tested on every
+fold (the main trial) is restricted to its fold-0 rows; a point whose test
+galaxies differ from the first point's is an error, not a silent mismatch.
+
+Per point and estimator (``cnn``: the ensemble's ``z_phot`` and PDFs;
+``knn``: ``results/knn/{trial}.parquet``), on the shared test galaxies:
+
+    ``n_train``        the estimator's training galaxies, as Table 2 counts
+                       them: the CNN without its validation subset, the kNN
+                       the whole training side (``photoz.tables.training_size``
+                       on fold 0; the kNN's own ``n_train`` column)
+    ``n_train_side``   training + validation galaxies (the nested size)
+    ``bias, sigma_mad, eta``   ``photoz.metrics`` (η in percent), each with
+                       its bootstrap error (``paper.bootstrap`` resamples)
+    ``crps``           mean CRPS of the PDFs (CNN only; the kNN has no PDF),
+                       ``crps_err`` its standard error
+    ``ratio_sigma_mad`` σ_MAD(CNN) / σ_MAD(kNN) of the point (both rows), with a
+                       paired bootstrap error (the same resampled galaxies for both)
+    ``slope_sigma_mad`` the least-squares slope of log σ_MAD against log n_train
+                       over the estimator's points (:func:`loglog_slope`; its
+                       error propagated from the points' bootstrap errors)
+
+Command: ``python -m photoz learning-curve --config-json JSON --catalog
+results/shards/catalog.parquet --ensemble TRIAL=PATH ... --knn TRIAL=PATH ...
+--csv results/learning_curve.csv --tex results/tables/learning_curve.tex``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from photoz import latex, metrics
+
+__all__ = [
+    "ESTIMATORS", "COLUMNS", "TEST_FOLD", "fold_rows", "point_scores", "ratio_bootstrap", "loglog_slope",
+    "add_summaries", "learning_curve", "latex_table", "read_curve", "macros", "main",
+]
+
+log = logging.getLogger("photoz.learning_curve")
+
+#: The estimators of the curve, in the order of the rows of each point.
+ESTIMATORS = ("cnn", "knn")
+#: The fold whose test galaxies every point is scored on.
+TEST_FOLD = 0
+#: Columns of ``results/learning_curve.csv`` (docs/dataflow.md, Sect. 5).
+COLUMNS = ("trial", "estimator", "network", "n_train", "n_train_side", "n_test", "bias", "bias_err",
+           "sigma_mad", "sigma_mad_err", "eta", "eta_err", "crps", "crps_err", "ratio_sigma_mad",
+           "ratio_sigma_mad_err", "slope_sigma_mad", "slope_sigma_mad_err", "n_points")
+
+
+# --------------------------------------------------------------------------
+# per point
+# --------------------------------------------------------------------------
+def fold_rows(df, fold=TEST_FOLD, source="predictions"):
+    """Rows of a predictions table (with a ``fold`` column) tested on ``fold``, in specObjID order.
+
+    Raises ``ValueError`` naming ``source`` when the column is missing or no row is on that fold.
+    """
+    if "fold" not in df.columns:
+        raise ValueError(f"{source}: no fold column (docs/dataflow.md)")
+    out = df[df["fold"].to_numpy() == fold].sort_values("specObjID").reset_index(drop=True)
+    if out.empty:
+        raise ValueError(f"{source}: no test galaxy on fold {fold}; a learning-curve trial must test fold {fold}")
+    return out
+
+
+def point_scores(z_phot, z_spec, crps=None, n_bootstrap=200, seed=0):
+    """Bias, σ_MAD, η (percent) with bootstrap errors, and the mean CRPS ± its standard error.
+
+    Parameters
+    ----------
+    z_phot, z_spec : array_like, shape (N,)
+    crps : array_like, shape (N,), optional
+        Per-galaxy CRPS (``photoz.metrics.crps``); NaN columns without it.
+    n_bootstrap, seed : int
+        Resamples and seed of ``photoz.metrics.bootstrap``.
+
+    Returns
+    -------
+    dict with ``n_test, bias, bias_err, sigma_mad, sigma_mad_err, eta, eta_err, crps, crps_err``.
+    """
+    pm = metrics.point_metrics(z_phot, z_spec)
+    be = metrics.bootstrap(z_phot, z_spec, n_bootstrap, seed)
+    out = {"n_test": pm["n"], **{k: pm[k] for k in ("bias", "sigma_mad", "eta")}, **be}
+    if crps is None:
+        out["crps"] = out["crps_err"] = np.nan
+    else:
+        c = np.asarray(crps, dtype=np.float64)
+        out["crps"] = float(np.mean(c))
+        out["crps_err"] = float(np.std(c, ddof=1) / np.sqrt(c.size)) if c.size > 1 else np.nan
+    return out
+
+
+def ratio_bootstrap(dz_a, dz_b, n_resamples=200, seed=0, chunk_elements=20_000_000):
+    """σ_MAD(a) / σ_MAD(b) of paired residuals and its bootstrap error.
+
+    Both samples hold the residuals of the same galaxies (same order); each
+    resample draws the same galaxies for both, so the error reflects only
+    what differs between the estimators.
+
+    Returns
+    -------
+    (ratio, error) : floats (error NaN for ``n_resamples`` 0)
+    """
+    a, b = np.asarray(dz_a, dtype=np.float64), np.asarray(dz_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or a.size == 0:
+        raise ValueError(f"paired residuals must be two non-empty 1-D arrays of one shape; got {a.shape}, {b.shape}")
+    ratio = float(metrics.sigma_mad(a) / metrics.sigma_mad(b))
+    if n_resamples <= 0:
+        return ratio, float("nan")
+    rng = np.random.default_rng(seed)
+    per_block = max(1, chunk_elements // a.size)
+    out, done = [], 0
+    while done < n_resamples:
+        m = min(per_block, n_resamples - done)
+        idx = rng.integers(0, a.size, size=(m, a.size))
+        out.append(metrics.sigma_mad(a[idx], axis=1) / metrics.sigma_mad(b[idx], axis=1))
+        done += m
+    r = np.concatenate(out)
+    return ratio, float(np.std(r[np.isfinite(r)], ddof=1 if n_resamples > 1 else 0))
+
+
+def loglog_slope(n, y, y_err=None):
+    """Least-squares slope of log10 y against log10 n, and its error.
+
+    The fit is unweighted (each point counts once); the error is that of
+    the slope propagated from ``y_err`` (the points taken as independent;
+    the nested training sets and the shared test galaxies correlate them
+    positively, so this overstates the error), NaN without errors. Points
+    with a non-positive or missing ``n`` or ``y`` are left out.
+
+    Returns
+    -------
+    (slope, slope_err, n_points) : fewer than 2 usable points give NaN slopes.
+    """
+    n, y = np.asarray(n, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    e = np.full_like(y, np.nan) if y_err is None else np.asarray(y_err, dtype=np.float64)
+    ok = np.isfinite(n) & np.isfinite(y) & (n > 0) & (y > 0)
+    k = int(ok.sum())
+    if k < 2:
+        return float("nan"), float("nan"), k
+    x, ly = np.log10(n[ok]), np.log10(y[ok])
+    dx = x - x.mean()
+    sxx = float(np.sum(dx * dx))
+    if sxx == 0:
+        return float("nan"), float("nan"), k
+    slope = float(np.sum(dx * (ly - ly.mean())) / sxx)
+    sig_ly = e[ok] / (y[ok] * np.log(10.0))  # error of log10 y
+    err = float(np.sqrt(np.sum((dx / sxx) ** 2 * sig_ly ** 2)))
+    return slope, err, k
+
+
+def add_summaries(df):
+    """``df`` (one row per trial and estimator) with the slope columns filled per estimator.
+
+    ``ratio_sigma_mad`` is computed on the galaxies (:func:`learning_curve`);
+    the slope needs the whole curve, so it is added here.
+    """
+    df = df.copy()
+    for est in pd.unique(df["estimator"]):
+        sel = df["estimator"] == est
+        s, e, k = loglog_slope(df.loc[sel, "n_train"], df.loc[sel, "sigma_mad"], df.loc[sel, "sigma_mad_err"])
+        df.loc[sel, "slope_sigma_mad"], df.loc[sel, "slope_sigma_mad_err"], df.loc[sel, "n_points"] = s, e, k
+    return df
+
+
+# --------------------------------------------------------------------------
+# the curve
+# --------------------------------------------------------------------------
+def _check_same_galaxies(ids, ref_ids, what, ref_what):
+    if len(ids) != len(ref_ids) or not np.array_equal(ids, ref_ids):
+        only = np.setdiff1d(ids, ref_ids)[:3].tolist() or np.setdiff1d(ref_ids, ids)[:3].tolist()
+        raise ValueError(f"{what} tests {len(ids)} galaxies of fold {TEST_FOLD}, {ref_what} {len(ref_ids)}, "
+                         f"not the same ones (e.g. specObjID {only}): every learning-curve point must be tested "
+                         "on the same galaxies (train: cv_train, test: cv_test)")
+
+
+def learning_curve(names, ensembles, knns, catalog, trials, networks=None, bin_edges=None, n_bootstrap=200,
+                   seed=0, ensemble_names=None, knn_names=None):
+    """Every point of the learning curve, one row per (trial, estimator).
+
+    Parameters
+    ----------
+    names : list of str
+        The config's ``learning_curve`` trials, ascending training size.
+    ensembles : dict trial -> (DataFrame, pdf ndarray)
+        ``photoz.tables.read_ensemble`` of ``results/ensemble/{trial}.parquet``.
+    knns : dict trial -> DataFrame
+        ``results/knn/{trial}.parquet`` (``specObjID, fold, z_phot, n_train``).
+    catalog : DataFrame
+        The shard catalog (``specObjID, fold, val_*, sel_*``, ...): the training sizes.
+    trials : dict trial -> spec
+        The config's trial entries (``train, test, folds``, sizes).
+    networks : dict trial -> str, optional
+        The network each trial's CNN trains (a column of the table).
+    bin_edges : ndarray (n_bins + 1,)
+        Redshift bin edges of the PDFs (the CRPS).
+    n_bootstrap, seed : int
+
+    Returns
+    -------
+    DataFrame with :data:`COLUMNS`.
+    """
+    from photoz import bins as zbins
+    from photoz import trials as ztrials
+    from photoz.tables import training_size
+
+    if not names:
+        raise ValueError("the learning curve has no trials (config learning_curve: is empty)")
+    ensemble_names, knn_names, networks = ensemble_names or {}, knn_names or {}, networks or {}
+    rows, ref = [], None
+    for i, t in enumerate(names):
+        ens_src = ensemble_names.get(t, ztrials.ensemble_path(t))
+        knn_src = knn_names.get(t, ztrials.knn_path(t))
+        if t not in ensembles:
+            raise ValueError(f"learning curve: no ensemble predictions for trial {t!r} ({ens_src})")
+        if t not in knns:
+            raise ValueError(f"learning curve: no kNN predictions for trial {t!r} ({knn_src})")
+        if t not in trials:
+            raise ValueError(f"learning curve: trial {t!r} is not in the config's trials")
+        ens_all, pdf_all = ensembles[t]
+        keep = np.flatnonzero(ens_all["fold"].to_numpy() == TEST_FOLD)
+        ens = fold_rows(ens_all, source=ens_src)
+        order = np.argsort(ens_all["specObjID"].to_numpy()[keep], kind="stable")
+        pdf = pdf_all[keep[order]]
+        ids = ens["specObjID"].to_numpy()
+        if ref is None:
+            ref = (ids, f"trial {t!r} ({ens_src})")
+        _check_same_galaxies(ids, ref[0], f"trial {t!r} ({ens_src})", ref[1])
+        knn = fold_rows(knns[t], source=knn_src)
+        _check_same_galaxies(knn["specObjID"].to_numpy(), ids, f"the kNN of trial {t!r} ({knn_src})", ens_src)
+        zs = ens["z_spec"].to_numpy(dtype=np.float64)
+        if "z_spec" in knn.columns:
+            d = np.abs(knn["z_spec"].to_numpy(dtype=np.float64) - zs)
+            if d.size and d.max() > 1e-4:
+                raise ValueError(f"{knn_src}: z_spec of specObjID {ids[int(np.argmax(d))]} differs from {ens_src}")
+        edges = bin_edges if bin_edges is not None else zbins.edges(pdf.shape[1])
+        if pdf.shape[1] != len(edges) - 1:
+            raise ValueError(f"{ens_src}: PDFs have {pdf.shape[1]} bins, the config's bins.n is {len(edges) - 1}")
+        crps = metrics.crps(pdf, zs, edges)
+        zp = {"cnn": ens["z_phot"].to_numpy(dtype=np.float64), "knn": knn["z_phot"].to_numpy(dtype=np.float64)}
+        ratio, ratio_err = ratio_bootstrap(metrics.delta_z(zp["cnn"], zs), metrics.delta_z(zp["knn"], zs),
+                                           n_bootstrap, seed + 1000 * i + 2)
+        spec = trials[t]
+        side = training_size(catalog, spec, [TEST_FOLD], exclude_validation=False)
+        n_knn = knn["n_train"].iloc[0] if "n_train" in knn.columns else side
+        if int(n_knn) != int(side):
+            raise ValueError(f"{knn_src}: the kNN of trial {t!r} trained on {int(n_knn)} galaxies, but the trial's "
+                             f"training side (fold {TEST_FOLD}, with validation) has {int(side)}: it was not made "
+                             "with this trial's selection (train_size / train_fraction)")
+        n_train = {"cnn": training_size(catalog, spec, [TEST_FOLD], exclude_validation=True), "knn": float(n_knn)}
+        for est in ESTIMATORS:
+            s = point_scores(zp[est], zs, crps if est == "cnn" else None, n_bootstrap, seed + 1000 * i)
+            rows.append({"trial": t, "estimator": est, "network": networks.get(t, "") if est == "cnn" else "",
+                         "n_train": n_train[est], "n_train_side": side, **s,
+                         "ratio_sigma_mad": ratio, "ratio_sigma_mad_err": ratio_err})
+            log.info("%s %s: n_train=%d n_test=%d sigma_mad=%.5f +- %.5f eta=%.2f%% crps=%s", t, est, n_train[est],
+                     s["n_test"], s["sigma_mad"], s["sigma_mad_err"], s["eta"],
+                     "-" if not np.isfinite(s["crps"]) else f"{s['crps']:.5f}")
+        log.info("%s: sigma_mad(CNN)/sigma_mad(kNN) = %.3f +- %.3f", t, ratio, ratio_err)
+    df = add_summaries(pd.DataFrame(rows))
+    for est in ESTIMATORS:
+        r = df[df["estimator"] == est].iloc[0]
+        log.info("%s: d log sigma_mad / d log N = %.3f +- %.3f over %d points", est, r["slope_sigma_mad"],
+                 r["slope_sigma_mad_err"], r["n_points"])
+    return df[list(COLUMNS)]
+
+
+# --------------------------------------------------------------------------
+# LaTeX
+# --------------------------------------------------------------------------
+def latex_table(df):
+    """``tabular`` fragment: one line per trial, the CNN and the kNN side by side, the slopes last."""
+    FMT = latex.FMT
+    lines = [r"\begin{tabular}{lrrrllllll}", r"\hline",
+             r" & \multicolumn{2}{c}{$N_\mathrm{train}$} & & \multicolumn{3}{c}{CNN} & \multicolumn{2}{c}{kNN} & \\",
+             r"Trial & CNN & kNN & $N_\mathrm{test}$ & $\sigma_\mathrm{MAD}$ & $\eta$ (\%) & CRPS"
+             r" & $\sigma_\mathrm{MAD}$ & $\eta$ (\%) & $\sigma_\mathrm{MAD}$ ratio \\", r"\hline"]
+    for t in pd.unique(df["trial"]):
+        c = df[(df["trial"] == t) & (df["estimator"] == "cnn")].iloc[0]
+        k = df[(df["trial"] == t) & (df["estimator"] == "knn")].iloc[0]
+        net = c.get("network", "")
+        label = latex.escape(t) + (f" ({latex.escape(net)})" if isinstance(net, str) and net else "")
+        cells = [label, latex.count(c["n_train"]), latex.count(k["n_train"]), latex.count(c["n_test"]),
+                 latex.pm(c["sigma_mad"], c["sigma_mad_err"], FMT["sigma_mad"]), latex.pm(c["eta"], c["eta_err"], FMT["eta"]),
+                 latex.pm(c["crps"], c["crps_err"], FMT["crps"]),
+                 latex.pm(k["sigma_mad"], k["sigma_mad_err"], FMT["sigma_mad"]), latex.pm(k["eta"], k["eta_err"], FMT["eta"]),
+                 latex.pm(c["ratio_sigma_mad"], c["ratio_sigma_mad_err"], ".3f")]
+        lines.append(" & ".join(cells) + r" \\")
+    c = df[df["estimator"] == "cnn"].iloc[0]
+    k = df[df["estimator"] == "knn"].iloc[0]
+    lines += [r"\hline",
+              r"\multicolumn{4}{l}{slope $\mathrm{d}\log\sigma_\mathrm{MAD}/\mathrm{d}\log N_\mathrm{train}$} & "
+              + latex.pm(c["slope_sigma_mad"], c["slope_sigma_mad_err"], ".3f") + r" & & & "
+              + latex.pm(k["slope_sigma_mad"], k["slope_sigma_mad_err"], ".3f") + r" & & \\",
+              r"\hline",
+              r"\multicolumn{10}{l}{\footnotesize Every trial tested on the same galaxies (fold "
+              + str(TEST_FOLD) + r"'s test set); $\pm$: bootstrap errors (CRPS: standard error).} \\",
+              r"\end{tabular}", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------
+# the paper
+# --------------------------------------------------------------------------
+def read_curve(path):
+    """``results/learning_curve.csv``, checked for its columns; clear error naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"learning-curve file {path} does not exist (rule learning_curve)")
+    df = pd.read_csv(path)
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path} misses column(s) {', '.join(missing)} (docs/dataflow.md, Sect. 5)")
+    bad = sorted(set(df["estimator"]) - set(ESTIMATORS))
+    if bad:
+        raise ValueError(f"{path}: unknown estimator(s) {bad}; allowed: {', '.join(ESTIMATORS)}")
+    return df
+
+
+def macros(path):
+    """The paper's learning-curve macros from ``results/learning_curve.csv``, or ``None`` for no path.
+
+    ``LcNPoints`` (0 when there is no curve: ``paper/ms.tex`` leaves the
+    subsection out), the smallest and largest training sizes, the shared test
+    size, the ratios at both ends, the slopes, and the comparing sentences
+    (``photoz.wording.learning_curve_end``, ``learning_curve_slopes``).
+    """
+    from photoz import wording
+
+    keys = ("LcNPoints", "LcNTrainMin", "LcNTrainMax", "LcNTest", "LcRatioSmallest", "LcRatioLargest",
+            "LcSlopeCnn", "LcSlopeKnn", "LcSmallestSentence", "LcLargestSentence", "LcSlopeSentence")
+    if path is None:
+        return {**{k: "--" for k in keys}, "LcNPoints": "0"}
+    df = read_curve(path)
+    cnn = df[df["estimator"] == "cnn"].sort_values("n_train").reset_index(drop=True)
+    knn = df[df["estimator"] == "knn"].set_index("trial")
+    if cnn.empty:
+        return {**{k: "--" for k in keys}, "LcNPoints": "0"}
+    lo, hi = cnn.iloc[0], cnn.iloc[-1]
+    m = {"LcNPoints": str(len(cnn)), "LcNTrainMin": latex.count(lo["n_train"]),
+         "LcNTrainMax": latex.count(hi["n_train"]), "LcNTest": latex.count(hi["n_test"])}
+    for name, r in (("Smallest", lo), ("Largest", hi)):
+        m[f"LcRatio{name}"] = latex.pm(r["ratio_sigma_mad"], r["ratio_sigma_mad_err"], ".3f")
+    m["LcSlopeCnn"] = latex.pm(cnn["slope_sigma_mad"].iloc[0], cnn["slope_sigma_mad_err"].iloc[0], ".3f")
+    ks = knn["slope_sigma_mad"].iloc[0] if len(knn) else np.nan
+    kse = knn["slope_sigma_mad_err"].iloc[0] if len(knn) else np.nan
+    m["LcSlopeKnn"] = latex.pm(ks, kse, ".3f")
+    m["LcSmallestSentence"] = "" if len(cnn) < 2 else wording.learning_curve_end(
+        lo["ratio_sigma_mad"], lo["ratio_sigma_mad_err"], latex.count(lo["n_train"]), "smallest")
+    m["LcLargestSentence"] = wording.learning_curve_end(hi["ratio_sigma_mad"], hi["ratio_sigma_mad_err"],
+                                                        latex.count(hi["n_train"]), "largest")
+    m["LcSlopeSentence"] = wording.learning_curve_slopes(cnn["slope_sigma_mad"].iloc[0],
+                                                         cnn["slope_sigma_mad_err"].iloc[0], ks, kse)
+    return m
+
+
+# --------------------------------------------------------------------------
+# command line
+# --------------------------------------------------------------------------
+def _pairs(values, what):
+    out = {}
+    for v in values or []:
+        if "=" not in v:
+            raise ValueError(f"--{what} expects TRIAL=PATH, got {v!r}")
+        k, p = v.split("=", 1)
+        out[k] = p
+    return out
+
+
+def _existing(paths, what):
+    for t, p in paths.items():
+        if not Path(p).exists():
+            raise FileNotFoundError(f"{p}: the {what} predictions of learning-curve trial {t!r} do not exist")
+    return paths
+
+
+def main(argv=None):
+    from photoz import bins as zbins
+    from photoz.io import atomic_path, setup_logging
+    from photoz.tables import read_catalog, read_ensemble
+
+    p = argparse.ArgumentParser(prog="photoz learning-curve", description=__doc__.split("\n")[0])
+    p.add_argument("--config-json", required=True,
+                   help="JSON with keys learning_curve, trials, networks (trial -> network), bins, bootstrap, seed")
+    p.add_argument("--catalog", required=True, help="results/shards/catalog.parquet")
+    p.add_argument("--ensemble", action="append", default=[], metavar="TRIAL=PATH")
+    p.add_argument("--knn", action="append", default=[], metavar="TRIAL=PATH")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--tex", required=True)
+    p.add_argument("--log", default=None)
+    a = p.parse_args(argv)
+    setup_logging(a.log, name="photoz")
+    cfg = json.loads(a.config_json)
+    names = list(cfg["learning_curve"])
+    ens_paths = _existing(_pairs(a.ensemble, "ensemble"), "ensemble")
+    knn_paths = _existing(_pairs(a.knn, "knn"), "kNN")
+    for t in names:
+        for paths, what in ((ens_paths, "--ensemble"), (knn_paths, "--knn")):
+            if t not in paths:
+                raise ValueError(f"learning curve: trial {t!r} has no {what} TRIAL=PATH")
+    ensembles = {t: read_ensemble(ens_paths[t]) for t in names}
+    knns = {t: pd.read_parquet(knn_paths[t]) for t in names}
+    cat = read_catalog(a.catalog)  # every column: the selections may use any (fold, val_*, sel_*, rank, ...)
+    b = cfg["bins"]
+    df = learning_curve(names, ensembles, knns, cat, cfg["trials"], networks=cfg.get("networks"),
+                        bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]), n_bootstrap=cfg["bootstrap"],
+                        seed=cfg["seed"], ensemble_names=ens_paths, knn_names=knn_paths)
+    with atomic_path(a.csv) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.8g")
+    with atomic_path(a.tex) as tmp:
+        Path(tmp).write_text(latex_table(df))
+    log.info("wrote %s and %s", a.csv, a.tex)
+    return 0

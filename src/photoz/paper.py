@@ -202,7 +202,12 @@ def _protocol_macros(cfg):
     m["HalfBinWidth"] = f"{bw / 2:.5f}"
     m["ValidationPercent"] = f"{100 * cfg['dataset']['validation_fraction']:.1f}"
     m["Epochs"] = str(cfg["training"]["epochs"])
-    m["MinIterations"] = str(cfg["training"].get("min_iterations", 0))
+    n_min = int(cfg["training"].get("min_iterations", 0))
+    m["MinIterations"] = str(n_min)
+    m["TrainingFloor"] = (f", or for at least {latex.count(n_min)} iterations where that takes more epochs (the small "
+                          "training sets of the learning curve)") if n_min else ""
+    m["KeptWeights"] = ("the weights of the epoch with the lowest validation loss are kept"
+                        if cfg["training"].get("predict_from", "best") == "best" else "the last epoch's weights are kept")
     knn = cfg.get("knn", {})
     grid = knn.get("k_grid")
     m["KnnKChoice"] = (f"its $k$ chosen per fold from {{{', '.join(map(str, grid))}}} by five-fold "

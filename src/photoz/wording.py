@@ -346,6 +346,7 @@ def macros(paths, cfg, mode):
     m["MainVsBsixteen"] = word(main, b16)
     m["KnnVsBsixteen"] = word(knn, b16)
     m["MainVsKnn"] = word(main, knn)
+    m["SeightytwoVsMain"] = word(_row(t2, "cnn", "s82"), main)
     if main is not None:
         m["MainVsPublished"] = compare(main["sigma_mad"], main.get("pub_sigma_mad"), main.get("sigma_mad_err"), 0.0,
                                        ("lower than", "consistent with", "higher than")) or "not compared with"

@@ -113,7 +113,9 @@ def test_trials_helpers(default_config):
     assert trials.trial_folds(default_config, "frac20") == [0]
     assert trials.trial_seeds(default_config, "main") == list(range(default_config["trials"]["main"]["members"]))
     assert trials.table1_trial(default_config) == "main"
-    assert trials.knn_trials(default_config) == ["main", "lc250", "lc500"]  # Table 2, then the learning curve
+    assert trials.knn_trials(default_config) == ["main"]
+    with_lc = dict(default_config, learning_curve=["frac2", "main"])
+    assert trials.knn_trials(with_lc) == ["main", "frac2"]  # Table 2's, then the learning curve's
     assert trials.network_name(default_config, "frac2") == "reduced"
 
 
@@ -181,21 +183,16 @@ def test_failed_jobs_log_is_printed_with_the_local_profile(root, tmp_path):
 
 
 def test_learning_curve_trials_are_checked(default_config):
-    from photoz.config import ConfigError, validate_config
-
-    bad = dict(default_config, trials=dict(default_config["trials"]))
-    bad["trials"]["lc250"] = dict(bad["trials"]["lc250"], train="frac50_train")
+    lc = {"train": "cv_train", "test": "cv_test", "folds": "single", "members": 1, "train_size": 250}
+    good = dict(default_config, trials=dict(default_config["trials"], lc250=lc), learning_curve=["lc250", "main"])
+    assert validate_config(good)["learning_curve"] == ["lc250", "main"]
+    bad = dict(good, trials=dict(good["trials"], lc250=dict(lc, train="frac50_train")))
     with pytest.raises(ConfigError, match="train_size needs train: cv_train"):
         validate_config(bad)
-    bad = dict(default_config, learning_curve=["lc250", "nosuch"])
     with pytest.raises(ConfigError, match=r"learning_curve\[1\] = 'nosuch'"):
-        validate_config(bad)
-    bad = dict(default_config, learning_curve=["frac50"])
+        validate_config(dict(good, learning_curve=["lc250", "nosuch"]))
     with pytest.raises(ConfigError, match="must train on cv_train and test on cv_test"):
-        validate_config(bad)
-    bad = dict(default_config, trials=dict(default_config["trials"]))
-    bad["trials"]["lc250"] = {"train": "cv_train", "test": "cv_test", "folds": "single", "members": 1,
-                              "train_fraction": 0.9}
+        validate_config(dict(good, learning_curve=["frac50"]))
+    lc_frac = {"train": "cv_train", "test": "cv_test", "folds": "single", "members": 1, "train_fraction": 0.9}
     with pytest.raises(ConfigError, match="exceeds the training side"):
-        validate_config(bad)
-    assert set(trials.knn_trials(default_config)) >= {"lc250", "lc500", "main"}
+        validate_config(dict(good, trials=dict(good["trials"], lc250=lc_frac)))

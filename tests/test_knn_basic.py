@@ -115,3 +115,17 @@ def test_command_writes_predictions(tmp_path):
     assert len(out) == int((cat["sel_frac50"] == 2).sum())
     assert set(out["fold"]) == {0}
     assert "predicted" in (tmp_path / "knn.log").read_text()
+
+
+def test_command_trains_on_a_nested_subset(tmp_path):
+    """A learning-curve trial (train_size) reads the catalog's rank column and trains on that many galaxies."""
+    cat = synthetic_catalog(800)
+    cat["rank"] = np.random.default_rng(3).permutation(len(cat)).astype(np.int32)
+    cat.to_parquet(tmp_path / "catalog.parquet")
+    trial = {"train": "cv_train", "test": "cv_test", "folds": "single", "train_size": 150}
+    rc = knn.main(["--catalog", str(tmp_path / "catalog.parquet"), "--trial", "lc150",
+                   "--trial-json", json.dumps(trial), "--n-folds", "5", "--knn-json", '{"k": 40}',
+                   "--output", str(tmp_path / "lc150.parquet")])
+    assert rc == 0
+    out = pd.read_parquet(tmp_path / "lc150.parquet")
+    assert (out["n_train"] == 150).all() and len(out) == int((cat["fold"] == 0).sum())

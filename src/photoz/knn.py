@@ -395,7 +395,9 @@ def main(argv=None):
     import pyarrow.parquet as pq
 
     names = pq.read_schema(a.catalog).names
-    want = [c for c in names if c in cols or c.startswith(("sel_", "val_"))]
+    from photoz.dataset.splits import is_split_column
+
+    want = [c for c in names if c in cols or is_split_column(c)]
     cat = pd.read_parquet(a.catalog, columns=want)
     log.info("trial %s: %d catalog galaxies, folds %s, %s, clip=%s", a.trial, len(cat), folds,
              f"k from {opts['k_grid']} per fold (seed {a.seed})" if opts["k_grid"] else f"k={opts['k']}",

@@ -121,7 +121,9 @@ def read_catalog(path, columns=None):
     if columns is None:
         keep = names
     else:
-        keep = [c for c in names if c in columns or c.startswith(("sel_", "val_"))]
+        from photoz.dataset.splits import is_split_column
+
+        keep = [c for c in names if c in columns or is_split_column(c)]
     return pd.read_parquet(path, columns=keep)
 
 

@@ -28,7 +28,18 @@ import zlib
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_SELECTIONS", "make_splits", "trial_indices", "selection_masks", "subset_size"]
+__all__ = ["DEFAULT_SELECTIONS", "SPLIT_COLUMNS", "SPLIT_PREFIXES", "is_split_column", "make_splits", "trial_indices",
+           "selection_masks", "subset_size"]
+
+#: Split columns of the shard catalog by name (``fold``, ``rank``) and by prefix (``val_{f}``, ``sel_{name}``):
+#: what a reader of the catalog must load for :func:`selection_masks`.
+SPLIT_COLUMNS = ("fold", "rank")
+SPLIT_PREFIXES = ("val_", "sel_")
+
+
+def is_split_column(name):
+    """True for a split column of the shard catalog (see the module docstring)."""
+    return name in SPLIT_COLUMNS or name.startswith(SPLIT_PREFIXES)
 
 DEFAULT_SELECTIONS = {
     "frac50": {"pool": "all", "train_fraction": 0.5},

@@ -370,16 +370,6 @@ def macros(path):
 # --------------------------------------------------------------------------
 # command line
 # --------------------------------------------------------------------------
-def _pairs(values, what):
-    out = {}
-    for v in values or []:
-        if "=" not in v:
-            raise ValueError(f"--{what} expects TRIAL=PATH, got {v!r}")
-        k, p = v.split("=", 1)
-        out[k] = p
-    return out
-
-
 def _existing(paths, what):
     for t, p in paths.items():
         if not Path(p).exists():
@@ -390,7 +380,7 @@ def _existing(paths, what):
 def main(argv=None):
     from photoz import bins as zbins
     from photoz.io import atomic_path, setup_logging
-    from photoz.tables import read_catalog, read_ensemble
+    from photoz.tables import _pairs, read_catalog, read_ensemble
 
     p = argparse.ArgumentParser(prog="photoz learning-curve", description=__doc__.split("\n")[0])
     p.add_argument("--config-json", required=True,

@@ -8,10 +8,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
 # Debian packages of the system tools the workflow calls (binary: package).
+# g++ and the Python headers: torch.compile (inductor) builds the CPU training kernels with them.
 SYSTEM_TOOLS := SWarp:swarp latexmk:latexmk pdflatex:texlive-latex-recommended \
-                pdftotext:poppler-utils
+                pdftotext:poppler-utils g++:g++
 SYSTEM_PACKAGES := swarp latexmk texlive-latex-recommended texlive-latex-extra \
-                   texlive-fonts-recommended texlive-publishers poppler-utils
+                   texlive-fonts-recommended texlive-publishers poppler-utils g++ python3-dev
 
 .PHONY: all setup system-tools profiles paper test lint dryrun clean
 

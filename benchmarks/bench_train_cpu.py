@@ -15,7 +15,10 @@ What it measures, all in the same run:
   GFLOP/s from the counted FLOPs and the fraction of the measured matmul peak;
   per machine: one such process per core, all running at once;
 * learning: validation sigma_MAD after the same epochs with the old and the new
-  settings (two seeds each, synthetic galaxies of ``tests/test_nn_train.py``).
+  settings (two seeds each, synthetic galaxies of ``tests/test_nn_train.py``);
+* the cost of ``torch.compile``: the first steps of each compiled setting with an
+  empty inductor cache (a fresh temporary cache directory unless ``--warm-cache``),
+  then in the per-machine processes, which find the compiled code on disk.
 
 The machine may be shared with other jobs: repetitions of the settings are
 INTERLEAVED (old, new, old, new, ...) and the comparison is the median of the
@@ -47,16 +50,19 @@ from photoz.nn.train import train_step  # noqa: E402
 
 NETWORKS = {"reduced": {"width": 0.125, "dense": 128}, "full": {"width": 1.0, "dense": 1096}}
 
-#: name -> (channels_last, fused layers, bf16 autocast, stacked members, batch per member)
+#: name -> (channels_last, fused layers, bf16 autocast, stacked members, batch per member, torch.compile)
 SETTINGS = {
-    "old: fp32 NCHW": (False, False, False, 1, 32),
-    "new: fp32 channels-last": (True, False, False, 1, 32),
-    "new + fused 1x1 heads": (True, True, False, 1, 32),
-    "new + bf16 autocast": (True, False, True, 1, 32),
-    "new, 2 members stacked": (True, False, False, 2, 32),
-    "new, batch 64": (True, False, False, 1, 64),
+    "old: fp32 NCHW eager": (False, False, False, 1, 32, False),
+    "fp32 channels-last": (True, False, False, 1, 32, False),
+    "fp32 channels-last, compiled": (True, False, False, 1, 32, True),
+    "bf16 channels-last": (True, False, True, 1, 32, False),
+    "new: bf16 channels-last, compiled": (True, False, True, 1, 32, True),
+    "new + fused 1x1 heads": (True, True, True, 1, 32, True),
+    "new, 2 members stacked": (True, False, True, 2, 32, True),
+    "new, batch 64": (True, False, True, 1, 64, True),
 }
-OLD, NEW = "old: fp32 NCHW", "new: fp32 channels-last"
+OLD, NEW = "old: fp32 NCHW eager", "new: bf16 channels-last, compiled"
+FULL = [OLD, "fp32 channels-last", "bf16 channels-last", NEW]
 
 
 def _cpu_info():
@@ -77,9 +83,10 @@ class Case:
     """One setting's model, optimizer and resident batch data."""
 
     def __init__(self, net, setting, n_data=512, seed=0):
-        cl, fused, amp, g, b = setting
+        cl, fused, amp, g, b, comp = setting
         self.g, self.b, self.amp = g, b, amp
         self.model = PhotoZNet(**NETWORKS[net], members=g, seeds=list(range(g))).set_channels_last(cl).set_fused(fused)
+        self.fwd = torch.compile(self.model, dynamic=False) if comp else self.model
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         gen = torch.Generator().manual_seed(seed)
         self.data = torch.randn(n_data, 5, 64, 64, generator=gen)
@@ -93,7 +100,7 @@ class Case:
             idx = torch.randint(0, len(self.data), (self.g, self.b), generator=self.gen)
             codes = torch.randint(0, 8, (self.g, self.b), generator=self.gen)
             x = self.data.index_select(0, idx.reshape(-1)).reshape(self.g, self.b, 5, 64, 64)
-            train_step(self.model, self.opt, x, codes, self.y[idx], self.e[idx], self.amp)
+            train_step(self.fwd, self.opt, x, codes, self.y[idx], self.e[idx], self.amp)
         return k * self.g * self.b
 
 
@@ -115,8 +122,11 @@ def per_core(net, names, reps, images, threads=1):
     """Interleaved repetitions of each setting on ``threads`` threads: images/s per repetition."""
     torch.set_num_threads(threads)
     cases = {n: Case(net, SETTINGS[n]) for n in names}
-    for c in cases.values():
-        c.steps(2)  # warm-up (oneDNN primitive creation)
+    for n, c in cases.items():
+        t = time.perf_counter()
+        c.steps(2)  # warm-up (oneDNN primitive creation; torch.compile compiles here)
+        if SETTINGS[n][5]:
+            print(f"  {n}: first 2 steps (compilation) {time.perf_counter() - t:.1f} s", flush=True)
     out = {n: [] for n in names}
     for _ in range(reps):
         _peak_sample()
@@ -131,9 +141,10 @@ def per_core(net, names, reps, images, threads=1):
 def _worker(net, names, conn):
     torch.set_num_threads(1)
     cases = {n: Case(net, SETTINGS[n], seed=os.getpid()) for n in names}
+    t = time.perf_counter()
     for c in cases.values():
         c.steps(2)
-    conn.send("ready")
+    conn.send(("ready", time.perf_counter() - t))
     while True:
         msg = conn.recv()
         if msg is None:
@@ -155,8 +166,9 @@ def per_machine(net, names, reps, images, n_proc):
         p.start()
         pipes.append(a)
         procs.append(p)
-    for a in pipes:
-        assert a.recv() == "ready"
+    warm = [a.recv()[1] for a in pipes]
+    print(f"  warm-up of the {n_proc} processes (compilation from the on-disk inductor cache): "
+          f"{' '.join(f'{w:.1f}' for w in warm)} s")
     out = {n: [] for n in names}
     for _ in range(reps):
         for n in names:
@@ -188,9 +200,9 @@ def learning(epochs, n_train, n_val, seeds, threads=1):
     res = {}
     with tempfile.TemporaryDirectory() as tmp:
         for s in seeds:
-            for name, cl in (("old", "false"), ("new", "true")):
+            for name, (cl, amp, comp) in (("old", ("false", "none", "false")), ("new", ("true", "bf16", "true"))):
                 cfg = TrainConfig(epochs=epochs, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=threads,
-                                  channels_last=cl, **NETWORKS["reduced"])
+                                  channels_last=cl, amp=amp, compile=comp, **NETWORKS["reduced"])
                 t = time.perf_counter()
                 hist = train_members(cfg, tr, z[:n_train], e[:n_train], va, z[n_train:], e[n_train:], [s],
                                      [Path(tmp) / f"{name}{s}"])[0]
@@ -216,11 +228,17 @@ def main(argv=None):
     ap.add_argument("--logged-old-rate", type=float, default=320.0,
                     help="img/s per core of the old settings in the default run's logs (unloaded machine)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes (checks the script)")
+    ap.add_argument("--warm-cache", action="store_true",
+                    help="use the usual inductor cache (default: an empty temporary one, so compilation is timed cold)")
     ap.add_argument("--no-learning", action="store_true", help="throughput only")
     a = ap.parse_args(argv)
     if a.quick:
         a.reps, a.full_reps, a.images, a.full_images = 2, 2, 64, 32
         a.learn_epochs, a.learn_train, a.learn_seeds = 1, 96, [1]
+    if not a.warm_cache:
+        import tempfile
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-inductor-")
     ncpu = os.cpu_count() or 1
     cpu, isa = _cpu_info()
     print(f"# bench_train_cpu  {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
@@ -248,7 +266,7 @@ def main(argv=None):
 
     names = list(SETTINGS)
     for net in ("reduced", "full"):
-        sel = names if net == "reduced" else [OLD, NEW, "new + fused 1x1 heads", "new + bf16 autocast"]
+        sel = names if net == "reduced" else FULL
         imgs = a.images if net == "reduced" else a.full_images
         reps = a.reps if net == "reduced" else a.full_reps
         print(f"\n## {net} network, one thread (per core), {reps} interleaved repetitions of ~{imgs} images")

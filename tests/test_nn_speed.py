@@ -10,8 +10,15 @@ setting                     loss per epoch (relative)    predicted z (absolute)
 ==========================  ===========================  ==============================
 channels-last, fused,       1e-4                         1e-4 (float32 rounding only)
   compile, resident images  (resident: identical)
-bf16 autocast               1e-2                         2e-3 (bf16 has 8 mantissa bits)
+bf16 autocast (also with    1e-2                         2e-3 (bf16 has 8 mantissa bits)
+  channels-last + compile,
+  the CPU default)
 ==========================  ===========================  ==============================
+
+The CPU default (``auto``: channels-last, and bf16 + compile where the CPU has
+native bf16 and a C++ compiler) is also checked for a partial last batch (run
+eagerly beside the compiled full batches) and for a bit-identical kill and
+resume.
 
 Stacked members equal separate runs (``test_nn_train.py``). What only runs on
 CUDA is listed once in ``photoz.nn.train.CUDA_ONLY`` and skipped here with that
@@ -27,7 +34,7 @@ import torch
 from photoz import bins
 from photoz.nn.data import MemmapImages, ResidentImages, ShardStore, SplitArrays
 from photoz.nn.model import PhotoZNet
-from photoz.nn.train import CUDA_ONLY, TrainConfig, load_member, train_members
+from photoz.nn.train import CUDA_ONLY, SpeedSettings, TrainConfig, cpu_compiler, load_member, train_members
 from test_nn_train import synthetic_galaxies
 
 REFERENCE = dict(width=0.0625, dense=32, batch_size=16, device="cpu", num_threads=1, epochs=2, learning_rate=1e-3,
@@ -96,13 +103,47 @@ def test_resident_images_on_the_cpu_are_the_memmap_path(shards, reference, tmp_p
     np.testing.assert_array_equal(run[2], reference[2])
 
 
+NEW_CPU = {"channels_last": "true", "amp": "bf16", "compile": "true"}  # what auto resolves to with native bf16
+
+
+def test_auto_resolves_to_the_measured_cpu_settings(monkeypatch):
+    """auto on a CPU: channels-last; bf16 + compile only with native bf16 and a C++ compiler."""
+    from photoz.nn import train
+
+    cfg = TrainConfig(device="cpu")
+    for bf16, cxx, want in [(True, "/usr/bin/g++", (True, True)), (True, None, (True, False)),
+                            (False, "/usr/bin/g++", (False, False))]:
+        monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: bf16)
+        monkeypatch.setattr(train, "cpu_compiler", lambda: cxx)
+        sp = SpeedSettings.resolve(cfg)
+        assert (sp.amp, sp.compile) == want and sp.channels_last
+        assert SpeedSettings.resolve(TrainConfig(device="cpu", amp="none", compile="false")).amp is False
+    # explicit settings win over auto
+    sp = SpeedSettings.resolve(TrainConfig(device="cpu", amp="bf16", compile="true", channels_last="false"))
+    assert (sp.amp, sp.compile, sp.channels_last) == (True, True, False)
+
+
 @pytest.mark.slow
-def test_torch_compile_on_the_cpu(shards, reference, tmp_path):
-    """torch.compile (inductor, C++ kernels built with gcc) on the CPU; the tiniest network, one epoch."""
+def test_new_cpu_default_compiled_bf16_learns_like_fp32_and_resumes_bit_identically(shards, tmp_path):
+    """channels-last + bf16 + torch.compile (inductor, C++ kernels built with g++) on the CPU.
+
+    Batch 24 on 160 galaxies: 6 compiled full batches and one partial batch run
+    eagerly per epoch. Learns like the fp32 eager reference (bf16 tolerances);
+    killed after 9 iterations and resumed, it ends bit-identical to the unkilled run.
+    """
     pytest.importorskip("torch._inductor")
-    ref = _run(shards, tmp_path / "r", epochs=1, width=0.03, dense=8)
-    run = _run(shards, tmp_path / "c", epochs=1, width=0.03, dense=8, compile="true")
-    _assert_close(run, ref, "fp32")
+    if cpu_compiler() is None:
+        pytest.skip("no C++ compiler for inductor")
+    ref = _run(shards, tmp_path / "r", batch_size=24)
+    run = _run(shards, tmp_path / "c", batch_size=24, **NEW_CPU)
+    _assert_close(run, ref, "bf16")
+    assert run[0] != ref[0]  # bf16 did run
+    cfg = TrainConfig(**dict(REFERENCE, batch_size=24, **NEW_CPU))
+    tr, va = shards["train"], shards["val"]
+    trs, vas = shards["memmap"]
+    assert train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [tmp_path / "k"], stop_after_iterations=9) is None
+    hist = train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [tmp_path / "k"])[0]
+    assert [r["train_loss"] for r in hist] == run[0] and [r["val_loss"] for r in hist] == run[1]
 
 
 def test_fused_layers_compute_the_plain_network():
@@ -124,8 +165,8 @@ def test_fused_layers_compute_the_plain_network():
                 torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 * float(b.abs().max()), msg=name)
 
 
-def test_kill_and_resume_bit_identical_with_the_cpu_speed_settings(shards, tmp_path):
-    """The default CPU speed setting (channels-last) keeps a killed run bit-identical to an unkilled one."""
+def test_kill_and_resume_bit_identical_with_channels_last(shards, tmp_path):
+    """Channels-last (the CPU default without native bf16) keeps a killed run bit-identical to an unkilled one."""
     fast = {"channels_last": "true"}
     a = _run(shards, tmp_path / "a", **fast)
     cfg = TrainConfig(**dict(REFERENCE, **fast))

@@ -26,7 +26,9 @@ def synthetic_galaxies(n, seed=0):
     return img.astype(np.float32), z, rng.uniform(0, 0.1, n).astype(np.float32)
 
 
-TINY = dict(width=0.0625, dense=32, batch_size=16, device="cpu", num_threads=1)
+# the plain fp32 path (the speed settings are tested in test_nn_speed.py; compiling here would
+# cost a cold compilation per network shape)
+TINY = dict(width=0.0625, dense=32, batch_size=16, device="cpu", num_threads=1, amp="none", compile="false")
 
 
 @pytest.fixture(scope="module")

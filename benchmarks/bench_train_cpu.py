@@ -53,16 +53,16 @@ NETWORKS = {"reduced": {"width": 0.125, "dense": 128}, "full": {"width": 1.0, "d
 #: name -> (channels_last, fused layers, bf16 autocast, stacked members, batch per member, torch.compile)
 SETTINGS = {
     "old: fp32 NCHW eager": (False, False, False, 1, 32, False),
-    "fp32 channels-last": (True, False, False, 1, 32, False),
+    "previous: fp32 channels-last": (True, False, False, 1, 32, False),
     "fp32 channels-last, compiled": (True, False, False, 1, 32, True),
     "bf16 channels-last": (True, False, True, 1, 32, False),
-    "new: bf16 channels-last, compiled": (True, False, True, 1, 32, True),
-    "new + fused 1x1 heads": (True, True, True, 1, 32, True),
-    "new, 2 members stacked": (True, False, True, 2, 32, True),
-    "new, batch 64": (True, False, True, 1, 64, True),
+    "bf16 channels-last, compiled": (True, False, True, 1, 32, True),
+    "new: bf16 CL compiled, fused heads": (True, True, True, 1, 32, True),
+    "new, 2 members stacked": (True, True, True, 2, 32, True),
+    "new, batch 64": (True, True, True, 1, 64, True),
 }
-OLD, NEW = "old: fp32 NCHW eager", "new: bf16 channels-last, compiled"
-FULL = [OLD, "fp32 channels-last", "bf16 channels-last", NEW]
+OLD, PREV, NEW = "old: fp32 NCHW eager", "previous: fp32 channels-last", "new: bf16 CL compiled, fused heads"
+FULL = [OLD, PREV, "bf16 channels-last", "bf16 channels-last, compiled", NEW]
 
 
 def _cpu_info():
@@ -167,8 +167,8 @@ def per_machine(net, names, reps, images, n_proc):
         pipes.append(a)
         procs.append(p)
     warm = [a.recv()[1] for a in pipes]
-    print(f"  warm-up of the {n_proc} processes (compilation from the on-disk inductor cache): "
-          f"{' '.join(f'{w:.1f}' for w in warm)} s")
+    print(f"  warm-up of the {n_proc} processes (first 2 steps of each setting; compiled ones found the main "
+          f"process's code in the inductor cache): {' '.join(f'{w:.1f}' for w in warm)} s")
     out = {n: [] for n in names}
     for _ in range(reps):
         for n in names:
@@ -202,13 +202,47 @@ def learning(epochs, n_train, n_val, seeds, threads=1):
         for s in seeds:
             for name, (cl, amp, comp) in (("old", ("false", "none", "false")), ("new", ("true", "bf16", "true"))):
                 cfg = TrainConfig(epochs=epochs, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=threads,
-                                  channels_last=cl, amp=amp, compile=comp, **NETWORKS["reduced"])
+                                  channels_last=cl, amp=amp, compile=comp, fused=comp, **NETWORKS["reduced"])
                 t = time.perf_counter()
                 hist = train_members(cfg, tr, z[:n_train], e[:n_train], va, z[n_train:], e[n_train:], [s],
                                      [Path(tmp) / f"{name}{s}"])[0]
                 res.setdefault(name, []).append(([r["val_sigma_mad"] for r in hist], [r["val_loss"] for r in hist],
                                                  time.perf_counter() - t))
     return res
+
+
+_JOB = """
+import sys, tempfile, time
+from pathlib import Path
+t0 = time.perf_counter()
+sys.path[:0] = [{src!r}, {tests!r}]
+from test_nn_train import synthetic_galaxies
+from photoz.nn.data import ResidentImages
+from photoz.nn.train import TrainConfig, train_members
+x, z, e = synthetic_galaxies(200, seed=1)
+tr, va = ResidentImages(x[:160], "cpu"), ResidentImages(x[160:], "cpu")
+cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=1, width={width}, dense={dense},
+                  channels_last="true", amp={amp!r}, compile={comp!r}, fused={comp!r})
+with tempfile.TemporaryDirectory() as tmp:
+    train_members(cfg, tr, z[:160], e[:160], va, z[160:], e[160:], [1], [Path(tmp) / "m"])
+print(time.perf_counter() - t0)
+"""
+
+
+def compile_cost(net="reduced"):
+    """Wall seconds of a fresh training process (1 epoch, 160 galaxies): eager, compiled cold, compiled warm."""
+    import subprocess
+    import tempfile
+
+    out = {}
+    with tempfile.TemporaryDirectory(prefix="bench-inductor-job-") as cache:
+        env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=cache)
+        for label, amp, comp in (("eager (previous default)", "none", "false"), ("compiled, empty cache", "bf16", "true"),
+                                 ("compiled, cache from the job before", "bf16", "true")):
+            code = _JOB.format(src=str(ROOT / "src"), tests=str(ROOT / "tests"), amp=amp, comp=comp, **NETWORKS[net])
+            r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+            out[label] = float(r.stdout.strip().splitlines()[-1])
+    return out
 
 
 def main(argv=None):
@@ -219,7 +253,7 @@ def main(argv=None):
     ap.add_argument("--full-reps", type=int, default=3, help="interleaved repetitions per setting (full network)")
     ap.add_argument("--learn-epochs", type=int, default=8)
     ap.add_argument("--learn-train", type=int, default=800)
-    ap.add_argument("--learn-seeds", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--learn-seeds", type=int, nargs="+", default=[1, 2, 3, 4])
     ap.add_argument("--default-images-per-epoch", type=float, default=16200,
                     help="training images of one epoch of all 16 models of the default run (10 main-trial "
                          "members x ~1,256 + noebv 1,256 + frac50 785 + frac20 314 + frac2 31 + s82only ~420 + "
@@ -283,11 +317,12 @@ def main(argv=None):
                   f"{np.median(ratio):10.2f}x ({ratio.min():.2f}-{ratio.max():.2f})")
         if net == "reduced" and ncpu > 1:
             print(f"\n## reduced network, per machine: {ncpu} one-thread processes at once")
-            pm = per_machine(net, [OLD, NEW], a.reps, imgs, ncpu)
+            pm = per_machine(net, [OLD, PREV, NEW], a.reps, imgs, ncpu)
             pb = np.array(pm[OLD])
-            for n in (OLD, NEW):
+            for n in (OLD, PREV, NEW):
                 v = np.array(pm[n])
-                print(f"{n:34s} {v.max():10.1f} img/s per machine  ratio to old {np.median(v / pb):.2f}x")
+                print(f"{n:34s} {v.max():10.1f} img/s per machine  ratio to old {np.median(v / pb):.2f}x, "
+                      f"to previous {np.median(v / np.array(pm[PREV])):.2f}x")
             ratio = float(np.median(np.array(pm[NEW]) / pb))
             base_rate = a.logged_old_rate * ncpu
             for ep in a.default_epochs:
@@ -298,6 +333,10 @@ def main(argv=None):
                       f"new (old rate x this run's per-machine ratio {ratio:.2f}); validation, checkpoints and "
                       "job start-up come on top")
 
+    print("\n## cost of compiling, per training job: a fresh process trains the reduced network for one epoch "
+          "of 160 galaxies (5 batches of 32), start-up included")
+    for label, sec in compile_cost().items():
+        print(f"{label:38s} {sec:6.1f} s")
     if a.no_learning:
         print(f"# load average at end {os.getloadavg()[0]:.2f}")
         return

@@ -103,11 +103,11 @@ def test_resident_images_on_the_cpu_are_the_memmap_path(shards, reference, tmp_p
     np.testing.assert_array_equal(run[2], reference[2])
 
 
-NEW_CPU = {"channels_last": "true", "amp": "bf16", "compile": "true"}  # what auto resolves to with native bf16
+NEW_CPU = {"channels_last": "true", "amp": "bf16", "compile": "true", "fused": True}  # auto with native bf16
 
 
 def test_auto_resolves_to_the_measured_cpu_settings(monkeypatch):
-    """auto on a CPU: channels-last; bf16 + compile only with native bf16 and a C++ compiler."""
+    """auto on a CPU: channels-last; bf16 + compile (+ fused heads) only with native bf16 and a C++ compiler."""
     from photoz.nn import train
 
     cfg = TrainConfig(device="cpu")
@@ -116,7 +116,7 @@ def test_auto_resolves_to_the_measured_cpu_settings(monkeypatch):
         monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: bf16)
         monkeypatch.setattr(train, "cpu_compiler", lambda: cxx)
         sp = SpeedSettings.resolve(cfg)
-        assert (sp.amp, sp.compile) == want and sp.channels_last
+        assert (sp.amp, sp.compile, sp.fused) == want + (want[1],) and sp.channels_last
         assert SpeedSettings.resolve(TrainConfig(device="cpu", amp="none", compile="false")).amp is False
     # explicit settings win over auto
     sp = SpeedSettings.resolve(TrainConfig(device="cpu", amp="bf16", compile="true", channels_last="false"))

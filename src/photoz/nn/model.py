@@ -314,7 +314,7 @@ class PhotoZNet(nn.Module):
         as one convolution on the module's input. Both forms compute the same
         function with the same parameters (equal up to float rounding;
         ``tests/test_nn_speed.py``). Measured on the 2-core CPU it is no faster
-        than channels-last alone eagerly, and 7% faster compiled with bf16
+        than channels-last alone eagerly, and 7-12% faster compiled with bf16
         (``benchmarks/bench_train_cpu.txt``): ``TrainConfig.fused`` ``auto`` turns
         it on where training is compiled on a CPU. Returns the model.
         """

@@ -366,7 +366,7 @@ class SpeedSettings:
         fp32); compile where bf16 is on and a C++ compiler is found (compiled
         fp32 measured no faster than eager channels-last: it pays by fusing the
         casts and element-wise layers around the bf16 convolutions); fused 1x1
-        heads where compiled on a CPU (+7% there; no gain eagerly).
+        heads where compiled on a CPU (+7-12% there; no gain eagerly).
         """
         device = resolve_device(cfg.device)
         cpu = device.type == "cpu"

@@ -107,11 +107,11 @@ NEW_CPU = {"channels_last": "true", "amp": "bf16", "compile": "true", "fused": T
 
 
 def test_auto_resolves_to_the_measured_cpu_settings(monkeypatch):
-    """auto on a CPU: channels-last; bf16 + compile (+ fused heads) only with native bf16 and a C++ compiler."""
+    """auto on a CPU: channels-last; bf16 + compile (+ fused heads) only with native bf16 AND a C++ compiler."""
     from photoz.nn import train
 
     cfg = TrainConfig(device="cpu")
-    for bf16, cxx, want in [(True, "/usr/bin/g++", (True, True)), (True, None, (True, False)),
+    for bf16, cxx, want in [(True, "/usr/bin/g++", (True, True)), (True, None, (False, False)),
                             (False, "/usr/bin/g++", (False, False))]:
         monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: bf16)
         monkeypatch.setattr(train, "cpu_compiler", lambda: cxx)

@@ -362,15 +362,16 @@ class SpeedSettings:
         """``auto`` resolved for the device.
 
         CUDA: bf16 autocast, channels-last, compile. CPU: channels-last; bf16
-        autocast where oneDNN has native bf16 (emulated bf16 is slower than
-        fp32); compile where bf16 is on and a C++ compiler is found (compiled
-        fp32 measured no faster than eager channels-last: it pays by fusing the
-        casts and element-wise layers around the bf16 convolutions); fused 1x1
-        heads where compiled on a CPU (+7-12% there; no gain eagerly).
+        autocast and compile together where oneDNN has native bf16 and a C++
+        compiler is found (measured on the reduced network: bf16 alone is
+        slower than fp32 channels-last, compiled fp32 barely faster; together
+        2x, the compiler fusing the casts and element-wise layers around the
+        bf16 convolutions); fused 1x1 heads where compiled on a CPU (+7-12%
+        there; no gain eagerly).
         """
         device = resolve_device(cfg.device)
         cpu = device.type == "cpu"
-        amp = _flag(cfg.amp, device, auto_cpu=cpu and cpu_has_native_bf16())
+        amp = _flag(cfg.amp, device, auto_cpu=cpu and cpu_has_native_bf16() and cpu_compiler() is not None)
         compile_ = _flag(cfg.compile, device, auto_cpu=cpu and amp and cpu_compiler() is not None)
         compile_ = compile_ and hasattr(torch, "compile")
         fused = str(cfg.fused).lower()

@@ -117,12 +117,15 @@ def reddening_control(cat_path, k=100):
     ebv = te.ebv.to_numpy()
     print(f"control: the kNN (k={k}) on fold 0; E(B-V) of the test galaxies: 5/50/95th percentiles "
           f"{' '.join(f'{v:.4f}' for v in np.percentile(ebv, [5, 50, 95]))}, std {ebv.std():.4f}")
-    for label, sign in (("kNN, dereddened magnitudes", 0.0), ("kNN, observed magnitudes (no correction)", 1.0)):
-        def feats(df):
-            m = np.stack([df[f"dered_petro_{b}"].to_numpy() + sign * EXTINCTION_COEFF[j] * df.ebv.to_numpy()
-                          for j, b in enumerate(knn.BANDS)], 1)
-            return np.column_stack([m[:, 2], -np.diff(m, axis=1)])  # r, u-g, g-r, r-i, i-z
-        zp = knn.fit_predict(feats(tr), tr.z.to_numpy(), feats(te), k=k)[0]
+    def observed(df):  # the reddening correction undone: dered + SDSS coefficient x E(B-V)
+        df = df.copy()
+        for j, b in enumerate(knn.BANDS):
+            df[f"dered_petro_{b}"] += EXTINCTION_COEFF[j] * df.ebv
+        return df
+
+    for label, fix in (("kNN, dereddened magnitudes", lambda df: df),
+                       ("kNN, observed magnitudes (no correction)", observed)):
+        zp = knn.fit_predict(knn.features(fix(tr)), tr.z.to_numpy(), knn.features(fix(te)), k=k)[0]
         dz = metrics.delta_z(zp, te.z.to_numpy())
         keep = np.abs(dz) < 0.05
         b, be = _slope(ebv[keep], dz[keep])

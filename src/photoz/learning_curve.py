@@ -380,7 +380,7 @@ def _existing(paths, what):
 def main(argv=None):
     from photoz import bins as zbins
     from photoz.io import atomic_path, setup_logging
-    from photoz.tables import _pairs, read_catalog, read_ensemble
+    from photoz.tables import parse_pairs, read_catalog, read_ensemble
 
     p = argparse.ArgumentParser(prog="photoz learning-curve", description=__doc__.split("\n")[0])
     p.add_argument("--config-json", required=True,
@@ -395,8 +395,8 @@ def main(argv=None):
     setup_logging(a.log, name="photoz")
     cfg = json.loads(a.config_json)
     names = list(cfg["learning_curve"])
-    ens_paths = _existing(_pairs(a.ensemble, "ensemble"), "ensemble")
-    knn_paths = _existing(_pairs(a.knn, "knn"), "kNN")
+    ens_paths = _existing(parse_pairs(a.ensemble, "ensemble"), "ensemble")
+    knn_paths = _existing(parse_pairs(a.knn, "knn"), "kNN")
     for t in names:
         for paths, what in ((ens_paths, "--ensemble"), (knn_paths, "--knn")):
             if t not in paths:

@@ -508,7 +508,8 @@ def _write(df, csv, tex, texfn):
     log.info("wrote %s and %s", csv, tex)
 
 
-def _pairs(values, what):
+def parse_pairs(values, what):
+    """``['TRIAL=PATH', ...]`` (an option's values) as ``{TRIAL: PATH}``; ``what`` names the option in errors."""
     out = {}
     for v in values or []:
         if "=" not in v:
@@ -550,7 +551,7 @@ def main(argv=None):
         if a.zone:
             with open(a.zone) as fh:
                 cfg["regions"] = {**cfg["regions"], "suspect_region": json.load(fh)["table2_region"]}
-        ens_paths, knn_paths = _pairs(a.ensemble, "ensemble"), _pairs(a.knn, "knn")
+        ens_paths, knn_paths = parse_pairs(a.ensemble, "ensemble"), parse_pairs(a.knn, "knn")
         ensembles = {}
         for t, path in ens_paths.items():
             ensembles[t] = read_ensemble(path)

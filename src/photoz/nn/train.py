@@ -38,6 +38,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -151,8 +152,6 @@ def cpu_has_native_bf16():
 
 def cpu_compiler():
     """The C++ compiler inductor would build CPU kernels with, or None if there is none."""
-    import shutil
-
     try:
         from torch._inductor import config as inductor_config
         names = inductor_config.cpp.cxx
@@ -371,9 +370,9 @@ class SpeedSettings:
         """
         device = resolve_device(cfg.device)
         cpu = device.type == "cpu"
-        amp = _flag(cfg.amp, device, auto_cpu=cpu and cpu_has_native_bf16() and cpu_compiler() is not None)
-        compile_ = _flag(cfg.compile, device, auto_cpu=cpu and amp and cpu_compiler() is not None)
-        compile_ = compile_ and hasattr(torch, "compile")
+        cxx = cpu and cpu_compiler() is not None
+        amp = _flag(cfg.amp, device, auto_cpu=cxx and cpu_has_native_bf16())
+        compile_ = _flag(cfg.compile, device, auto_cpu=cxx and amp) and hasattr(torch, "compile")
         fused = str(cfg.fused).lower()
         return cls(device=device, amp=amp,
                    channels_last=_flag(cfg.channels_last, device, auto_cpu=True),

@@ -15,10 +15,11 @@ What it measures, all in the same run:
   GFLOP/s from the counted FLOPs and the fraction of the measured matmul peak;
   per machine: one such process per core, all running at once;
 * learning: validation sigma_MAD after the same epochs with the old and the new
-  settings (two seeds each, synthetic galaxies of ``tests/test_nn_train.py``);
+  settings (``--learn-seeds``, four by default; synthetic galaxies of ``tests/test_nn_train.py``);
 * the cost of ``torch.compile``: the first steps of each compiled setting with an
   empty inductor cache (a fresh temporary cache directory unless ``--warm-cache``),
-  then in the per-machine processes, which find the compiled code on disk.
+  and per training job: a fresh process training one short epoch eagerly, compiled
+  with an empty cache, and compiled with the cache the job before left on disk.
 
 The machine may be shared with other jobs: repetitions of the settings are
 INTERLEAVED (old, new, old, new, ...) and the comparison is the median of the

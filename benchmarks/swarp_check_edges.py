@@ -31,7 +31,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from photoz.cutouts import swarp_check as S  # noqa: E402
-from photoz.cutouts.group import FrameSet, load_group_galaxies, make_cutouts, read_group  # noqa: E402
 from photoz.cutouts.swarp import check_swarp  # noqa: E402
 from photoz.sdss.frames import BANDS  # noqa: E402
 
@@ -39,34 +38,24 @@ from photoz.sdss.frames import BANDS  # noqa: E402
 def worst_pixels(res_dir, per_group, cfg):
     """One row per (galaxy, band): the largest |native - SWarp| / sigma and where it is."""
     chosen = np.asarray(json.loads((res_dir / "cutouts/swarp_check.json").read_text())["specObjID"], np.int64)
-    binary = check_swarp("auto")
+    cubes = {int(p.stem.split("-")[1]): p for p in sorted((res_dir / "cutouts").glob("group-*.npz"))}
+    manifests = {g: res_dir / f"frames/group-{g}/MANIFEST.json" for g in cubes}
+    galaxies = {g: np.intersect1d(np.load(p)["specObjID"].astype(np.int64), chosen)[:per_group] for g, p in cubes.items()}
     rows = []
-    for cube in sorted((res_dir / "cutouts").glob("group-*.npz")):
-        g = int(cube.stem.split("-")[1])
-        nat = read_group(cube)
-        ids = np.intersect1d(np.asarray(nat["specObjID"], np.int64), chosen)[:per_group]
-        if ids.size == 0:
+    for g, _, res, native, nframes in S.remake_groups(cubes, manifests, galaxies, res_dir / "frames/galaxies.parquet",
+                                                      res_dir / "catalog.parquet", dict(cfg, threads=1),
+                                                      check_swarp("auto"), res_dir / "frames/frames.parquet"):
+        if native is None:
             continue
-        gal = load_group_galaxies(res_dir / "frames/galaxies.parquet", res_dir / "catalog.parquet", g,
-                                  res_dir / "frames/frames.parquet")
-        gal = gal[gal.specObjID.isin(ids)]
-        frames = FrameSet.from_manifest(res_dir / f"frames/group-{g}/MANIFEST.json", g)
-        res = make_cutouts(gal, frames, size=cfg["size"], pixel_scale=cfg["pixel_scale"], resampler="swarp",
-                           partial_coverage=cfg["partial_coverage"], min_coverage=cfg["min_coverage"], threads=1,
-                           chunk_galaxies=256, swarp_binary=binary, bad_frame=cfg["bad_frame"], group=g)
-        pos = {int(s): k for k, s in enumerate(nat["specObjID"])}
-        k = np.array([pos[int(s)] for s in res.specObjID])
-        native, swarp = nat["cube"][k], res.cube
         sigma = S.background_sigma(native)
         n = native.shape[-1]
         for i, sid in enumerate(res.specObjID):
             for b, band in enumerate(BANDS):
-                d = np.abs(native[i, b] - swarp[i, b]) / sigma[i, b]
+                d = np.abs(native[i, b] - res.cube[i, b]) / sigma[i, b]
                 y, x = np.unravel_index(np.argmax(d), d.shape)
                 rows.append({"group": g, "specObjID": int(sid), "band": band, "max_diff_sigma": float(d.max()),
                              "y": int(y), "x": int(x), "from_centre_pix": float(np.hypot(y - (n - 1) / 2, x - (n - 1) / 2)),
-                             "pixel_snr": float(abs(swarp[i, b, y, x]) / sigma[i, b]), "nframes": int(nat["nframes"][k[i], b])})
-        del nat
+                             "pixel_snr": float(abs(res.cube[i, b, y, x]) / sigma[i, b]), "nframes": int(nframes[i, b])})
     return pd.DataFrame(rows)
 
 

@@ -51,7 +51,7 @@ from photoz.io import atomic_write_bytes, setup_logging
 from photoz.sdss.frames import BANDS
 
 __all__ = ["APERTURE_RADIUS", "BACKGROUND_RADIUS", "RATIO_MIN_SNR", "AGREE_SIGMA", "background_sigma",
-           "aperture_flux", "compare_cubes", "subset_seed", "draw_subset", "swarp_check", "main"]
+           "aperture_flux", "compare_cubes", "subset_seed", "draw_subset", "remake_groups", "swarp_check", "main"]
 
 log = logging.getLogger("photoz.cutouts.swarp_check")
 
@@ -207,6 +207,44 @@ def _cube_ids(path):
         return z["specObjID"].astype(np.int64)
 
 
+def remake_groups(cubes, manifests, galaxies, galaxies_path, catalog_path, cfg, binary, frames_path=None,
+                  workdir=None):
+    """Remake the given galaxies of each group with SWarp, beside the run's native cubes of them.
+
+    ``cubes`` and ``manifests``: ``{group: path}``; ``galaxies``: ``{group: specObjIDs}``.
+    Yields, per group with galaxies to remake, ``(group, absent, res, native_cube, native_nframes)``:
+    the asked-for ids that are not galaxies of the group, the :func:`make_cutouts` result of
+    SWarp, and the native cubes and frame counts of ``res.specObjID`` in the same order (``None``
+    when SWarp made no cube).
+    """
+    from .group import FrameSet, load_group_galaxies, make_cutouts, read_group
+
+    size = int(cfg.get("size", 64))
+    for g, mine in galaxies.items():
+        if len(mine) == 0:
+            continue
+        gal = load_group_galaxies(galaxies_path, catalog_path, g, frames_path)
+        gal = gal[gal["specObjID"].isin(mine)]
+        absent = np.setdiff1d(mine, gal["specObjID"].to_numpy(np.int64))
+        frames = FrameSet.from_manifest(manifests[g], g)
+        log.info("group %d: %d galaxies remade with SWarp from the frames of %s", g, len(gal), manifests[g])
+        res = make_cutouts(gal, frames, size=size, pixel_scale=cfg.get("pixel_scale", 0.396), resampler="swarp",
+                           partial_coverage=cfg.get("partial_coverage", "zero_fill"),
+                           min_coverage=cfg.get("min_coverage", 0.9), threads=cfg.get("threads", 1),
+                           chunk_galaxies=cfg.get("chunk_galaxies", 256), swarp_binary=binary, workdir=workdir,
+                           bad_frame=cfg.get("bad_frame", "drop_galaxy"), group=g)
+        if len(res) == 0:
+            yield g, absent, res, None, None
+            continue
+        nat = read_group(cubes[g])
+        if nat["cube"].shape[-1] != size:
+            raise ValueError(f"{cubes[g]}: cubes of {nat['cube'].shape[-1]} pixels, cutouts.size is {size}")
+        pos = {int(s): k for k, s in enumerate(nat["specObjID"])}
+        rows = np.array([pos[int(s)] for s in res.specObjID])
+        yield g, absent, res, nat["cube"][rows], nat["nframes"][rows]
+        del nat
+
+
 def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None, frames_path=None, workdir=None):
     """Remake a random subset of the run's cutouts with SWarp and compare them with the native cubes.
 
@@ -231,7 +269,6 @@ def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None
     """
     from photoz.sdss.sas import read_manifest
 
-    from .group import FrameSet, load_group_galaxies, make_cutouts, read_group
     from .swarp import check_swarp
 
     n = int(cfg.get("swarp_check_galaxies", 200) if n is None else n)
@@ -258,38 +295,21 @@ def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None
     nat_parts, sw_parts, id_parts, failures = [], [], [], []
     n_nframes_differ = 0
     t0 = time.time()
-    for g, gids in ids.items():
-        mine = np.intersect1d(gids, chosen)
-        if mine.size == 0:
-            continue
-        gal = load_group_galaxies(galaxies_path, catalog_path, g, frames_path)
-        gal = gal[gal["specObjID"].isin(mine)]
-        absent = np.setdiff1d(mine, gal["specObjID"].to_numpy(np.int64))
+    groups = {g: np.intersect1d(gids, chosen) for g, gids in ids.items()}
+    for g, absent, res, nat_cube, nat_nframes in remake_groups(by_group, man_of, groups, galaxies_path,
+                                                                  catalog_path, cfg, binary, frames_path, workdir):
         for sid in absent:
             failures.append({"specObjID": int(sid), "group": g, "band": "all",
                              "reason": f"not a galaxy of group {g} in {galaxies_path}"})
-        frames = FrameSet.from_manifest(man_of[g], g)
-        log.info("group %d: %d galaxies remade with SWarp from the frames of %s", g, len(gal), man_of[g])
-        res = make_cutouts(gal, frames, size=size, pixel_scale=cfg.get("pixel_scale", 0.396), resampler="swarp",
-                           partial_coverage=cfg.get("partial_coverage", "zero_fill"),
-                           min_coverage=cfg.get("min_coverage", 0.9), threads=cfg.get("threads", 1),
-                           chunk_galaxies=cfg.get("chunk_galaxies", 256), swarp_binary=binary, workdir=workdir,
-                           bad_frame=cfg.get("bad_frame", "drop_galaxy"), group=g)
         for r in res.failures.itertuples(index=False):
             failures.append({"specObjID": int(r.specObjID), "group": g, "band": str(r.band),
                              "reason": f"SWarp rerun: {r.reason}"})
         if len(res) == 0:
             continue
-        nat = read_group(by_group[g])
-        if nat["cube"].shape[-1] != size:
-            raise ValueError(f"{by_group[g]}: cubes of {nat['cube'].shape[-1]} pixels, cutouts.size is {size}")
-        pos = {int(s): k for k, s in enumerate(nat["specObjID"])}
-        rows = np.array([pos[int(s)] for s in res.specObjID])
-        nat_parts.append(nat["cube"][rows])
+        nat_parts.append(nat_cube)
         sw_parts.append(res.cube)
         id_parts.append(np.asarray(res.specObjID, np.int64))
-        n_nframes_differ += int((nat["nframes"][rows] != res.nframes).any(axis=1).sum())
-        del nat
+        n_nframes_differ += int((nat_nframes != res.nframes).any(axis=1).sum())
         done = sum(len(p) for p in id_parts)
         log.info("group %d done: %d/%d galaxies compared so far (%.2f galaxies/s)", g, done, chosen.size,
                  done / max(time.time() - t0, 1e-9))

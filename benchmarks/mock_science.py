@@ -93,15 +93,6 @@ def _pm(z_phot, z_spec, seed=0):
     return m, e
 
 
-def _slope(x, y, n_boot=200, seed=0):
-    """Least-squares slope of y on x and its bootstrap error."""
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    b = np.polyfit(x, y, 1)[0]
-    rng = np.random.default_rng(seed)
-    boots = [np.polyfit(x[i], y[i], 1)[0] for i in (rng.integers(0, x.size, x.size) for _ in range(n_boot))]
-    return b, float(np.std(boots))
-
-
 def reddening_control(cat_path, k=100):
     """Slope of the kNN's bias against E(B-V) with and without the reddening correction (fold 0).
 
@@ -127,9 +118,8 @@ def reddening_control(cat_path, k=100):
                        ("kNN, observed magnitudes (no correction)", observed)):
         zp = knn.fit_predict(knn.features(fix(tr)), tr.z.to_numpy(), knn.features(fix(te)), k=k)[0]
         dz = metrics.delta_z(zp, te.z.to_numpy())
-        keep = np.abs(dz) < 0.05
-        b, be = _slope(ebv[keep], dz[keep])
-        print(f"{label:<42} N={int(keep.sum()):>5}  sigma_MAD {metrics.sigma_mad(dz):.4f}  slope {b:+.4f} +- {be:.4f}")
+        b, be, n = metrics.bias_slope(ebv, dz)
+        print(f"{label:<42} N={n:>5}  sigma_MAD {metrics.sigma_mad(dz):.4f}  slope {b:+.4f} +- {be:.4f}")
 
 
 def main(argv=None):
@@ -214,9 +204,8 @@ def main(argv=None):
             f0 = ens[ens.fold == 0]
             for label, d in (("with E(B-V) input (main, fold 0)", f0), ("without E(B-V) input (noebv)", ne)):
                 dz = metrics.delta_z(d.z_phot.to_numpy(), d.z_spec.to_numpy())
-                keep = np.abs(dz) < 0.05  # outliers excluded from the fit (the paper's eta threshold)
-                b, be = _slope(d.ebv.to_numpy()[keep], dz[keep])
-                print(f"{label:<36} N={int(keep.sum()):>5}  slope {b:+.4f} +- {be:.4f}")
+                b, be, n = metrics.bias_slope(d.ebv.to_numpy(), dz)  # outliers (|dz| > 0.05) left out of the fit
+                print(f"{label:<36} N={n:>5}  slope {b:+.4f} +- {be:.4f}")
             reddening_control(cat_path)
     prov = run / "results/paper/variables.tex"
     if prov.exists():

@@ -153,3 +153,22 @@ def test_bad_inputs_raise_clear_errors():
         metrics.pit(np.ones((2, 180)), np.array([0.1, 0.2]), e[:-1])
     with pytest.raises(ValueError, match="empty"):
         metrics.point_metrics([], [])
+
+
+def test_bias_slope_recovers_a_known_slope_with_a_fair_error():
+    rng = np.random.default_rng(3)
+    x = rng.uniform(0.0, 0.2, 4000)
+    dz = 0.05 * x + rng.normal(0, 0.005, x.size)
+    dz[:40] = 2.0 * x[:40] + 0.1  # catastrophic outliers on a steep line: left out of the fit
+    b, e, n = metrics.bias_slope(x, dz, n_resamples=300)
+    assert n == x.size - 40
+    # the least-squares standard error: sigma / (std(x) sqrt(n))
+    se = 0.005 / (x[40:].std() * np.sqrt(n))
+    assert e == pytest.approx(se, rel=0.2)
+    assert abs(b - 0.05) < 4 * se
+    b_all, _, n_all = metrics.bias_slope(x, dz, threshold=None, n_resamples=0)
+    assert n_all == x.size and abs(b_all - 0.05) > 10 * se  # the outliers would have pulled it
+    assert np.isnan(metrics.bias_slope(np.ones(10), np.zeros(10))[0])  # no spread in x
+    assert np.isnan(metrics.bias_slope([0.1, 0.2], [0.0, 0.0])[0])
+    with pytest.raises(ValueError, match="differ in shape"):
+        metrics.bias_slope([0.1, 0.2], [0.0])

@@ -124,3 +124,36 @@ def test_real_mode_needs_no_validation_and_removes_the_configured_region(tmp_pat
     (res / "zone" / "zone.json").unlink()
     with pytest.raises(paper.PaperInputError, match="zone.json"):
         paper.collect(res, default_config, data_mode="sdss")
+
+
+def test_ebv_trend_sentence_follows_the_slopes():
+    s = wording.ebv_trend_sentence((0.001, 0.01), (0.25, 0.02), (0.01, 0.2), 1000)
+    assert "without the reddening input shows a bias that rises with $E(B-V)$ (slope $+0.250 \\pm 0.020$, 12" in s
+    assert "the one with it no significant trend" in s and s.endswith("the input removes the trend, as in the paper.")
+    s = wording.ebv_trend_sentence((0.001, 0.05), (0.004, 0.05), (0.015, 0.029), 1000)
+    assert s.endswith("neither shows the trend the paper found without the input.")
+    s = wording.ebv_trend_sentence((-0.2, 0.02), (0.25, 0.02), (0.01, 0.2), 1000)
+    assert "falls with" in s and s.endswith("the input does not remove the trend, which the paper found it does.")
+    s = wording.ebv_trend_sentence((0.2, 0.02), (0.0, 0.02), (0.01, 0.2), 1000)
+    assert s.endswith("a trend the paper did not find with the input.")
+
+
+def test_ebv_trend_reads_the_two_ensembles(tmp_path, root, default_config):
+    from photoz import trials
+
+    assert trials.noebv_trial(default_config) == "noebv"
+    res = write_results(tmp_path, n=300, n_images=4)  # noebv: dz shifted by 0.3 x (E(B-V) - mean)
+    m = paper.collect(res, default_config, data_mode="mock")
+    assert "removes the trend" in m["EbvTrend"]
+    slope = float(re.search(r"without the reddening input shows a bias that rises with \$E\(B-V\)\$ \(slope \$([-+.0-9]+)",
+                            m["EbvTrend"]).group(1))
+    assert 0.2 < slope < 0.35  # 0.3 in z_phot, over (1 + z) in dz
+    assert "\\EbvTrend" in (root / "paper" / "ms.tex").read_text()
+    (res / "ensemble" / "noebv.parquet").write_bytes((res / "ensemble" / "main.parquet").read_bytes())
+    assert "neither shows" in paper.collect(res, default_config, data_mode="mock")["EbvTrend"]
+    (res / "ensemble" / "noebv.parquet").unlink()
+    with pytest.raises(paper.PaperInputError, match="noebv.parquet"):
+        paper.collect(res, default_config, data_mode="mock")
+    cfg = {**default_config, "trials": {k: v for k, v in default_config["trials"].items() if k != "noebv"}}
+    assert trials.noebv_trial(cfg) is None
+    assert paper.collect(res, cfg, data_mode="mock")["EbvTrend"] == ""

@@ -37,6 +37,7 @@ __all__ = [
     "eta",
     "point_metrics",
     "bootstrap",
+    "bias_slope",
     "normalise",
     "cdf_at_edges",
     "z_phot",
@@ -141,6 +142,57 @@ def bootstrap(z_phot, z_spec, n_resamples=200, seed=0, chunk_elements=20_000_000
         done += m
     ddof = 1 if n_resamples > 1 else 0
     return {f"{k}_err": float(np.std(np.concatenate(v), ddof=ddof)) for k, v in out.items()}
+
+
+def bias_slope(x, dz, threshold=OUTLIER_THRESHOLD, n_resamples=200, seed=0):
+    """Least-squares slope of Δz against a quantity ``x`` (e.g. E(B-V)), and its bootstrap error.
+
+    The slope of the bias with ``x`` (Fig. 11 of the paper as one number).
+    Catastrophic outliers (|Δz| > ``threshold``) are left out of the fit, as
+    they would dominate a least-squares line; ``threshold=None`` keeps all.
+
+    Parameters
+    ----------
+    x, dz : array_like
+        The quantity and the residuals Δz (same shape).
+    threshold : float or None
+    n_resamples : int
+        Bootstrap resamples of the kept galaxies (0: NaN error).
+    seed : int
+
+    Returns
+    -------
+    (slope, slope_err, n) with ``n`` the galaxies in the fit. The slope is NaN
+    with fewer than 3 galaxies or no spread in ``x``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    dz = np.asarray(dz, dtype=np.float64)
+    if x.shape != dz.shape:
+        raise ValueError(f"x {x.shape} and dz {dz.shape} differ in shape")
+    keep = np.isfinite(x) & np.isfinite(dz)
+    if threshold is not None:
+        keep &= np.abs(dz) <= threshold
+    x, dz = x[keep], dz[keep]
+    n = int(x.size)
+
+    def slope(xs, ys):  # rows of resamples (or one row)
+        xc = xs - xs.mean(axis=-1, keepdims=True)
+        sxx = np.sum(xc * xc, axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(sxx > 0, np.sum(xc * (ys - ys.mean(axis=-1, keepdims=True)), axis=-1) / sxx, np.nan)
+
+    if n < 3:
+        return float("nan"), float("nan"), n
+    b = float(slope(x, dz))
+    if n_resamples <= 0 or not np.isfinite(b):
+        return b, float("nan"), n
+    rng = np.random.default_rng(seed)
+    boots = []
+    per_block = max(1, 20_000_000 // n)
+    for start in range(0, n_resamples, per_block):
+        idx = rng.integers(0, n, size=(min(per_block, n_resamples - start), n))
+        boots.append(slope(x[idx], dz[idx]))
+    return b, float(np.nanstd(np.concatenate(boots), ddof=1 if n_resamples > 1 else 0)), n
 
 
 # --------------------------------------------------------------------------

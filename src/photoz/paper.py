@@ -36,11 +36,13 @@ FMT = latex.FMT
 RESULT_FILES = {"table1": "table1.csv", "table2": "table2.csv", "tableA1": "tableA1.csv",
                 "catalog": "catalog.parquet", "failures": "cutouts/failures.csv", "manifest": "shards/manifest.json",
                 "zone": "zone/zone.json", "zone_validation": "zone/validation.json", "losses": "cutouts/losses.json",
-                "swarp_check": "cutouts/swarp_check.json", "learning_curve": "learning_curve.csv"}
+                "swarp_check": "cutouts/swarp_check.json", "learning_curve": "learning_curve.csv",
+                "ensemble": "ensemble/main.parquet", "ensemble_noebv": "ensemble/noebv.parquet"}
 #: Result files that only some runs have: the zone validation exists in mode mock only, the SWarp check
 #: only with cutouts.resampler native and cutouts.swarp_check_galaxies > 0, the learning curve when the
-#: config lists learning_curve trials.
-OPTIONAL_FILES = {"zone_validation", "swarp_check", "learning_curve"}
+#: config lists learning_curve trials, the two ensembles of the reddening sentence when the config has a
+#: trial without the E(B-V) input (photoz.trials.noebv_trial; the workflow gives their trials' paths).
+OPTIONAL_FILES = {"zone_validation", "swarp_check", "learning_curve", "ensemble", "ensemble_noebv"}
 PACKAGES = ["numpy", "scipy", "pandas", "astropy", "torch", "matplotlib", "snakemake", "galsim", "sep"]
 #: Table 2 rows the text talks about, by (estimator, subset, widest-removed) of the trial of the full row.
 NAMED_ROWS = {"Main": ("cnn", "all", 0.0), "Bsixteen": ("b16", "all", 0.0), "Knn": ("knn", "all", 0.0),

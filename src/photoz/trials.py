@@ -15,7 +15,7 @@ from __future__ import annotations
 __all__ = [
     "MAIN", "main_trial", "folds", "trial_folds", "trial_seeds", "network_name", "ensemble_path",
     "knn_path", "table2_trials", "knn_trials", "table1_trial", "learning_curve", "trained_trials",
-    "SPLIT_KEYS", "split_spec",
+    "SPLIT_KEYS", "split_spec", "noebv_trial",
 ]
 
 #: Name of the paper's main trial (80% training, 5-fold cross-validation).
@@ -48,6 +48,23 @@ def trial_seeds(cfg, name):
 def network_name(cfg, name):
     """The network (key of ``networks``) trial ``name`` trains."""
     return cfg["trials"][name].get("network", cfg["training"]["network"])
+
+
+def noebv_trial(cfg):
+    """The trial trained without the E(B-V) input (``ebv_input: false``) on the main trial's fold-0 selection.
+
+    The first such trial whose ``train`` and ``test`` selections are the main
+    trial's, whole (no ``train_size`` / ``train_fraction``), so that it is
+    tested on the main trial's fold-0 test galaxies; ``None`` if there is none.
+    The paper's reddening test (Fig. 11) compares the two.
+    """
+    main = cfg["trials"][main_trial(cfg)]
+    for name, spec in cfg["trials"].items():
+        same = all(spec.get(k) == main.get(k) for k in ("train", "test"))
+        whole = not any(k in spec for k in ("train_size", "train_fraction"))
+        if spec.get("ebv_input", True) is False and same and whole and 0 in folds(spec, cfg["dataset"]["n_folds"]):
+            return name
+    return None
 
 
 #: Keys of a trial entry that decide its galaxies (``photoz.dataset.splits.selection_masks``).

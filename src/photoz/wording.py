@@ -28,11 +28,12 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["K_SIGMA", "P_AGREE", "compare", "folds_agree", "size_words", "zone_sentence",
            "validation_sentence", "learning_curve_end", "learning_curve_slopes", "swarp_check_sentence",
-           "resampler_macros", "macros"]
+           "resampler_macros", "TREND_SIGMA", "ebv_trend_sentence", "ebv_trend", "macros"]
 
 K_SIGMA = 2.0
 P_AGREE = 0.01
@@ -199,6 +200,81 @@ def learning_curve_slopes(cnn, cnn_err, knn, knn_err):
     def trend(x):
         return "falls" if x < 0 else ("rises" if x > 0 else "stays flat")
     return f"The CNN's $\\smad$ {trend(a)} with the training size and the kNN's {trend(b)} {slopes}."
+
+
+#: |slope| / error above which a trend of the bias is called significant.
+TREND_SIGMA = 3.0
+
+
+def ebv_trend_sentence(with_fit, without_fit, ebv_range, n):
+    """What the bias does against E(B-V) with and without the reddening input (Fig. 11), words chosen by the numbers.
+
+    ``with_fit`` / ``without_fit``: ``(slope, error)`` of Δz against E(B-V)
+    (:func:`photoz.metrics.bias_slope`); a slope is a *trend* when it is more
+    than :data:`TREND_SIGMA` errors from zero. ``ebv_range``: the 5th and 95th
+    percentiles of the test galaxies' E(B-V); ``n``: the galaxies in the fits.
+    """
+    from photoz.latex import count
+    from photoz.metrics import OUTLIER_THRESHOLD
+
+    def significant(fit):
+        b, e = _num(fit[0]), _num(fit[1])
+        return b is not None and e is not None and e > 0 and abs(b) > TREND_SIGMA * e
+
+    def say(fit):
+        b, e = _num(fit[0]), _num(fit[1])
+        if b is None:
+            return "no measurable slope"
+        value = f"slope ${b:+.3f}" + (f" \\pm {e:.3f}$" if e is not None else "$")
+        if not significant(fit):
+            return f"no significant trend ({value})"
+        return f"a bias that {'rises' if b > 0 else 'falls'} with $E(B-V)$ ({value}, {abs(b) / e:.0f}$\\sigma$)"
+
+    lo, hi = ebv_range
+    text = (f"Against $E(B-V)$ (Fig.~\\ref{{fig:ebv}}; the {count(n)} fold-0 test galaxies with "
+            f"$|\\dz| \\le {OUTLIER_THRESHOLD:g}$, $E(B-V)$ from {lo:.3f} to {hi:.3f} between its 5th and 95th percentiles; "
+            f"slopes $\\mathrm{{d}}\\langle\\dz\\rangle/\\mathrm{{d}}E(B-V)$ per magnitude) the network without "
+            f"the reddening input shows {say(without_fit)}, and the one with it {say(with_fit)}")
+    w, wo = significant(with_fit), significant(without_fit)
+    if wo and not w:
+        return text + ": the input removes the trend, as in the paper."
+    if wo and w:
+        return text + ": the input does not remove the trend, which the paper found it does."
+    if w:
+        return text + ": a trend the paper did not find with the input."
+    return text + ": neither shows the trend the paper found without the input."
+
+
+def ebv_trend(paths, cfg):
+    """``EbvTrend``: :func:`ebv_trend_sentence` on the main and no-E(B-V) ensembles' common fold-0 test galaxies.
+
+    Empty without a no-E(B-V) trial (:func:`photoz.trials.noebv_trial`) or its ensemble.
+    """
+    from photoz import metrics, trials
+    from photoz.paper import PaperInputError
+
+    if trials.noebv_trial(cfg) is None or not paths.get("ensemble") or not paths.get("ensemble_noebv"):
+        return ""
+    cols = ["specObjID", "fold", "z_spec", "z_phot"]
+    frames = {}
+    for key in ("ensemble", "ensemble_noebv", "catalog"):
+        p = Path(paths[key])
+        if not p.exists():
+            raise PaperInputError(f"result file {p} does not exist")
+        frames[key] = pd.read_parquet(p, columns=cols if key != "catalog" else ["specObjID", "ebv"])
+    main = frames["ensemble"][frames["ensemble"]["fold"] == 0].drop(columns="fold")
+    df = main.merge(frames["ensemble_noebv"].drop(columns="fold"), on="specObjID", suffixes=("", "_noebv"))
+    df = df.merge(frames["catalog"], on="specObjID", how="left")
+    if df.empty:
+        raise PaperInputError(f"{paths['ensemble']} (fold 0) and {paths['ensemble_noebv']} share no test galaxy")
+    if df["ebv"].isna().any():
+        raise PaperInputError(f"{int(df['ebv'].isna().sum())} test galaxies of {paths['ensemble']} have no E(B-V) "
+                              f"in {paths['catalog']}")
+    ebv = df["ebv"].to_numpy()
+    fit_with = metrics.bias_slope(ebv, metrics.delta_z(df["z_phot"], df["z_spec"]))
+    fit_without = metrics.bias_slope(ebv, metrics.delta_z(df["z_phot_noebv"], df["z_spec"]))
+    lo, hi = np.percentile(ebv, [5, 95])
+    return ebv_trend_sentence(fit_with[:2], fit_without[:2], (lo, hi), min(fit_with[2], fit_without[2]))
 
 
 def _sig(x, digits=2):
@@ -386,4 +462,6 @@ def macros(paths, cfg, mode):
         m["ZoneValidation"] = ""
     # the resampler, and the SWarp check of a native run
     m.update(resampler_macros(paths, cfg))
+    # the bias against E(B-V) with and without the reddening input
+    m["EbvTrend"] = ebv_trend(paths, cfg)
     return m

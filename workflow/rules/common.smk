@@ -104,6 +104,14 @@ def learning_curve_trials():
 LEARNING_CURVE_CSV = "results/learning_curve.csv"
 
 
+def reddening_ensembles():
+    """The main and no-E(B-V) ensembles the paper's reddening sentence compares (empty without such a trial)."""
+    noebv = _trials.noebv_trial(config)
+    if noebv is None:
+        return {}
+    return {"ensemble": _trials.ensemble_path(_trials.main_trial(config)), "ensemble_noebv": _trials.ensemble_path(noebv)}
+
+
 def run_figures():
     """The figures this run draws: every one of FIGURES, those reading the learning curve only when it has trials."""
     return [n for n in FIGURES if LEARNING_CURVE_CSV not in figure_inputs(n).values() or learning_curve_trials()]

@@ -20,6 +20,9 @@ rule paper_variables:
         learning_curve=[LEARNING_CURVE_CSV] if learning_curve_trials() else [],
         # the SWarp check of a native run (cutouts.smk: SWARP_CHECK)
         swarp_check=["results/cutouts/swarp_check.json"] if SWARP_CHECK else [],
+        # the reddening sentence: the main and no-E(B-V) ensembles (photoz.trials.noebv_trial)
+        ensemble=reddening_ensembles().get("ensemble", []),
+        ensemble_noebv=reddening_ensembles().get("ensemble_noebv", []),
     output:
         "results/paper/variables.tex",
     log:

@@ -133,7 +133,7 @@ def map_panel(fig, spec, ra, dec, values, label, cmap="viridis", vmin=None, vmax
         if k == 0:
             ax.set_ylabel("Dec (deg)", fontsize=7)
         ax.tick_params(labelsize=6)
-        ax.set_title(f"{int(sel.sum())} galaxies", fontsize=7)
+        ax.set_title(f"{int(sel.sum()):,}\ngalaxies", fontsize=7)  # two lines: narrow patches sit side by side
         axes.append(ax)
     cb = fig.colorbar(coll, ax=axes, orientation="horizontal", shrink=0.8, aspect=30)
     cb.set_label(label, fontsize=7)

@@ -202,10 +202,22 @@ def main(argv=None):
             ne = pd.read_parquet(noebv_p, columns=["specObjID", "z_spec", "z_phot"]).merge(
                 cat[["specObjID", "ebv"]], on="specObjID")
             f0 = ens[ens.fold == 0]
-            for label, d in (("with E(B-V) input (main, fold 0)", f0), ("without E(B-V) input (noebv)", ne)):
+            rows = [("with E(B-V) input (main, fold 0)", f0), ("without E(B-V) input (noebv)", ne)]
+            if knn is not None:
+                kn0 = pd.read_parquet(knn_p, columns=["specObjID", "fold", "z_spec", "z_phot"])
+                rows.append(("kNN (main, fold 0)", kn0[kn0.fold == 0].merge(cat[["specObjID", "ebv"]], on="specObjID")))
+            edges = np.quantile(f0.z_spec, [0, 1 / 3, 2 / 3, 1])
+            thirds = [f"z {edges[i]:.3f}-{edges[i + 1]:.3f}" for i in range(3)]
+            print(f"{'':<36} {'all':>24}   " + "   ".join(f"{t:>17}" for t in thirds))
+            for label, d in rows:
                 dz = metrics.delta_z(d.z_phot.to_numpy(), d.z_spec.to_numpy())
                 b, be, n = metrics.bias_slope(d.ebv.to_numpy(), dz)  # outliers (|dz| > 0.05) left out of the fit
-                print(f"{label:<36} N={n:>5}  slope {b:+.4f} +- {be:.4f}")
+                line = f"{label:<36} N={n:>5}  slope {b:+.4f} +- {be:.4f}"
+                third = np.clip(np.searchsorted(edges, d.z_spec.to_numpy(), side="right") - 1, 0, 2)
+                for i in range(3):  # the slope in thirds of z_spec (edges of main's fold-0 test galaxies)
+                    bi, bei, _ = metrics.bias_slope(d.ebv.to_numpy()[third == i], dz[third == i])
+                    line += f"   {bi:+.4f} +- {bei:.4f}"
+                print(line)
             reddening_control(cat_path)
     prov = run / "results/paper/variables.tex"
     if prov.exists():

@@ -34,8 +34,11 @@ import pandas as pd
 
 def train_command(cfg, run, out, trial, seed=0):
     """``python -m photoz train`` of fold 0 of ``trial``, member ``seed`` (what the workflow's train rule runs)."""
-    tr = cfg["training"]
-    cfg_json = json.dumps({"training": tr, "bins": cfg["bins"], "network": cfg["networks"][tr["network"]]})
+    from photoz import trials
+
+    # the shape of the train rule's --config-json (workflow/rules/common.smk: _train_config)
+    network = cfg["networks"][trials.network_name(cfg, trial)]
+    cfg_json = json.dumps({"training": cfg["training"], "bins": cfg["bins"], "network": network})
     trial_json = json.dumps(cfg["trials"][trial], sort_keys=True)
     return [sys.executable, "-m", "photoz", "train", "--shards", str(run / "results/shards"), "--trial", trial,
             "--trial-json", trial_json, "--fold", "0", "--seeds", str(seed), "--master-seed", str(cfg["seed"]),

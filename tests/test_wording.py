@@ -136,6 +136,12 @@ def test_ebv_trend_sentence_follows_the_slopes():
     assert "falls with" in s and s.endswith("the input does not remove the trend, which the paper found it does.")
     s = wording.ebv_trend_sentence((0.2, 0.02), (0.0, 0.02), (0.01, 0.2), 1000)
     assert s.endswith("a trend the paper did not find with the input.")
+    # both significant: "reduces" only when the difference is itself > TREND_SIGMA errors (in quadrature)
+    s = wording.ebv_trend_sentence((0.011, 0.003), (0.028, 0.004), (0.01, 0.2), 1000)
+    assert s.endswith("the input reduces the trend to 39\\% of the slope without it but does not remove it, "
+                      "which the paper found it does.")
+    s = wording.ebv_trend_sentence((0.016, 0.003), (0.028, 0.004), (0.01, 0.2), 1000)  # 0.012 < 3 x 0.005
+    assert s.endswith("the input does not remove the trend, which the paper found it does.")
 
 
 def test_ebv_trend_reads_the_two_ensembles(tmp_path, root, default_config):

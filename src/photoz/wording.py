@@ -211,7 +211,9 @@ def ebv_trend_sentence(with_fit, without_fit, ebv_range, n):
 
     ``with_fit`` / ``without_fit``: ``(slope, error)`` of Δz against E(B-V)
     (:func:`photoz.metrics.bias_slope`); a slope is a *trend* when it is more
-    than :data:`TREND_SIGMA` errors from zero. ``ebv_range``: the 5th and 95th
+    than :data:`TREND_SIGMA` errors from zero, and the input *reduces* it when
+    both are trends of the same sign and they differ by more than
+    :data:`TREND_SIGMA` errors added in quadrature. ``ebv_range``: the 5th and 95th
     percentiles of the test galaxies' E(B-V); ``n``: the galaxies in the fits.
     """
     from photoz.latex import count
@@ -239,6 +241,12 @@ def ebv_trend_sentence(with_fit, without_fit, ebv_range, n):
     if wo and not w:
         return text + ": the input removes the trend, as in the paper."
     if wo and w:
+        b, e, b0, e0 = (_num(v) for v in (*with_fit, *without_fit))
+        # the same galaxies in both fits: their errors are positively correlated, so
+        # adding them in quadrature overstates the error of the difference (conservative)
+        if b * b0 > 0 and abs(b0) - abs(b) > TREND_SIGMA * float(np.hypot(e, e0)):
+            return (text + f": the input reduces the trend to {100 * abs(b) / abs(b0):.0f}\\% of the slope without it "
+                    "but does not remove it, which the paper found it does.")
         return text + ": the input does not remove the trend, which the paper found it does."
     if w:
         return text + ": a trend the paper did not find with the input."

@@ -87,6 +87,24 @@ def stage_table(jobs):
     return rows
 
 
+def _halves_slopes(loss):
+    """Least-squares slopes of a validation-loss curve per epoch over its first and its second half, and the
+    error of the second from the residual scatter (NaN where a half has fewer than 3 epochs)."""
+    n = len(loss)
+    h = n // 2
+
+    def fit(y):
+        if len(y) < 3:
+            return float("nan"), float("nan")
+        x = np.arange(len(y), dtype=float)
+        b, a = np.polyfit(x, y, 1)
+        r = y - (a + b * x)
+        err = np.sqrt((r ** 2).sum() / (len(y) - 2) / ((x - x.mean()) ** 2).sum())
+        return float(b), float(err)
+
+    return fit(loss[:h])[0], *fit(loss[h:])
+
+
 def _pm(z_phot, z_spec, seed=0):
     m = metrics.point_metrics(z_phot, z_spec)
     e = metrics.bootstrap(z_phot, z_spec, n_resamples=200, seed=seed)
@@ -170,13 +188,24 @@ def main(argv=None):
         last3 = m.val_loss.iloc[-3:]
         conv.append((str(Path(f).parent.relative_to(res / "models")), len(m), int(m.iteration.iloc[-1]),
                      int(m.epoch.iloc[best]), float(m.val_loss.min()), float(last3.mean()),
-                     float(m.val_sigma_mad.iloc[best]), float(m.val_sigma_mad.iloc[-1])))
+                     float(m.val_sigma_mad.iloc[best]), float(m.val_sigma_mad.iloc[-1]),
+                     *_halves_slopes(m.val_loss.to_numpy())))
     if conv:
-        print("\n## convergence per member: validation loss at its minimum and over the last 3 epochs")
+        print("\n## convergence per member: validation loss at its minimum and over the last 3 epochs;")
+        print("## its least-squares slope per epoch over the first and the second half of the epochs")
         print(f"{'member':<28}{'epochs':>7}{'iters':>8}{'best ep':>8}{'min val_loss':>13}{'last-3 mean':>12}"
-              f"{'rel. diff':>10}{'val smad best':>14}{'last':>8}")
-        for name, ne, it, be, vmin, vlast, sb, sl in conv:
-            print(f"{name:<28}{ne:>7}{it:>8}{be:>8}{vmin:>13.4f}{vlast:>12.4f}{(vlast - vmin) / abs(vmin):>10.3%}{sb:>14.4f}{sl:>8.4f}")
+              f"{'rel. diff':>10}{'val smad best':>14}{'last':>8}{'slope 1st half':>15}{'slope 2nd half':>22}")
+        for name, ne, it, be, vmin, vlast, sb, sl, s1, s2, e2 in conv:
+            print(f"{name:<28}{ne:>7}{it:>8}{be:>8}{vmin:>13.4f}{vlast:>12.4f}{(vlast - vmin) / abs(vmin):>10.3%}"
+                  f"{sb:>14.4f}{sl:>8.4f}{s1:>15.4f}{s2:>13.4f} +- {e2:.4f}")
+        for trial in sorted({c[0].split("/")[0] for c in conv}):
+            rows_t = [c for c in conv if c[0].split("/")[0] == trial]
+            s1 = np.array([c[8] for c in rows_t])
+            s2 = np.array([c[9] for c in rows_t])
+            err2 = s2.std(ddof=1) / np.sqrt(len(s2)) if len(s2) > 1 else float("nan")
+            print(f"{trial}: {len(rows_t)} members, best epoch = last for {sum(c[3] == c[1] for c in rows_t)}; "
+                  f"mean val_loss slope per epoch: first half {s1.mean():+.4f}, second half {s2.mean():+.4f} +- {err2:.4f} "
+                  f"(scatter of the members)")
 
     ens_p, knn_p = res / "ensemble/main.parquet", res / "knn/main.parquet"
     if ens_p.exists() and cat_path.exists():

@@ -105,36 +105,27 @@ def _halves_slopes(loss):
     return fit(loss[:h])[0], *fit(loss[h:])
 
 
-def _partial_slopes(dz, z_spec, covariates):
-    """Least-squares coefficients (and their errors) of dz on the covariates, at fixed z_spec (a cubic in z_spec
-    is fitted with them). ``covariates``: name -> array."""
-    zc = (z_spec - z_spec.mean()) / z_spec.std()
-    x = np.column_stack([np.ones_like(zc), zc, zc ** 2, zc ** 3, *covariates.values()])
-    coef, *_ = np.linalg.lstsq(x, dz, rcond=None)
-    r = dz - x @ coef
-    cov = (r @ r) / (len(dz) - x.shape[1]) * np.linalg.inv(x.T @ x)
-    return {k: (coef[4 + i], np.sqrt(cov[4 + i, 4 + i])) for i, k in enumerate(covariates)}
-
-
 def brightness_and_reddening(rows, cat_path):
     """Is the E(B-V) trend one of colour or of brightness? Reddened galaxies are fainter in the images (the sample
     is cut on dereddened r), so a bias that grows with the *observed* magnitude (lower S/N) shows up as an E(B-V)
     trend that no reddening correction can remove. The two fits below are the same linear model written twice:
-    at fixed dereddened r the E(B-V) coefficient holds both effects; at fixed observed r only the colour one."""
+    at fixed dereddened r the E(B-V) coefficient holds both effects; at fixed observed r only the colour one
+    (metrics.partial_slope, as the paper's \\EbvTrend; a cubic in z_spec held fixed too; bootstrap errors)."""
     cat = pd.read_parquet(cat_path, columns=["specObjID", "dered_petro_r", "extinction_r"])
     print("\n## the E(B-V) slope at fixed z_spec (cubic) and fixed r magnitude, fold-0 test galaxies with |dz| <= 0.05")
     print(f"{'':<36} {'E(B-V) | dereddened r':>24} {'E(B-V) | observed r':>22} {'d(dz)/d r':>20}")
     for label, d in rows:
         d = d.merge(cat, on="specObjID")
-        dz = metrics.delta_z(d.z_phot.to_numpy(), d.z_spec.to_numpy())
-        keep = np.abs(dz) <= metrics.OUTLIER_THRESHOLD
-        d, dz = d[keep], dz[keep]
+        dz = metrics.delta_z(d.z_phot.to_numpy(), d.z_spec.to_numpy())  # outliers: left out by partial_slope
         r_dered = d.dered_petro_r.to_numpy()
         r_obs = r_dered + d.extinction_r.to_numpy()
-        a = _partial_slopes(dz, d.z_spec.to_numpy(), {"ebv": d.ebv.to_numpy(), "r": r_dered})
-        b = _partial_slopes(dz, d.z_spec.to_numpy(), {"ebv": d.ebv.to_numpy(), "r": r_obs})
-        print(f"{label:<36} {a['ebv'][0]:+.4f} +- {a['ebv'][1]:.4f}      {b['ebv'][0]:+.4f} +- {b['ebv'][1]:.4f}"
-              f"    {a['r'][0]:+.4f} +- {a['r'][1]:.4f}")
+        ebv = d.ebv.to_numpy()
+        zc = (d.z_spec.to_numpy() - d.z_spec.mean()) / d.z_spec.std()
+        cubic = np.column_stack([zc, zc ** 2, zc ** 3])
+        a = metrics.partial_slope(ebv, dz, np.column_stack([cubic, r_dered]))
+        b = metrics.partial_slope(ebv, dz, np.column_stack([cubic, r_obs]))
+        r = metrics.partial_slope(r_dered, dz, np.column_stack([cubic, ebv]))
+        print(f"{label:<36} {a[0]:+.4f} +- {a[1]:.4f}      {b[0]:+.4f} +- {b[1]:.4f}    {r[0]:+.4f} +- {r[1]:.4f}")
 
 
 def _pm(z_phot, z_spec, seed=0):

@@ -172,3 +172,25 @@ def test_bias_slope_recovers_a_known_slope_with_a_fair_error():
     assert np.isnan(metrics.bias_slope([0.1, 0.2], [0.0, 0.0])[0])
     with pytest.raises(ValueError, match="differ in shape"):
         metrics.bias_slope([0.1, 0.2], [0.0])
+
+
+def test_partial_slope_separates_a_brightness_term_from_a_colour_term():
+    # dz depends on the observed magnitude only; observed = dereddened + 2.75 E(B-V)
+    rng = np.random.default_rng(3)
+    n = 4000
+    ebv = rng.gamma(2.0, 0.05, n)
+    dered = rng.normal(18.0, 0.6, n)
+    z = rng.uniform(0.02, 0.3, n)
+    r_obs = dered + 2.75 * ebv
+    dz = 0.006 * (r_obs - 18.0) + 0.05 * (z - 0.1) ** 2 + rng.normal(0.0, 0.01, n)
+    b, e, m = metrics.partial_slope(ebv, dz, np.column_stack([z, z ** 2, r_obs]))
+    assert m == n and abs(b) < 3 * e and 0 < e < 0.005
+    b, e, _ = metrics.partial_slope(ebv, dz, np.column_stack([z, z ** 2, dered]))
+    assert abs(b - 0.0165) < 3 * e  # at fixed dereddened r the E(B-V) term carries the dimming
+    b0 = metrics.bias_slope(ebv, dz)[0]
+    assert abs(metrics.partial_slope(ebv, dz, np.empty((n, 0)), n_resamples=0)[0] - b0) < 1e-12
+    dz[:10] = 0.5  # outliers are left out, as in bias_slope
+    assert metrics.partial_slope(ebv, dz, r_obs[:, None], n_resamples=0)[2] == n - 10
+    assert np.isnan(metrics.partial_slope(ebv, dz, np.column_stack([2 * ebv]))[0])  # x a combination of the controls
+    with pytest.raises(ValueError, match="differ in length"):
+        metrics.partial_slope(ebv, dz, r_obs[:10, None])

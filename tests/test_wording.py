@@ -142,6 +142,19 @@ def test_ebv_trend_sentence_follows_the_slopes():
                       "which the paper found it does.")
     s = wording.ebv_trend_sentence((0.016, 0.003), (0.028, 0.004), (0.01, 0.2), 1000)  # 0.012 < 3 x 0.005
     assert s.endswith("the input does not remove the trend, which the paper found it does.")
+    # the second sentence: colour or brightness, from the slopes at fixed observed r
+    fits = (0.012, 0.0035), (0.014, 0.0033), (0.017, 0.25), 4691
+    s = wording.ebv_trend_sentence(*fits, ((0.0009, 0.0028), (0.0006, 0.0030)))
+    assert "term is $+0.001 \\pm 0.003$ without the input and $+0.001 \\pm 0.003$ with it" in s
+    assert s.endswith("the trend is one of brightness, not of colour (reddened galaxies are fainter in the images, "
+                      "the sample being cut on dereddened $r$).")
+    assert wording.ebv_trend_sentence(*fits, ((0.011, 0.003), (0.013, 0.003))).endswith(
+        "the trend is one of colour, as it remains at fixed brightness.")
+    assert wording.ebv_trend_sentence(*fits, ((0.001, 0.003), (0.013, 0.003))).endswith(
+        "the trend of the network without the input is one of colour, the other's one of brightness.")
+    assert wording.ebv_trend_sentence(*fits, ((float("nan"), 0.003), (0.013, 0.003))).endswith("found it does.")
+    quiet = wording.ebv_trend_sentence((0.001, 0.05), (0.004, 0.05), (0.015, 0.029), 1000, ((0.0, 0.01), (0.0, 0.01)))
+    assert quiet.endswith("neither shows the trend the paper found without the input.")  # no second sentence
 
 
 def test_ebv_trend_reads_the_two_ensembles(tmp_path, root, default_config):
@@ -151,6 +164,8 @@ def test_ebv_trend_reads_the_two_ensembles(tmp_path, root, default_config):
     res = write_results(tmp_path, n=300, n_images=4)  # noebv: dz shifted by 0.3 x (E(B-V) - mean)
     m = paper.collect(res, default_config, data_mode="mock")
     assert "removes the trend" in m["EbvTrend"]
+    # the synthetic noebv shift is in z_phot, not in brightness: it stays at fixed observed r
+    assert m["EbvTrend"].endswith("the trend is one of colour, as it remains at fixed brightness.")
     slope = float(re.search(r"without the reddening input shows a bias that rises with \$E\(B-V\)\$ \(slope \$([-+.0-9]+)",
                             m["EbvTrend"]).group(1))
     assert 0.2 < slope < 0.35  # 0.3 in z_phot, over (1 + z) in dz

@@ -38,6 +38,7 @@ __all__ = [
     "point_metrics",
     "bootstrap",
     "bias_slope",
+    "partial_slope",
     "normalise",
     "cdf_at_edges",
     "z_phot",
@@ -193,6 +194,55 @@ def bias_slope(x, dz, threshold=OUTLIER_THRESHOLD, n_resamples=200, seed=0):
         idx = rng.integers(0, n, size=(min(per_block, n_resamples - start), n))
         boots.append(slope(x[idx], dz[idx]))
     return b, float(np.nanstd(np.concatenate(boots), ddof=1 if n_resamples > 1 else 0)), n
+
+
+def partial_slope(x, dz, controls, threshold=OUTLIER_THRESHOLD, n_resamples=200, seed=0):
+    """Slope of Δz against ``x`` at fixed ``controls`` (multiple least squares), and its bootstrap error.
+
+    Δz is fitted as ``a + b x + Σ c_k controls_k``; ``b`` is the part of
+    :func:`bias_slope` that the controls do not explain (e.g. the E(B-V) term
+    at fixed redshift and fixed observed magnitude). Outliers as in
+    :func:`bias_slope`.
+
+    Parameters
+    ----------
+    x, dz : array_like, shape (n,)
+    controls : array_like, shape (n, k)
+        The covariates held fixed (powers of z_spec for a curve in z, a magnitude...).
+    threshold, n_resamples, seed : as :func:`bias_slope`.
+
+    Returns
+    -------
+    (slope, slope_err, n); NaN slope with fewer galaxies than parameters + 1 or
+    a degenerate design (``x`` a combination of the controls).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    dz = np.asarray(dz, dtype=np.float64)
+    c = np.asarray(controls, dtype=np.float64)
+    c = c[:, None] if c.ndim == 1 else c
+    if x.ndim != 1 or x.shape != dz.shape or c.ndim != 2 or c.shape[0] != x.size:
+        raise ValueError(f"x {x.shape}, dz {dz.shape} and controls {c.shape} differ in length")
+    keep = np.isfinite(x) & np.isfinite(dz) & np.isfinite(c).all(axis=1)
+    if threshold is not None:
+        keep &= np.abs(dz) <= threshold
+    x, dz, c = x[keep], dz[keep], c[keep]
+    n = int(x.size)
+    if c.shape[1]:  # standardised controls: a better-conditioned design, the same fit
+        sd = c.std(axis=0)
+        c = (c - c.mean(axis=0)) / np.where(sd > 0, sd, 1.0)
+    design = np.column_stack([np.ones(n), x, c])
+
+    def fit(rows):
+        return float(np.linalg.lstsq(design[rows], dz[rows], rcond=None)[0][1])
+
+    if n <= design.shape[1] or np.linalg.matrix_rank(design) < design.shape[1]:
+        return float("nan"), float("nan"), n
+    b = fit(np.arange(n))
+    if n_resamples <= 0 or not np.isfinite(b):
+        return b, float("nan"), n
+    rng = np.random.default_rng(seed)
+    boots = np.array([fit(rng.integers(0, n, n)) for _ in range(n_resamples)])
+    return b, float(np.nanstd(boots, ddof=1 if n_resamples > 1 else 0)), n
 
 
 # --------------------------------------------------------------------------

@@ -206,7 +206,7 @@ def learning_curve_slopes(cnn, cnn_err, knn, knn_err):
 TREND_SIGMA = 3.0
 
 
-def ebv_trend_sentence(with_fit, without_fit, ebv_range, n):
+def ebv_trend_sentence(with_fit, without_fit, ebv_range, n, fixed_brightness=None):
     """What the bias does against E(B-V) with and without the reddening input (Fig. 11), words chosen by the numbers.
 
     ``with_fit`` / ``without_fit``: ``(slope, error)`` of Δz against E(B-V)
@@ -215,6 +215,11 @@ def ebv_trend_sentence(with_fit, without_fit, ebv_range, n):
     both are trends of the same sign and they differ by more than
     :data:`TREND_SIGMA` errors added in quadrature. ``ebv_range``: the 5th and 95th
     percentiles of the test galaxies' E(B-V); ``n``: the galaxies in the fits.
+    ``fixed_brightness``: ``(with, without)``, the same slopes at fixed z_spec
+    and fixed *observed* r (:func:`photoz.metrics.partial_slope`); where given
+    and a network shows a trend, a second sentence says whether its trend is
+    one of colour (a term left at fixed brightness) or of brightness (none left:
+    reddened galaxies are fainter in the images).
     """
     from photoz.latex import count
     from photoz.metrics import OUTLIER_THRESHOLD
@@ -239,18 +244,35 @@ def ebv_trend_sentence(with_fit, without_fit, ebv_range, n):
             f"the reddening input shows {say(without_fit)}, and the one with it {say(with_fit)}")
     w, wo = significant(with_fit), significant(without_fit)
     if wo and not w:
-        return text + ": the input removes the trend, as in the paper."
-    if wo and w:
+        text += ": the input removes the trend, as in the paper."
+    elif wo and w:
         b, e, b0, e0 = (_num(v) for v in (*with_fit, *without_fit))
         # the same galaxies in both fits: their errors are positively correlated, so
         # adding them in quadrature overstates the error of the difference (conservative)
         if b * b0 > 0 and abs(b0) - abs(b) > TREND_SIGMA * float(np.hypot(e, e0)):
-            return (text + f": the input reduces the trend to {100 * abs(b) / abs(b0):.0f}\\% of the slope without it "
-                    "but does not remove it, which the paper found it does.")
-        return text + ": the input does not remove the trend, which the paper found it does."
-    if w:
-        return text + ": a trend the paper did not find with the input."
-    return text + ": neither shows the trend the paper found without the input."
+            text += (f": the input reduces the trend to {100 * abs(b) / abs(b0):.0f}\\% of the slope without it "
+                     "but does not remove it, which the paper found it does.")
+        else:
+            text += ": the input does not remove the trend, which the paper found it does."
+    elif w:
+        text += ": a trend the paper did not find with the input."
+    else:
+        return text + ": neither shows the trend the paper found without the input."
+    if fixed_brightness is None or any(_num(v) is None for fit in fixed_brightness for v in fit):
+        return text
+    fb_with, fb_without = fixed_brightness
+    trended = [(name, fit) for name, trend, fit in (("without the input", wo, fb_without), ("with it", w, fb_with))
+               if trend]
+    colour = [name for name, fit in trended if significant(fit)]
+    text += (f" At fixed $z_{{\\rm spec}}$ and fixed observed $r$ magnitude the $E(B-V)$ term is "
+             f"${_num(fb_without[0]):+.3f} \\pm {_num(fb_without[1]):.3f}$ without the input and "
+             f"${_num(fb_with[0]):+.3f} \\pm {_num(fb_with[1]):.3f}$ with it")
+    if not colour:
+        return text + (": the trend is one of brightness, not of colour (reddened galaxies are fainter in the images, "
+                       "the sample being cut on dereddened $r$).")
+    if len(colour) == len(trended):
+        return text + ": the trend is one of colour, as it remains at fixed brightness."
+    return text + f": the trend of the network {colour[0]} is one of colour, the other's one of brightness."
 
 
 def ebv_trend(paths, cfg):
@@ -269,7 +291,8 @@ def ebv_trend(paths, cfg):
         p = Path(paths[key])
         if not p.exists():
             raise PaperInputError(f"result file {p} does not exist")
-        frames[key] = pd.read_parquet(p, columns=cols if key != "catalog" else ["specObjID", "ebv"])
+        frames[key] = pd.read_parquet(p, columns=cols if key != "catalog" else
+                                      ["specObjID", "ebv", "dered_petro_r", "extinction_r"])
     main = frames["ensemble"][frames["ensemble"]["fold"] == 0].drop(columns="fold")
     df = main.merge(frames["ensemble_noebv"].drop(columns="fold"), on="specObjID", suffixes=("", "_noebv"))
     df = df.merge(frames["catalog"], on="specObjID", how="left")
@@ -279,10 +302,16 @@ def ebv_trend(paths, cfg):
         raise PaperInputError(f"{int(df['ebv'].isna().sum())} test galaxies of {paths['ensemble']} have no E(B-V) "
                               f"in {paths['catalog']}")
     ebv = df["ebv"].to_numpy()
-    fit_with = metrics.bias_slope(ebv, metrics.delta_z(df["z_phot"], df["z_spec"]))
-    fit_without = metrics.bias_slope(ebv, metrics.delta_z(df["z_phot_noebv"], df["z_spec"]))
+    dz_with = metrics.delta_z(df["z_phot"], df["z_spec"])
+    dz_without = metrics.delta_z(df["z_phot_noebv"], df["z_spec"])
+    fit_with = metrics.bias_slope(ebv, dz_with)
+    fit_without = metrics.bias_slope(ebv, dz_without)
+    # held fixed: a cubic in z_spec and the r magnitude the images show (dereddened + extinction)
+    zc = (df["z_spec"].to_numpy() - df["z_spec"].mean()) / max(float(df["z_spec"].std()), 1e-12)
+    controls = np.column_stack([zc, zc ** 2, zc ** 3, (df["dered_petro_r"] + df["extinction_r"]).to_numpy()])
+    fixed = (metrics.partial_slope(ebv, dz_with, controls)[:2], metrics.partial_slope(ebv, dz_without, controls)[:2])
     lo, hi = np.percentile(ebv, [5, 95])
-    return ebv_trend_sentence(fit_with[:2], fit_without[:2], (lo, hi), min(fit_with[2], fit_without[2]))
+    return ebv_trend_sentence(fit_with[:2], fit_without[:2], (lo, hi), min(fit_with[2], fit_without[2]), fixed)
 
 
 def _sig(x, digits=2):

@@ -110,7 +110,7 @@ def brightness_and_reddening(rows, cat_path):
     is cut on dereddened r), so a bias that grows with the *observed* magnitude (lower S/N) shows up as an E(B-V)
     trend that no reddening correction can remove. The two fits below are the same linear model written twice:
     at fixed dereddened r the E(B-V) coefficient holds both effects; at fixed observed r only the colour one
-    (metrics.partial_slope, as the paper's \\EbvTrend; a cubic in z_spec held fixed too; bootstrap errors)."""
+    (metrics.slope_at_fixed_z, as the paper's \\EbvTrend; bootstrap errors)."""
     cat = pd.read_parquet(cat_path, columns=["specObjID", "dered_petro_r", "extinction_r"])
     print("\n## the E(B-V) slope at fixed z_spec (cubic) and fixed r magnitude, fold-0 test galaxies with |dz| <= 0.05")
     print(f"{'':<36} {'E(B-V) | dereddened r':>24} {'E(B-V) | observed r':>22} {'d(dz)/d r':>20}")
@@ -119,12 +119,10 @@ def brightness_and_reddening(rows, cat_path):
         dz = metrics.delta_z(d.z_phot.to_numpy(), d.z_spec.to_numpy())  # outliers: left out by partial_slope
         r_dered = d.dered_petro_r.to_numpy()
         r_obs = r_dered + d.extinction_r.to_numpy()
-        ebv = d.ebv.to_numpy()
-        zc = (d.z_spec.to_numpy() - d.z_spec.mean()) / d.z_spec.std()
-        cubic = np.column_stack([zc, zc ** 2, zc ** 3])
-        a = metrics.partial_slope(ebv, dz, np.column_stack([cubic, r_dered]))
-        b = metrics.partial_slope(ebv, dz, np.column_stack([cubic, r_obs]))
-        r = metrics.partial_slope(r_dered, dz, np.column_stack([cubic, ebv]))
+        ebv, z = d.ebv.to_numpy(), d.z_spec.to_numpy()
+        a = metrics.slope_at_fixed_z(ebv, dz, z, r_dered)
+        b = metrics.slope_at_fixed_z(ebv, dz, z, r_obs)
+        r = metrics.slope_at_fixed_z(r_dered, dz, z, ebv)
         print(f"{label:<36} {a[0]:+.4f} +- {a[1]:.4f}      {b[0]:+.4f} +- {b[1]:.4f}    {r[0]:+.4f} +- {r[1]:.4f}")
 
 

@@ -39,6 +39,7 @@ __all__ = [
     "bootstrap",
     "bias_slope",
     "partial_slope",
+    "slope_at_fixed_z",
     "normalise",
     "cdf_at_edges",
     "z_phot",
@@ -243,6 +244,22 @@ def partial_slope(x, dz, controls, threshold=OUTLIER_THRESHOLD, n_resamples=200,
     rng = np.random.default_rng(seed)
     boots = np.array([fit(rng.integers(0, n, n)) for _ in range(n_resamples)])
     return b, float(np.nanstd(boots, ddof=1 if n_resamples > 1 else 0)), n
+
+
+def slope_at_fixed_z(x, dz, z_spec, controls=None, **kwargs):
+    """:func:`partial_slope` of Δz against ``x`` at fixed ``z_spec`` (a cubic in it) and fixed ``controls``.
+
+    ``controls``: array_like of shape (n,) or (n, k), or None; ``kwargs`` as
+    :func:`partial_slope`. The bias curves with redshift (Fig. 8), so a
+    slope against a quantity that correlates with z must hold z fixed.
+    """
+    z = np.asarray(z_spec, dtype=np.float64)
+    sd = np.nanstd(z)
+    zc = (z - np.nanmean(z)) / (sd if sd > 0 else 1.0)  # centred first: z, z^2, z^3 less collinear
+    cols = [zc, zc ** 2, zc ** 3]
+    if controls is not None:
+        cols.append(np.asarray(controls, dtype=np.float64).reshape(z.size, -1))
+    return partial_slope(x, dz, np.column_stack(cols), **kwargs)
 
 
 # --------------------------------------------------------------------------

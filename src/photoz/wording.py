@@ -306,10 +306,9 @@ def ebv_trend(paths, cfg):
     dz_without = metrics.delta_z(df["z_phot_noebv"], df["z_spec"])
     fit_with = metrics.bias_slope(ebv, dz_with)
     fit_without = metrics.bias_slope(ebv, dz_without)
-    # held fixed: a cubic in z_spec and the r magnitude the images show (dereddened + extinction)
-    zc = (df["z_spec"].to_numpy() - df["z_spec"].mean()) / max(float(df["z_spec"].std()), 1e-12)
-    controls = np.column_stack([zc, zc ** 2, zc ** 3, (df["dered_petro_r"] + df["extinction_r"]).to_numpy()])
-    fixed = (metrics.partial_slope(ebv, dz_with, controls)[:2], metrics.partial_slope(ebv, dz_without, controls)[:2])
+    # held fixed: z_spec and the r magnitude the images show (dereddened + extinction)
+    z_spec, r_obs = df["z_spec"].to_numpy(), (df["dered_petro_r"] + df["extinction_r"]).to_numpy()
+    fixed = tuple(metrics.slope_at_fixed_z(ebv, dz, z_spec, r_obs)[:2] for dz in (dz_with, dz_without))
     lo, hi = np.percentile(ebv, [5, 95])
     return ebv_trend_sentence(fit_with[:2], fit_without[:2], (lo, hi), min(fit_with[2], fit_without[2]), fixed)
 

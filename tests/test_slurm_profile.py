@@ -112,6 +112,9 @@ def test_archive_jobs_hold_their_connections_as_resources(tmp_path):
     res = _sdss_dryrun(tmp_path)
     assert res.returncode == 0, res.stderr[-2000:]
     jobs = _jobs(res.stdout)
+    # docs/slurm.md's job table is this dry run's summary
+    total = re.search(r"^total\s+(\d+)$", res.stdout, flags=re.M).group(1)
+    assert f"| **total** | **{total}** |" in (ROOT / "docs" / "slurm.md").read_text()
     n = yaml.safe_load(PRESET.read_text())["sdss"]["parallel_downloads"]
     retrieve = [s for r, s in jobs if r == "retrieve"]
     assert len(retrieve) == 300 and all(re.search(rf"\bsas={n}\b", s) for s in retrieve)

@@ -122,7 +122,7 @@ BAD_SQL = [
 ]
 
 
-@pytest.mark.parametrize("style", ["page", "json"])
+@pytest.mark.parametrize("style", ["page", "json", "table"])
 @pytest.mark.parametrize("sql,message", BAD_SQL)
 def test_sql_error_fails_at_once_quoting_skyserver(db, tmp_path, style, sql, message):
     """SQL Server's own message, as x_sql.aspx (status-200 ERROR page) or SciServer REST (500 + JSON) sends it."""
@@ -132,7 +132,7 @@ def test_sql_error_fails_at_once_quoting_skyserver(db, tmp_path, style, sql, mes
         with pytest.raises(QueryError) as err:
             c.fetch(sql, ["run"], "bad query")
         assert len(s.requests) == 1  # not retried
-    assert f"bad query: SkyServer refused the query (HTTP {200 if style == 'page' else 500}): {message}" \
+    assert f"bad query: SkyServer refused the query (HTTP {500 if style == 'json' else 200}): {message}" \
         in str(err.value)
 
 

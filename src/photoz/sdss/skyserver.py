@@ -105,9 +105,17 @@ def _is_html(text):
     return head.startswith("<") or "<html" in head or "<!doctype" in head
 
 
+def _error_table(text):
+    """The message of SkyServer's one-column ``error_message`` answer (what astroquery looks for), else None."""
+    lines = [ln.strip() for ln in text.strip().splitlines()[:4] if ln.strip() and not ln.startswith("#")]
+    if lines and lines[0].lower() == "error_message":
+        return " ".join(lines[1:]) or "no message"
+    return None
+
+
 def _looks_like_csv(text):
-    """A body that is neither HTML nor SkyServer's ``ERROR`` text: data, never searched for SQL errors."""
-    return not (_is_html(text) or text.lstrip()[:5].upper() == "ERROR")
+    """A body that is neither HTML nor an error text of SkyServer: data, never searched for SQL errors."""
+    return not (_is_html(text) or text.lstrip()[:5].upper() == "ERROR" or _error_table(text))
 
 
 def _check_number(value):
@@ -236,6 +244,8 @@ class SkyServerClient:
             else:
                 status = resp.status_code
                 sql_error = permanent_sql_error(resp.text) if status != 200 or not _looks_like_csv(resp.text) else None
+                if status == 200 and not sql_error and _error_table(resp.text):
+                    sql_error = _error_table(resp.text)  # SkyServer's own refusal of the query, whatever it says
                 if sql_error:
                     raise QueryError(f"{label}: SkyServer refused the query (HTTP {status}): {sql_error} "
                                      "(an error in the query, which no retry can fix)")

@@ -36,7 +36,8 @@ It is as strict as SkyServer's documented limits, whatever the faults:
   wrapped as SkyServer wraps it: ``sql_error_style="page"`` (the default) as
   ``x_sql.aspx`` does, HTTP 200 with ``<h1>ERROR</h1><h2>MESSAGE</h2>``;
   ``"json"`` as SciServer's REST services do, HTTP 500 with
-  ``{"ErrorCode", "ErrorType", "ErrorMessage", ...}``.
+  ``{"ErrorCode", "ErrorType", "ErrorMessage", ...}``; ``"table"`` as the
+  one-column ``error_message`` CSV that astroquery's SDSS client checks for.
 """
 
 from __future__ import annotations
@@ -121,8 +122,8 @@ class SkyServerServer(ThreadingHTTPServer):
     def __init__(self, address, db_path, faults=(), fault_delay=5.0, retry_after=0,
                  max_query_string=MAX_QUERY_STRING, max_rows=MAX_ROWS, max_per_minute=60, sql_error_style="page"):
         super().__init__(address, SkyServerHandler)
-        if sql_error_style not in ("page", "json"):
-            raise ValueError(f"sql_error_style must be 'page' or 'json', not {sql_error_style!r}")
+        if sql_error_style not in ("page", "json", "table"):
+            raise ValueError(f"sql_error_style must be 'page', 'json' or 'table', not {sql_error_style!r}")
         self.sql_error_style = sql_error_style
         self.max_query_string, self.max_rows = int(max_query_string), int(max_rows)
         self.rate = RateWindow(max_per_minute)
@@ -230,6 +231,8 @@ class SkyServerHandler(BaseHTTPRequestHandler):
             message = sqlserver_message(err, cmd)
             if self.server.sql_error_style == "json":
                 self._reply(500, sciserver_error_json(500, "InternalServerError", message), "application/json")
+            elif self.server.sql_error_style == "table":
+                self._reply(200, format_csv(["error_message"], [[message]]))
             else:
                 self._reply(200, skyserver_error_page(message), "text/html")
             return

@@ -230,11 +230,13 @@ def fetch_frame(url, dest, timeout=120.0, max_retries=6, backoff_base=2.0, backo
                 sleep=time.sleep):
     """Make ``dest`` a verified copy of ``url``; return its sha256.
 
-    A ``dest`` that already verifies is kept (resume). Transient errors and
-    files that fail verification are retried over http(s); a file:// source
-    is read once. Raises :class:`FrameUnavailable` when the frame is missing
-    at the source or still fails verification on the last attempt, and
-    :class:`RetrievalError` when transient errors outlast the retries.
+    A ``dest`` that already verifies is kept (resume). Transient errors,
+    answers that are not a frame (an HTML page) and files that fail
+    verification are retried over http(s); a file:// source is read once.
+    Raises :class:`FrameUnavailable` when the frame is missing at the source
+    (404/410) or still fails verification on the last attempt,
+    :class:`ArchiveRefused` at once on a refusal (401, 403, other 4xx), and
+    :class:`RetrievalError` when the archive's problems outlast the retries.
     """
     dest = Path(dest)
     if dest.exists():

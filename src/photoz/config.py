@@ -33,7 +33,7 @@ EXECUTION_KEYS = {
     "training": ("device", "num_threads", "amp", "channels_last", "compile", "fused", "cuda_graph", "resident", "resident_dtype",
                  "eval_batch_size", "stack_members", "mem_mb", "runtime_min"),
     "cutouts": ("threads", "chunk_galaxies"),
-    "sdss": ("max_requests_per_minute", "max_retries", "timeout_s", "parallel_downloads"),
+    "sdss": ("max_requests_per_minute", "max_retries", "timeout_s", "parallel_downloads", "network_jobs"),
 }
 
 

@@ -156,12 +156,49 @@ def c1_input_channels(device, batch=768, reps=20):
     return out
 
 
+def step_variants(device, width, dense, batch, left):
+    """img/s of the 6-member step with the fused 1x1 heads and/or inductor's conv_1x1_as_mm, against neither."""
+    import torch._inductor.config as inductor
+
+    out = []
+    for fused, mm in [(False, False), (True, False), (False, True), (True, True)]:
+        if left() < 45:
+            say(f"  fused={fused} conv_1x1_as_mm={mm}: skipped (budget)")
+            continue
+        inductor.conv_1x1_as_mm = mm
+        try:
+            from photoz.nn import train
+
+            orig = train.SpeedSettings.resolve.__func__
+
+            def resolve(cls, cfg, _f=fused):
+                return train.SpeedSettings(**dict(vars(orig(cls, cfg)), fused=_f))
+
+            train.SpeedSettings.resolve = classmethod(resolve)
+            r = bench_step(device, 6, batch, iters=30, warmup=5, width=width, dense=dense)
+        except Exception as exc:
+            say(f"  fused={fused} conv_1x1_as_mm={mm}: failed: {exc!r}"[:600])
+            continue
+        finally:
+            train.SpeedSettings.resolve = classmethod(orig)
+            inductor.conv_1x1_as_mm = False
+        r.update(fused=fused, conv_1x1_as_mm=mm)
+        out.append(r)
+        say(f"  fused={fused!s:<5} conv_1x1_as_mm={mm!s:<5} {r['images_per_s']:9,.0f} img/s "
+            f"{r['s_per_iter'] * 1e3:7.1f} ms/iter, warm-up {r['warmup_s']:.1f} s")
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tiny", action="store_true", help="a tiny network and data set: checks the script on a CPU")
     ap.add_argument("--budget-s", type=float, default=480, help="skip the remaining parts once this much time is spent")
     ap.add_argument("--n-train", type=int, default=20480)
     ap.add_argument("--json", help="also write every number here")
+    ap.add_argument("--parts", nargs="+", default=["loop", "parity", "inference", "profile", "step"],
+                    choices=["loop", "parity", "inference", "profile", "step", "variants"],
+                    help="what to run (variants: the step of 6 members with the fused 1x1 heads and/or inductor's "
+                         "1x1 convolutions as matrix products, against the default)")
     a = ap.parse_args(argv)
     cuda = torch.cuda.is_available() and not a.tiny
     device = torch.device("cuda" if cuda else "cpu")
@@ -182,13 +219,16 @@ def main(argv=None):
         return a.budget_s - (time.time() - T0)
 
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "shards").mkdir()
-        write_shards(work / "shards", n_train, n_val)
+        if "loop" not in a.parts:
+            tmp = None
+        work = Path(tmp or ".")
+        if tmp is not None:
+            (work / "shards").mkdir()
+            write_shards(work / "shards", n_train, n_val)
         cache = work / "inductor-cache"
         say(f"\n## the real loop: python -m photoz train, {n_train:,} training and {n_val:,} validation galaxies "
             f"from shards on disk, batch {batch}/member, speed settings auto ({time.time() - T0:.0f} s)")
-        jobs = [("A_6members_cold_cache", list(range(6)), 3), ("B_6members_warm_cache", list(range(6)), 2),
+        jobs = [] if tmp is None else [("A_6members_cold_cache", list(range(6)), 3), ("B_6members_warm_cache", list(range(6)), 2),
                 ("C_1member_warm_cache", [0], 2)]
         res["loop"] = []
         if a.tiny:
@@ -208,7 +248,7 @@ def main(argv=None):
                 f"{r['epoch_seconds'][0] - r['epoch_seconds'][-1]:.1f} s; process {r['wall_s']:.0f} s; "
                 f"member-0 train loss {' '.join(f'{v:.3f}' for v in r['train_loss_member0'])}")
 
-    if cuda and left() > 90:
+    if cuda and "parity" in a.parts and left() > 90:
         say(f"\n## GPU parity test ({time.time() - T0:.0f} s)")
         env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
         p = subprocess.run([sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
@@ -221,7 +261,7 @@ def main(argv=None):
 
     res["inference"] = []
     for comp in (False, True):
-        if left() < 45 or (comp and not cuda):
+        if "inference" not in a.parts or left() < 45 or (comp and not cuda):
             continue
         try:
             r = bench_inference(device, batch=4096 if cuda else 64, n=65536 if cuda else 256, width=width, dense=dense,
@@ -235,7 +275,7 @@ def main(argv=None):
 
     say(f"\n## the step alone (bench_step, {time.time() - T0:.0f} s)")
     res["step"] = []
-    configs = [(1, batch, "auto", "auto"), (6, batch, "auto", "auto"), (6, batch, "auto", "false"),
+    configs = [] if "step" not in a.parts else [(1, batch, "auto", "auto"), (6, batch, "auto", "auto"), (6, batch, "auto", "false"),
                (6, batch, "false", "auto"), (1, 6 * batch, "auto", "auto")]
     for g, b, comp, graph in configs:
         if left() < 30:
@@ -259,16 +299,19 @@ def main(argv=None):
             f"{r['images_per_s']:9,.0f} img/s {r['s_per_iter'] * 1e3:7.1f} ms/iter {r['tflops']:6.1f} TFLOP/s "
             f"({100 * r['tflops'] * 1e12 / rate:.1f}% of matmul), warm-up {r['warmup_s']:.1f} s")
 
-    if cuda and left() > 40:
+    if cuda and "profile" in a.parts and left() > 40:
         say(f"\n## where the time goes: 6 members, compiled, uncaptured, 3 steps under torch.profiler ({time.time() - T0:.0f} s)")
         try:
             res["profile"] = profile_step(device, width, dense, batch)
         except Exception as exc:  # the profiler may be unavailable on a machine: report and go on
             say(f"  profiler failed: {exc!r}")
-    if cuda and left() > 20:
+    if cuda and "profile" in a.parts and left() > 20:
         say("\n## the first convolution (5 bands): forward + weight gradient, bf16, channels-last, batch 768")
         res["c1"] = c1_input_channels(device)
 
+    if cuda and "variants" in a.parts:
+        say(f"\n## variants of the 6-member step, batch 128, compiled, one CUDA graph ({time.time() - T0:.0f} s)")
+        res["variants"] = step_variants(device, width, dense, batch, left)
     main_job = [r for r in res.get("loop", []) if r["members"] == 6]
     if main_job:
         best = max(r["images_per_s"][-1] for r in main_job)

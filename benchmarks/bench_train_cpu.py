@@ -59,7 +59,7 @@ SETTINGS = {
     "bf16 channels-last": (True, False, True, 1, 32, False),
     "bf16 channels-last, compiled": (True, False, True, 1, 32, True),
     "new: bf16 CL compiled, fused heads": (True, True, True, 1, 32, True),
-    "new, 2 members stacked": (True, True, True, 2, 32, True),
+    "new, 2 members in one process": (True, True, True, 2, 32, True),
     "new, batch 64": (True, True, True, 1, 64, True),
 }
 OLD, PREV, NEW = "old: fp32 NCHW eager", "previous: fp32 channels-last", "new: bf16 CL compiled, fused heads"
@@ -86,9 +86,9 @@ class Case:
     def __init__(self, net, setting, n_data=512, seed=0):
         cl, fused, amp, g, b, comp = setting
         self.g, self.b, self.amp = g, b, amp
-        self.model = PhotoZNet(**NETWORKS[net], members=g, seeds=list(range(g))).set_channels_last(cl).set_fused(fused)
-        self.fwd = torch.compile(self.model, dynamic=False) if comp else self.model
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.nets = [PhotoZNet(**NETWORKS[net], seed=m).set_channels_last(cl).set_fused(fused) for m in range(g)]
+        self.fwds = [torch.compile(m, dynamic=False) if comp else m for m in self.nets]
+        self.opts = [torch.optim.Adam(m.parameters(), lr=1e-3) for m in self.nets]
         gen = torch.Generator().manual_seed(seed)
         self.data = torch.randn(n_data, 5, 64, 64, generator=gen)
         self.y = torch.randint(0, 180, (n_data,), generator=gen)
@@ -101,7 +101,7 @@ class Case:
             idx = torch.randint(0, len(self.data), (self.g, self.b), generator=self.gen)
             codes = torch.randint(0, 8, (self.g, self.b), generator=self.gen)
             x = self.data.index_select(0, idx.reshape(-1)).reshape(self.g, self.b, 5, 64, 64)
-            train_step(self.fwd, self.opt, x, codes, self.y[idx], self.e[idx], self.amp)
+            train_step(self.fwds, self.opts, x, codes, self.y[idx], self.e[idx], self.amp)
         return k * self.g * self.b
 
 

@@ -45,6 +45,7 @@ if not TRAINING["stack_members"]:
             seeds=_output_seeds,
             shards=lambda w, input: str(Path(input.manifest).parent),
             out_root=_models_root,
+            compile_cache=COMPILE_CACHE,
         threads: TRAINING["num_threads"]
         resources:
             gpu=TRAIN_GPU,
@@ -55,7 +56,7 @@ if not TRAINING["stack_members"]:
         shell:
             "python -m photoz train --shards {params.shards:q} --trial {params.trial_name} --trial-json {params.trial:q}"
             " --fold {wildcards.fold} --seeds {params.seeds} --master-seed {params.master_seed}"
-            " --config-json {params.cfg:q} --out-root {params.out_root:q} --compile-cache {COMPILE_CACHE:q} 2> {log:q}"
+            " --config-json {params.cfg:q} --out-root {params.out_root:q} --compile-cache {params.compile_cache:q} 2> {log:q}"
 
 if TRAINING["stack_members"]:
     # All members of a (trial, fold) in one process (on a GPU their steps run
@@ -84,6 +85,7 @@ if TRAINING["stack_members"]:
                 master_seed=config["seed"],
                 shards=lambda w, input: str(Path(input.manifest).parent),
                 out_root=_models_root,
+                compile_cache=COMPILE_CACHE,
             threads: TRAINING["num_threads"]
             resources:
                 gpu=TRAIN_GPU,
@@ -94,7 +96,7 @@ if TRAINING["stack_members"]:
             shell:
                 "python -m photoz train --shards {params.shards:q} --trial {params.trial_name} --trial-json {params.trial:q}"
                 " --fold {wildcards.fold} --seeds {params.seeds} --master-seed {params.master_seed}"
-                " --config-json {params.cfg:q} --out-root {params.out_root:q} --compile-cache {COMPILE_CACHE:q} 2> {log:q}"
+                " --config-json {params.cfg:q} --out-root {params.out_root:q} --compile-cache {params.compile_cache:q} 2> {log:q}"
 
 
 rule predict:

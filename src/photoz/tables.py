@@ -8,8 +8,8 @@ as a LaTeX ``tabular`` fragment that the paper ``\\input``s.
   over the folds, with bootstrap errors per fold.
 * **Table 2** -- one row per entry of the config's ``table2:`` list: a trial's
   ensemble predictions, a test subset (``all``, ``no_suspect``: outside the
-  region of ``--zone`` (``photoz.zone``: found cells in mock mode, the
-  configured box otherwise), else outside the ``regions.suspect_zone`` box; ``s82`` / ``no_s82``: the catalog's
+  region of ``--zone`` (``photoz.zone``: the cells of the zones found, in
+  every mode), else outside the ``regions.suspect_zone`` box; ``s82`` / ``no_s82``: the catalog's
   ``stripe82`` flag), optionally without the ``remove_widest`` fraction of
   the widest 68% PDF intervals of that subset, and an estimator: the CNN
   (``cnn``), the catalog's Photoz redshift (``b16``) or our kNN (``knn``),

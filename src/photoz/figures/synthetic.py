@@ -147,9 +147,9 @@ def _zone(res, cat, injected):
     (res / "zone").mkdir(exist_ok=True)
     ens = pd.read_parquet(res / "ensemble" / "main.parquet", columns=["specObjID", "z_spec", "z_phot"])
     dz = (ens["z_phot"] - ens["z_spec"]) / (1 + ens["z_spec"])
-    z, cells = zone.detect(cat["ra"], cat["dec"], dz, nside=256, alpha=0.01, min_galaxies=10)
+    z, cells = zone.detect(cat["ra"], cat["dec"], dz, nside=256, alpha=0.01, min_galaxies=10, n_permutations=100)
     z["mode"] = "mock"
-    z["table2_region"] = zone.table2_region("mock", z, None)
+    z["table2_region"] = zone.table2_region(z)
     zone._write_json(z, res / "zone" / "zone.json")
     cells.to_csv(res / "zone" / "cells.csv", index=False)
     v = zone.validate(z, cat["specObjID"], cat["ra"], cat["dec"], dz, cat["specObjID"], injected)

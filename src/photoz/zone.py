@@ -284,14 +284,50 @@ def null_max_z(resid, cell_idx, n_cells, tested, edges, seed_z, grow_z, n_permut
     return out
 
 
+def _search(ra, dec, dz, controls, cell, nside, alpha, min_galaxies, seed_z, grow_z, n_permutations, seed, keep):
+    """One pass on the galaxies ``keep``: control fit, cells, zones, permutation threshold."""
+    ctrl = [None if c is None else np.asarray(c, dtype=np.float64)[keep] for c in controls]
+    resid_k, used_k, coef = control_fit(dz[keep], *ctrl)
+    resid = np.full(len(dz), np.nan)
+    resid[keep] = resid_k
+    used = np.zeros(len(dz), dtype=bool)
+    used[keep] = used_k
+    cells = cell_statistics(ra[keep], dec[keep], dz[keep], nside, min_galaxies, resid_k, used_k)
+    cidx = np.searchsorted(cells["cell"].to_numpy(), cell[keep])
+    m_cells = len(cells)
+    tested = cells["tested"].to_numpy()
+    edges = _edges(cells["cell"].to_numpy(), nside)
+    r_used = np.where(used_k, resid_k, 0.0)
+    n_u = cells["n_used"].to_numpy(float)
+    s = np.bincount(cidx, weights=r_used, minlength=m_cells)
+    s2 = np.bincount(cidx, weights=r_used ** 2, minlength=m_cells)
+    labels, zz = zones(n_u, s, s2, tested, edges, seed_z, grow_z)
+    if tested.any():
+        # the permutation moves the tested galaxies' residuals only
+        null = null_max_z(resid_k[used_k], cidx[used_k], m_cells, tested, edges, seed_z, grow_z, n_permutations, seed)
+        k = int(math.ceil((1.0 - alpha) * (len(null) + 1))) - 1
+        zstar = float(np.sort(null)[min(max(k, 0), len(null) - 1)])
+    else:
+        null, zstar = np.zeros(0), float("nan")
+    return {"resid": resid, "used": used, "coef": coef, "cells": cells, "labels": labels, "z": zz, "null": null,
+            "threshold": zstar}
+
+
 def detect(ra, dec, dz, ebv=None, mag=None, z_spec=None, nside=DEFAULTS["nside"], alpha=DEFAULTS["alpha"],
            min_galaxies=DEFAULTS["min_galaxies"], seed_z=DEFAULTS["seed_z"], grow_z=DEFAULTS["grow_z"],
-           n_permutations=DEFAULTS["n_permutations"], seed=0):
+           n_permutations=DEFAULTS["n_permutations"], seed=0, max_zones=10):
     """Search the residual map for zones; returns (result dict, cell table).
 
     ``ebv``, ``mag`` (observed r) and ``z_spec`` are the controls
     (:func:`control_fit`); the workflow always gives all three. Without them
     the search runs on Δz itself (what the tests use to show what controls change).
+
+    Zones are found one at a time: when the strongest candidate passes, its
+    galaxies leave the sample (the fit, the "rest" and the permutations) and
+    the search runs again on the others, until none passes (at most
+    ``max_zones``). A strong zone thus does not make the rest of the map
+    look deviant in the other direction. The threshold and the cell table are
+    those of the first pass (the whole sample).
     """
     ra, dec = np.asarray(ra, dtype=float), np.asarray(dec, dtype=float)
     dz = np.asarray(dz, dtype=np.float64)
@@ -299,59 +335,56 @@ def detect(ra, dec, dz, ebv=None, mag=None, z_spec=None, nside=DEFAULTS["nside"]
         raise ValueError("zone detect: no test galaxies")
     if not np.isfinite(dz).all():
         raise ValueError(f"zone detect: {int((~np.isfinite(dz)).sum())} non-finite residuals")
-    resid, used, coef = control_fit(dz, ebv, mag, z_spec)
-    cells = cell_statistics(ra, dec, dz, nside, min_galaxies, resid, used)
     cell = cell_of(ra, dec, nside)
-    cidx = np.searchsorted(cells["cell"].to_numpy(), cell)
-    m_cells = len(cells)
-    tested = cells["tested"].to_numpy()
-    edges = _edges(cells["cell"].to_numpy(), nside)
-    r_used = np.where(used, resid, 0.0)
-    n_u = cells["n_used"].to_numpy(float)
-    s = np.bincount(cidx, weights=r_used, minlength=m_cells)
-    s2 = np.bincount(cidx, weights=r_used ** 2, minlength=m_cells)
-    labels, zz = zones(n_u, s, s2, tested, edges, seed_z, grow_z)
-    m = int(tested.sum())
-    if m:
-        # the permutation moves the tested galaxies' residuals only; untested ones stay outside every zone
-        null = null_max_z(resid[used], cidx[used], m_cells, tested, edges, seed_z, grow_z, n_permutations, seed)
-        k = int(math.ceil((1.0 - alpha) * (len(null) + 1))) - 1
-        zstar = float(np.sort(null)[min(max(k, 0), len(null) - 1)]) if len(null) else float("nan")
-        p_of = [float((1 + np.sum(null >= abs(v))) / (1 + len(null))) for v in zz]
-    else:
-        null, zstar, p_of = np.zeros(0), float("nan"), []
-    cells["zone"] = -1
-    cells["significant"] = False
-    zlist = []
-    order = sorted((j for j in range(len(zz)) if np.isfinite(zstar) and abs(zz[j]) > zstar), key=lambda j: -abs(zz[j]))
-    for new, j in enumerate(order):
-        members = np.flatnonzero(labels == j)
-        cells.loc[members, "zone"] = new
-        cells.loc[members, "significant"] = True
-        ids = cells["cell"].to_numpy()[members]
-        inside = np.isin(cell, ids)
+    controls = (ebv, mag, z_spec)
+    keep = np.ones(len(dz), dtype=bool)
+    zlist, first = [], None
+    for it in range(int(max_zones) + 1):
+        p = _search(ra, dec, dz, controls, cell, nside, alpha, min_galaxies, seed_z, grow_z, n_permutations,
+                    seed + it, keep)
+        if first is None:
+            first = p
+        zz = p["z"]
+        if not len(zz) or not np.isfinite(p["threshold"]) or np.nanmax(np.abs(zz)) <= p["threshold"] \
+                or it == int(max_zones):
+            last = p
+            break
+        j = int(np.nanargmax(np.abs(zz)))
+        ids = p["cells"]["cell"].to_numpy()[p["labels"] == j]
+        inside = np.isin(cell, ids) & keep
+        rest = keep & ~inside
         b_in, se_in = _mean_se(dz[inside])
-        b_out, se_out = _mean_se(dz[~inside])
-        zlist.append({"cells": [int(c) for c in ids], "z": float(zz[j]), "p_value": p_of[j],
+        b_out, se_out = _mean_se(dz[rest])
+        zlist.append({"cells": [int(c) for c in ids], "z": float(zz[j]), "threshold_z": p["threshold"],
+                      "p_value": float((1 + np.sum(p["null"] >= abs(zz[j]))) / (1 + len(p["null"]))),
                       "n": int(inside.sum()), "bias": b_in, "bias_se": se_in, "bias_rest": b_out,
-                      "bias_rest_se": se_out, "resid": float(np.mean(resid[inside & used])),
+                      "bias_rest_se": se_out, "resid": float(np.nanmean(p["resid"][inside & p["used"]])),
                       "bounds": _cell_bounds(ids, nside),
                       "ra": float(np.mean(ra[inside])), "dec": float(np.mean(dec[inside]))})
+        keep = rest
+    cells = first["cells"]
     found = np.array(sorted(c for zd in zlist for c in zd["cells"]), dtype=np.int64)
+    cells["zone"] = -1
+    for k, zd in enumerate(zlist):
+        cells.loc[cells["cell"].isin(zd["cells"]), "zone"] = k
+    cells["significant"] = cells["zone"] >= 0
     inside = np.isin(cell, found)
     b_in, se_in = _mean_se(dz[inside])
     b_out, se_out = _mean_se(dz[~inside])
     b_all, se_all = _mean_se(dz)
+    m = int(first["cells"]["tested"].sum())
     res = {
         "test": ("least-squares fit of dz against the controls on the whole test set; HEALPix cells of the "
-                 "residuals (Welch statistic against the rest); zones of connected cells past seed_z of one sign; "
-                 "family-wise threshold from the largest |Z| of any zone in maps with the residuals permuted"),
-        "controls": coef, "nside": int(nside), "alpha": float(alpha), "min_galaxies": int(min_galaxies),
+                 "residuals (Welch statistic against the rest); zones of connected cells past grow_z of one sign "
+                 "with one past seed_z; family-wise threshold from the largest |Z| of any zone in maps with the "
+                 "residuals permuted; zones found one at a time, each found zone's galaxies removed before the next"),
+        "controls": first["coef"], "nside": int(nside), "alpha": float(alpha), "min_galaxies": int(min_galaxies),
         "seed_z": float(seed_z), "grow_z": float(grow_z), "n_permutations": int(n_permutations),
-        "n_galaxies": int(len(dz)), "n_tested_galaxies": int(used.sum()), "n_cells": int(m_cells),
-        "n_cells_tested": m, "n_candidate_zones": int(len(zz)), "threshold_z": zstar,
-        "null_max_z_median": float(np.median(null)) if len(null) else float("nan"),
-        "max_abs_z": float(np.nanmax(np.abs(zz))) if len(zz) else 0.0,
+        "n_galaxies": int(len(dz)), "n_tested_galaxies": int(first["used"].sum()), "n_cells": int(len(cells)),
+        "n_cells_tested": m, "n_candidate_zones": int(len(first["z"])), "threshold_z": first["threshold"],
+        "max_abs_z": float(np.nanmax(np.abs(first["z"]))) if len(first["z"]) else 0.0,
+        "max_abs_z_left": float(np.nanmax(np.abs(last["z"]))) if len(last["z"]) else 0.0,
+        "threshold_z_left": last["threshold"],
         "max_abs_cell_z": float(np.nanmax(np.abs(cells["z"]))) if m else float("nan"),
         "found": bool(len(zlist)), "n_zones": len(zlist), "zones": zlist,
         "cells": [int(c) for c in found],

@@ -20,13 +20,17 @@ fixed what the paper ruled out:
   tested. Each tested cell gets a two-sample (Welch) statistic of its mean
   residual against all other galaxies.
 * **Zones.** A zone is a set of connected cells (HEALPix neighbours, corners
-  included) whose Welch statistics pass ``zone.seed_z`` with the same sign;
-  its statistic Z is the Welch statistic of all its galaxies against the rest.
+  included) whose Welch statistics pass ``zone.grow_z`` with one sign, at
+  least one of them passing ``zone.seed_z``; its statistic Z is the Welch
+  statistic of all its galaxies against the rest.
 * **Threshold.** The largest |Z| of any zone is compared with its
   distribution under the null hypothesis of no zone, drawn by permuting the
-  residuals over the galaxies (``zone.n_permutations`` times, seeded): a zone
-  is *found* when its |Z| exceeds the (1 − ``zone.alpha``) quantile of that
-  maximum, a family-wise level ``alpha`` over every zone the map could form.
+  residuals over the galaxies (``zone.n_permutations`` times, seeded by the
+  master seed): a zone is *found* when its |Z| exceeds the (1 − ``zone.alpha``)
+  quantile of that maximum, a family-wise level ``alpha`` over every zone the
+  map could form. Zones are found one at a time: a found zone's galaxies leave
+  the sample (fit, reference and permutations) before the search runs again,
+  so a strong zone does not make the rest of the map look deviant.
 * **Reported.** For the union of the found zones and for each zone: its
   galaxies' mean Δz (not the residual: the paper's quantity) with its
   standard error, and that of the rest.
@@ -80,7 +84,7 @@ __all__ = ["DEFAULTS", "RECOVERY_JACCARD", "PAPER_ZONE", "CATALOG_COLUMNS", "cel
 log = logging.getLogger("photoz.zone")
 
 #: Defaults of the config's ``zone:`` section (the schema repeats them).
-DEFAULTS = {"nside": 64, "alpha": 0.01, "min_galaxies": 30, "seed_z": 2.5, "grow_z": 1.0, "n_permutations": 1000,
+DEFAULTS = {"nside": 64, "alpha": 0.01, "min_galaxies": 30, "seed_z": 2.5, "grow_z": 1.5, "n_permutations": 1000,
             "table2_within": None}
 #: Jaccard index of the test galaxies (found vs injected) from which the zone counts as recovered.
 RECOVERY_JACCARD = 0.5

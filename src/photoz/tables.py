@@ -563,6 +563,9 @@ def main(argv=None):
                     n_bootstrap=cfg["bootstrap"], seed=cfg["seed"],
                     bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]), catalog_name=a.catalog,
                     ensemble_names=ens_paths, knn_names=knn_paths)
+        from photoz.latex import relabel_b16
+
+        df["label"] = [relabel_b16(v, cfg.get("mode", "mock")) for v in df["label"]]
         _write(df, a.csv, a.tex, latex_table2)
     else:
         df = tableA1(json.loads(a.network_json), n_bins=a.n_bins)

@@ -7,10 +7,15 @@ a run with other results gets other words. :func:`macros` returns them;
 
 Rules of the comparisons (``K_SIGMA`` = 2):
 
-* two measured values ``a ± ea`` and ``b ± eb`` are *consistent* when
-  ``|a − b| <= K_SIGMA * sqrt(ea² + eb²)``, otherwise ``a`` is *lower* or
-  *higher* (:func:`compare`); a published value has no error here, so only
-  ours counts;
+* two measured values ``a ± ea`` and ``b ± eb``: ``a`` is *lower* or *higher*
+  when ``|a − b| > K_SIGMA * sqrt(ea² + eb²)``; they are *consistent* only
+  when the whole interval ``|a − b| + K_SIGMA * sqrt(ea² + eb²)`` lies within
+  the equivalence margin (``EQUIV_REL`` = 5 % of ``b``, or a given absolute
+  margin); otherwise the errors are too wide to tell (a fourth word, e.g.
+  "not measured precisely enough to be told from"), as they are when an
+  error is missing (:func:`compare`). A published value has no error here,
+  so only ours counts. Every outcome can happen: no sentence follows from a
+  difference merely not being significant;
 * the folds of Table 1 *agree* when the χ² of their σ_MAD about the mean, in
   units of their bootstrap errors, has a p-value >= ``P_AGREE`` for
   ``n − 1`` degrees of freedom (:func:`folds_agree`);
@@ -31,12 +36,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["K_SIGMA", "P_AGREE", "compare", "folds_agree", "size_words", "zone_sentence",
+__all__ = ["K_SIGMA", "P_AGREE", "EQUIV_REL", "SLOPE_MARGIN", "REMOVED_FRACTION", "CANNOT_TELL", "compare", "folds_agree", "size_words", "zone_sentence",
            "validation_sentence", "learning_curve_end", "learning_curve_slopes", "swarp_check_sentence",
            "resampler_macros", "TREND_SIGMA", "ebv_trend_sentence", "ebv_trend", "macros"]
 
 K_SIGMA = 2.0
 P_AGREE = 0.01
+#: Equivalence margin of :func:`compare`: two values are *consistent* when their difference is shown
+#: (at K_SIGMA) to lie within this fraction of the reference value.
+EQUIV_REL = 0.05
+#: Equivalence margin of two log-log slopes of the learning curve (d log sigma_MAD / d log N).
+SLOPE_MARGIN = 0.05
+#: A trend is *removed* (or *gone at fixed brightness*) when the remaining slope is shown (at K_SIGMA)
+#: to be below this fraction of the trend it is compared with.
+REMOVED_FRACTION = 0.25
+#: The fourth word of :func:`compare`'s default words: the errors are too wide to tell.
+CANNOT_TELL = "not measured precisely enough to be told from"
 
 
 def _num(x):
@@ -47,19 +62,32 @@ def _num(x):
     return x if math.isfinite(x) else None
 
 
-def compare(a, b, a_err=0.0, b_err=0.0, words=("lower than", "consistent with", "higher than")):
-    """The word for ``a`` against ``b``: ``words[0]`` lower, ``words[1]`` consistent, ``words[2]`` higher.
+def compare(a, b, a_err=0.0, b_err=0.0, words=("lower than", "consistent with", "higher than", CANNOT_TELL),
+            margin=None):
+    """The word for ``a`` against ``b``: lower, consistent, higher, or cannot tell (``words[0..3]``).
 
-    Consistent: ``|a − b| <= K_SIGMA * hypot(a_err, b_err)``. Returns ``None``
-    when a value is missing.
+    ``a`` is lower (higher) when ``b − a`` (``a − b``) exceeds ``K_SIGMA *
+    hypot(a_err, b_err)``; consistent when ``|a − b| + K_SIGMA * hypot(...)``
+    is at most ``margin`` (default ``EQUIV_REL * |b|``); otherwise, or when an
+    error is missing (None, NaN), the errors are too wide to tell. A
+    three-word ``words`` gets :data:`CANNOT_TELL` as its fourth. Returns
+    ``None`` when a value is missing.
     """
     a, b = _num(a), _num(b)
     if a is None or b is None:
         return None
-    tol = K_SIGMA * math.hypot(_num(a_err) or 0.0, _num(b_err) or 0.0)
-    if abs(a - b) <= tol:
-        return words[1]
-    return words[0] if a < b else words[2]
+    words = tuple(words) + ((CANNOT_TELL,) if len(words) == 3 else ())
+    ea, eb = _num(a_err), _num(b_err)
+    if ea is None or eb is None:
+        return words[3]
+    tol = K_SIGMA * math.hypot(ea, eb)
+    d = a - b
+    if d < -tol:
+        return words[0]
+    if d > tol:
+        return words[2]
+    margin = EQUIV_REL * abs(b) if margin is None else margin
+    return words[1] if abs(d) + tol <= margin else words[3]
 
 
 def folds_agree(values, errors):
@@ -220,8 +248,15 @@ def learning_curve_end(ratio, ratio_err, n_train, end="largest"):
     at = f"At the {end} training set ({n_train} galaxies)"
     if r is None:
         return at + " the CNN and the kNN are not compared (missing value)."
-    word = compare(r, 1.0, e or 0.0, 0.0, ("lower than", "consistent with", "higher than"))
+    word = compare(r, 1.0, e, 0.0, ("lower than", "as low as", "higher than", "cannot tell"))
     value = f"${r:.3f}\\pm{e:.3f}$" if e is not None else f"{r:.3f}"
+    if word == "cannot tell":
+        why = ("its error could not be measured" if e is None else
+               f"$1$ lies within {K_SIGMA:g} errors but so do ratios beyond $1\\pm{EQUIV_REL:g}$")
+        return f"{at} we cannot tell whether the CNN's $\\smad$ is lower than the kNN's (ratio {value}; {why})."
+    if word == "as low as":
+        return (f"{at} the CNN's $\\smad$ is as low as the kNN's within {100 * EQUIV_REL:g}\\,\\% "
+                f"(ratio {value}).")
     return f"{at} the CNN's $\\smad$ is {word} the kNN's (ratio {value})."
 
 
@@ -240,9 +275,14 @@ def learning_curve_slopes(cnn, cnn_err, knn, knn_err):
 
     slopes = f"(slopes $\\mathrm{{d}}\\log\\smad/\\mathrm{{d}}\\log N$ of {s(a, ea)} and {s(b, eb)})"
     if a < 0 and b < 0:
-        word = compare(a, b, ea or 0.0, eb or 0.0, ("falls faster", "falls as fast", "falls more slowly"))
+        word = compare(a, b, ea, eb, ("falls faster", "falls as fast", "falls more slowly", "cannot tell"),
+                       margin=SLOPE_MARGIN)
+        if word == "cannot tell":
+            return ("With these errors we cannot tell whether the CNN's $\\smad$ falls faster or more slowly with "
+                    f"the training size than the kNN's {slopes}.")
         than = "as" if word == "falls as fast" else "than"
-        return f"The CNN's $\\smad$ {word} with the training size {than} the kNN's {slopes}."
+        within = f" (within {SLOPE_MARGIN:g})" if word == "falls as fast" else ""
+        return f"The CNN's $\\smad$ {word}{within} with the training size {than} the kNN's {slopes}."
 
     def trend(x):
         return "falls" if x < 0 else ("rises" if x > 0 else "stays flat")
@@ -290,10 +330,23 @@ def ebv_trend_sentence(with_fit, without_fit, ebv_range, n, fixed_brightness=Non
             f"slopes $\\mathrm{{d}}\\langle\\dz\\rangle/\\mathrm{{d}}E(B-V)$ per magnitude) the network without "
             f"the reddening input shows {say(without_fit)}, and the one with it {say(with_fit)}")
     w, wo = significant(with_fit), significant(without_fit)
+    b, e = _num(with_fit[0]), _num(with_fit[1])
+    b0, e0 = _num(without_fit[0]), _num(without_fit[1])
+
+    def shown_below(fit, ref):
+        """``fit``'s slope shown (K_SIGMA) to be under REMOVED_FRACTION of ``|ref|``."""
+        x, ex = _num(fit[0]), _num(fit[1])
+        return x is not None and ex is not None and abs(x) + K_SIGMA * ex <= REMOVED_FRACTION * abs(ref)
+
     if wo and not w:
-        text += ": the input removes the trend, as in the paper."
+        if shown_below(with_fit, b0):
+            text += (f": the input removes the trend (what is left is shown to be under {100 * REMOVED_FRACTION:.0f}\\% "
+                     "of the slope without it), as in the paper.")
+        else:
+            text += (f": with these errors we cannot tell whether the input removes the trend (the slope with it is "
+                     f"not significant, but slopes up to {100 * REMOVED_FRACTION:.0f}\\% of the one without it are not "
+                     "excluded either).")
     elif wo and w:
-        b, e, b0, e0 = (_num(v) for v in (*with_fit, *without_fit))
         # the same galaxies in both fits: their errors are positively correlated, so
         # adding them in quadrature overstates the error of the difference (conservative)
         if b * b0 > 0 and abs(b0) - abs(b) > TREND_SIGMA * float(np.hypot(e, e0)):
@@ -304,21 +357,33 @@ def ebv_trend_sentence(with_fit, without_fit, ebv_range, n, fixed_brightness=Non
     elif w:
         text += ": a trend the paper did not find with the input."
     else:
-        return text + ": neither shows the trend the paper found without the input."
+        bound = max((abs(_num(f[0])) + K_SIGMA * _num(f[1]) for f in (with_fit, without_fit)
+                     if _num(f[0]) is not None and _num(f[1]) is not None), default=None)
+        return text + (": neither shows a significant trend" + (
+            f"; with these errors slopes up to ${bound:.3f}$ per magnitude are not excluded, so we cannot tell whether "
+            "the trend the paper found without the input is present." if bound is not None else "."))
     if fixed_brightness is None or any(_num(v) is None for fit in fixed_brightness for v in fit):
         return text
     fb_with, fb_without = fixed_brightness
-    trended = [(name, fit) for name, trend, fit in (("without the input", wo, fb_without), ("with it", w, fb_with))
-               if trend]
-    colour = [name for name, fit in trended if significant(fit)]
+    trended = [(name, fit, raw) for name, trend, fit, raw in (("without the input", wo, fb_without, b0),
+                                                               ("with it", w, fb_with, b)) if trend]
     text += (f" At fixed $z_{{\\rm spec}}$ and fixed observed $r$ magnitude the $E(B-V)$ term is "
              f"${_num(fb_without[0]):+.3f} \\pm {_num(fb_without[1]):.3f}$ without the input and "
              f"${_num(fb_with[0]):+.3f} \\pm {_num(fb_with[1]):.3f}$ with it")
-    if not colour:
-        return text + (": the trend is one of brightness, not of colour (reddened galaxies are fainter in the images, "
+    kinds = []
+    for name, fit, raw in trended:
+        kinds.append("colour" if significant(fit) else ("brightness" if shown_below(fit, raw) else "unknown"))
+    if all(k == "brightness" for k in kinds):
+        return text + (": the trend is one of brightness, not of colour (what is left at fixed brightness is shown to be "
+                       f"under {100 * REMOVED_FRACTION:.0f}\\% of it; reddened galaxies are fainter in the images, "
                        "the sample being cut on dereddened $r$).")
-    if len(colour) == len(trended):
+    if all(k == "colour" for k in kinds):
         return text + ": the trend is one of colour, as it remains at fixed brightness."
+    if "unknown" in kinds:
+        return text + (": with these errors we cannot tell whether the trend is one of colour or of brightness (the "
+                       "term at fixed brightness is not significant, but neither is it shown to be under "
+                       f"{100 * REMOVED_FRACTION:.0f}\\% of the trend).")
+    colour = [name for (name, _, _), k in zip(trended, kinds) if k == "colour"]
     return text + f": the trend of the network {colour[0]} is one of colour, the other's one of brightness."
 
 
@@ -467,6 +532,33 @@ def _read_json(path):
         raise PaperInputError(f"{path} is not valid JSON: {err}") from None
 
 
+def comparison_rule(main, n_bootstrap):
+    """How the text compares two numbers, with the errors described as Table 2 computes them (``main``: its CNN row)."""
+    folds = main is not None and str(main.get("errors", "")) == "folds"
+    nf = int(main.get("n_folds", 1)) if main is not None and _num(main.get("n_folds")) else 1
+    errs = ((f"for the rows averaged over the {nf} folds, the standard deviation of the fold values (the scatter of "
+             f"one fold's value, not the error of their mean); for one-split rows, the standard deviation over "
+             f"{n_bootstrap} bootstrap resamples of the test galaxies") if folds else
+            f"the standard deviation over {n_bootstrap} bootstrap resamples of the test galaxies")
+    return (f"a value is called lower or higher than another when they differ by more than {K_SIGMA:g} times their "
+            f"errors added in quadrature (the errors of Table~\\ref{{tab:t2}}: {errs}; two estimators scored on the "
+            "same galaxies have correlated errors, so adding them in quadrature overstates the error of the "
+            f"difference), consistent with it when the difference, widened by {K_SIGMA:g} such errors, stays within "
+            f"{100 * EQUIV_REL:g}\\,\\% of it, and not measured precisely enough to be told from it otherwise; "
+            "published values carry no error here")
+
+
+def knn_training(main, knn):
+    """What the kNN trains on, with the counts of Table 2's rows (CNN ``main``, kNN ``knn``)."""
+    from photoz.latex import count
+
+    n_cnn = count(main.get("n_train")) if main is not None and _num(main.get("n_train")) else "--"
+    n_knn = count(knn.get("n_train")) if knn is not None and _num(knn.get("n_train")) else "--"
+    return ("trained on each fold's training side, the CNN's validation subset included: "
+            f"{n_knn} galaxies per fold, against the {n_cnn} the CNN fits its weights on (it uses its validation "
+            "subset only to choose its epoch)")
+
+
 def _row(t2, estimator, subset):
     est = t2["estimator"].fillna("cnn") if "estimator" in t2.columns else pd.Series("cnn", index=t2.index)
     sel = (est == estimator) & (t2["subset"].fillna("all") == subset)
@@ -490,9 +582,16 @@ def macros(paths, cfg, mode):
     if agree is None:
         m["FoldsAgreement"] = "Table~\\ref{tab:t1} has fewer than two folds with errors, so their agreement is not tested"
     else:
-        m["FoldsAgreement"] = (("The folds agree with each other within their bootstrap errors" if agree else
-                                "The folds differ by more than their bootstrap errors")
-                               + f" ($\\chi^2 = {chi2:.1f}$ for {dof} degrees of freedom, Table~\\ref{{tab:t1}})")
+        errs = pd.to_numeric(folds.get("sigma_mad_err"), errors="coerce")
+        wide = bool(K_SIGMA * np.nanmedian(errs) > EQUIV_REL * np.nanmean(folds["sigma_mad"]))
+        if not agree:
+            lead = "The folds differ by more than their bootstrap errors"
+        elif wide:
+            lead = ("The folds do not differ beyond their bootstrap errors, but these are too wide "
+                    f"(twice the median error exceeds {100 * EQUIV_REL:g}\\,\\% of $\\smad$) to show that they agree")
+        else:
+            lead = "The folds agree with each other within their bootstrap errors"
+        m["FoldsAgreement"] = lead + f" ($\\chi^2 = {chi2:.1f}$ for {dof} degrees of freedom, Table~\\ref{{tab:t1}})"
     t2 = pd.read_csv(paths["table2"])
     main, b16, knn = _row(t2, "cnn", "all"), _row(t2, "b16", "all"), _row(t2, "knn", "all")
 
@@ -502,6 +601,11 @@ def macros(paths, cfg, mode):
         return compare(a["sigma_mad"], b["sigma_mad"], a.get("sigma_mad_err"), b.get("sigma_mad_err"), words) or \
             "not compared with (missing value)"
 
+    from photoz.latex import b16_name, count
+
+    m["BsixteenName"] = b16_name(mode)
+    m["ComparisonRule"] = comparison_rule(main, int(cfg.get("paper", {}).get("bootstrap", 200)))
+    m["KnnTraining"] = knn_training(main, knn)
     m["MainVsBsixteen"] = word(main, b16)
     m["KnnVsBsixteen"] = word(knn, b16)
     m["MainVsKnn"] = word(main, knn)

@@ -67,6 +67,7 @@ rule table2:
         "logs/table2/table2.log",
     params:
         cfg=json.dumps({
+            "mode": config["mode"],
             "table2": config["table2"],
             "regions": config["regions"],
             "trials": {t: _trials.split_spec(config, t) for t in table2_trials()},

@@ -300,13 +300,21 @@ def test_figure_names_a_bad_file(tmp_path):
         fig.main(["--learning-curve", str(tmp_path / "lc.csv"), "--out", str(tmp_path / "x.pdf")])
 
 
-def test_wording_picks_both_outcomes():
+def test_wording_picks_every_outcome():
     assert "is lower than the kNN's" in wording.learning_curve_end(0.80, 0.02, "4\\,000")
     assert "is higher than the kNN's" in wording.learning_curve_end(1.20, 0.02, "4\\,000")
-    assert "is consistent with the kNN's" in wording.learning_curve_end(1.03, 0.02, "500", "smallest")
+    assert "is as low as the kNN's within 5" in wording.learning_curve_end(1.01, 0.01, "500", "smallest")
+    # wide errors (or none): cannot tell, whatever the ratio
+    for r, e in ((1.03, 0.02), (0.80, 0.2), (1.2, 0.3), (0.9, None), (0.9, float("nan"))):
+        s = wording.learning_curve_end(r, e, "500", "smallest")
+        assert "we cannot tell whether" in s and "is lower than" not in s.replace("whether the CNN's $\\smad$ is lower", "")
     assert "falls faster with the training size than" in wording.learning_curve_slopes(-0.30, 0.02, -0.10, 0.02)
     assert "falls more slowly with the training size than" in wording.learning_curve_slopes(-0.10, 0.02, -0.30, 0.02)
-    assert "falls as fast with the training size as" in wording.learning_curve_slopes(-0.10, 0.05, -0.12, 0.05)
+    assert "falls as fast (within 0.05) with the training size as" in wording.learning_curve_slopes(-0.10, 0.01, -0.11, 0.01)
+    # the same slopes with errors ten times larger: cannot tell
+    assert "we cannot tell whether" in wording.learning_curve_slopes(-0.10, 0.05, -0.12, 0.05)
+    assert "we cannot tell whether" in wording.learning_curve_slopes(-0.30, 0.2, -0.10, 0.2)
+    assert "we cannot tell whether" in wording.learning_curve_slopes(-0.30, float("nan"), -0.10, 0.02)
     s = wording.learning_curve_slopes(0.05, 0.01, -0.2, 0.01)
     assert "rises" in s and "falls faster" not in s
     assert "not compared" in wording.learning_curve_slopes(float("nan"), None, -0.2, 0.01)

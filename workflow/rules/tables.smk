@@ -135,7 +135,7 @@ if learning_curve_trials():
                                                 for t, p in zip(learning_curve_trials(), input.ensembles)),
             knn=lambda w, input: " ".join(f"--knn {shlex.quote(f'{t}={p}')}"
                                           for t, p in zip(learning_curve_trials(), input.knn)),
-            members=lambda w, input: " ".join(f"--member {shlex.quote(t + '=' + p)}" for t, p in zip(
+            members=lambda w, input: " ".join(f"--member {shlex.quote(f'{t}={p}')}" for t, p in zip(
                 [t for t in learning_curve_trials() for s in trial_seeds(t)], input.members)),
         resources:
             mem_mb=8000,

@@ -179,7 +179,7 @@ def table2_zone_sentence(z):
     cc = z.get("cross_check")
     if cc:
         text += (f" As a cross-check, the region this project estimated for the paper's zone before searching "
-                 f"({tex_(cc['description'])}) holds {count_(cc['n_in'])} test galaxies with a bias of "
+                 f"({_describe(cc['region']) if cc.get('region') else tex_(cc['description'])}) holds {count_(cc['n_in'])} test galaxies with a bias of "
                  f"{_f(cc['bias_in'])} $\\pm$ {_f(cc['bias_in_se'])} against {_f(cc['bias_out'])} outside; "
                  + (f"{count_(cc['n_both'])} of them lie in the zone removed (Jaccard index {cc['jaccard']:.2f})."
                     if _num(cc.get("jaccard")) is not None else "no galaxy lies in either."))

@@ -207,7 +207,7 @@ def validation_sentence(v, injected_mag=None, injected_band=None):
             "which the search never reads.")
     if _num(v.get("z_injected")) is not None:
         ratio = (f", {abs(v['bias_ratio']):.0f} times the rest's {_f(v['bias_rest'])}"
-                 if _num(v.get("bias_ratio")) is not None and abs(v["bias_ratio"]) >= 1 else
+                 if _num(v.get("bias_ratio")) is not None and v["bias_ratio"] >= 1 else
                  f" against the rest's {_f(v['bias_rest'])}")
         inj = (f"measured from the truth, its {count_(v['n_injected'])} test galaxies have a bias of "
                f"{_f(v['bias_injected'])} $\\pm$ {_f(v['bias_injected_se'])}{ratio} ($Z = {v['z_injected']:.1f}$; "

@@ -211,3 +211,21 @@ def test_ebv_trend_reads_the_two_ensembles(tmp_path, root, default_config):
     cfg = {**default_config, "trials": {k: v for k, v in default_config["trials"].items() if k != "noebv"}}
     assert trials.noebv_trial(cfg) is None
     assert paper.collect(res, cfg, data_mode="mock")["EbvTrend"] == ""
+
+
+def test_validation_sentence_reports_the_injected_size_from_the_truth():
+    v = {"n_injected": 276, "n_found": 250, "n_both": 230, "recall": 230 / 276, "precision": 0.92, "jaccard": 0.77,
+         "bias_injected": 0.0121, "bias_injected_se": 0.0015, "bias_rest": 0.0004, "bias_rest_se": 0.0006,
+         "z_injected": 7.3, "bias_ratio": 30.25, "z_paper_scaled": 9 * (276 / 1807) ** 0.5, "bias_found": 0.011,
+         "threshold_z": 5.2, "n_zones_found": 1, "n_spurious_zones": 0, "recovery_jaccard": 0.5, "same_sign": True,
+         "recovered": True, "reason": "recovered"}
+    s = wording.validation_sentence(v, 0.04, "g")
+    assert "recovered it and found nothing else" in s and "Jaccard index 0.77" in s
+    assert "measured from the truth, its 276 test galaxies have a bias of 0.01210" in s
+    assert "30 times the rest's 0.00040" in s and "$Z = 7.3$" in s and "Z \\approx 3.5$ on as many" in s
+    # a spurious zone beside the injected one: not recovered, and said so
+    s = wording.validation_sentence({**v, "recovered": False, "reason": "spurious_zone", "n_spurious_zones": 1}, 0.04, "g")
+    assert "does not count as recovered" in s and "1 zone(s) where nothing was injected" in s
+    # the rest's bias of the other sign: no "times"
+    s = wording.validation_sentence({**v, "bias_rest": -0.0004, "bias_ratio": -30.25}, 0.04, "g")
+    assert "times the rest's" not in s and "against the rest's" in s

@@ -644,7 +644,7 @@ def macros(paths, cfg, mode):
         if "zone_validation" not in paths:
             raise ValueError("paper variables: mode %r needs the zone validation file (--zone_validation)" % mode)
         v = _read_json(paths["zone_validation"])
-        m["ZoneValidation"] = validation_sentence(v, mock.get("suspect_zone_error_mag", 0.02),
+        m["ZoneValidation"] = validation_sentence(v, mock.get("suspect_zone_error_mag", 0.3),
                                                   mock.get("suspect_zone_band", "g"))
     else:
         m["ZoneValidation"] = ""

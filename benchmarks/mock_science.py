@@ -19,6 +19,10 @@ Reads only what the run wrote (nothing is recomputed from the mock's truth):
   control of what the mock's reddening can show at all, the same slope for the
   kNN (fold 0, k = 100) on the catalogue's magnitudes with and without the
   reddening correction (observed = dereddened + SDSS coefficient x E(B-V));
+* ``results/table2.csv``: the CNN, the B16-like Photoz table and the kNN on the
+  same galaxies (main trial, fold means), the ratios CNN/B16-like and CNN/kNN
+  beside the paper's CNN/B16 (``src/photoz/data/published.yaml``);
+* ``results/zone/zone.json``, ``validation.json``: the zone search and the injected zone;
 * ``results/models/main/fold*/seed*/metrics.csv``: convergence (validation
   loss over the last epochs against its minimum);
 * the main ensemble's PIT histogram.
@@ -161,6 +165,47 @@ def reddening_control(cat_path, k=100):
         print(f"{label:<42} N={n:>5}  sigma_MAD {metrics.sigma_mad(dz):.4f}  slope {b:+.4f} +- {be:.4f}")
 
 
+def like_with_like(res):
+    """CNN/B16-like and CNN/kNN (Table 2, main trial, same galaxies) beside the paper's CNN/B16; the zone search."""
+    import json
+
+    t2p = res / "table2.csv"
+    if t2p.exists():
+        from photoz import published
+
+        t2 = pd.read_csv(t2p)
+        rows = {}
+        for est in ("cnn", "b16", "knn"):
+            sel = (t2["estimator"].fillna("cnn") == est) & (t2["subset"] == "all") & (t2["remove_widest"].fillna(0) == 0)
+            if sel.any():
+                rows[est] = t2[sel].iloc[0]
+        print("\n## the CNN against the baselines on the same galaxies (results/table2.csv; main trial, "
+              "fold means; +-: spread of the fold values)")
+        for est, r in rows.items():
+            print(f"{est:4s} sigma_MAD {r['sigma_mad']:.5f} +- {r['sigma_mad_err']:.5f}  eta {r['eta']:.2f}%  "
+                  f"bias {r['bias']:+.5f}")
+        pm, pb = published.table2_row("full"), published.table2_row("b16")
+        for est, name in (("b16", "B16-like (mock)"), ("knn", "kNN")):
+            if "cnn" in rows and est in rows:
+                a, b = rows["cnn"], rows[est]
+                r = a["sigma_mad"] / b["sigma_mad"]
+                e = r * np.hypot(a["sigma_mad_err"] / a["sigma_mad"], b["sigma_mad_err"] / b["sigma_mad"])
+                print(f"CNN / {name}: {r:.3f} +- {e:.3f} (errors of the fold spreads in quadrature)")
+        print(f"paper (SDSS): CNN / B16 = {pm['sigma_mad'] / pb['sigma_mad']:.3f}")
+    zp, vp = res / "zone" / "zone.json", res / "zone" / "validation.json"
+    if zp.exists():
+        z = json.loads(zp.read_text())
+        print("\n## zone search (results/zone/zone.json)")
+        print(f"threshold |Z| {z.get('threshold_z')}, largest zone |Z| {z.get('max_abs_z')}, zones found "
+              f"{z.get('n_zones')}: " + "; ".join(f"Z {d['z']:+.1f}, {d['n']} galaxies, bias {d['bias']:+.5f}"
+                                                  for d in z.get("zones", [])))
+        if vp.exists():
+            v = json.loads(vp.read_text())
+            print(f"injected (truth): {v['n_injected']} test galaxies, bias {v['bias_injected']:+.5f} +- "
+                  f"{v['bias_injected_se']:.5f} against {v['bias_rest']:+.5f}, Z {v['z_injected']:.1f} (the paper's "
+                  f"zone at this count: Z {v['z_paper_scaled']:.1f}); {v['reason']}, Jaccard {v['jaccard']}")
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", default=".", help="the run's working directory")
@@ -202,6 +247,7 @@ def main(argv=None):
         df = pd.read_csv(lc)
         print("\n## learning curve (results/learning_curve.csv; same fold-0 test galaxies at every point)")
         print(df.to_string(index=False))
+    like_with_like(res)
     conv = []
     for f in sorted(glob.glob(str(res / "models/*/fold*/seed*/metrics.csv"))):
         m = pd.read_csv(f)

@@ -75,3 +75,83 @@ def test_architecture_counts_published_params(default_config):
     rows, total = network_rows(default_config, "full")
     assert total == 27_596_372
     assert [r["stage"].split(" ")[0] for r in rows][:3] == ["C1", "P1", "I0"]
+
+
+def _texts(fig):
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def _legend_labels(fig):
+    return [t.get_text() for ax in fig.axes if ax.get_legend() for t in ax.get_legend().get_texts()]
+
+
+@pytest.mark.parametrize("mode, name", [("mock", "B16-like (mock)"), ("sdss", "B16")])
+def test_fig07_writes_the_scores_of_what_it_plots_and_names_b16_by_mode(results, default_config, mode, name):
+    """The numbers Fig. 7 writes beside each panel are the scores of the plotted galaxies; B16's name follows the mode."""
+    from photoz import metrics
+
+    mod = importlib.import_module(FIGURES["fig07_zphot_zspec"])
+    cfg = {**default_config, "mode": mode}
+    inputs = {k: str(results.parent / v) for k, v in mod.INPUTS.items()}
+    fig = mod.make(inputs, cfg, common.silence("t"))
+    texts = _texts(fig)
+    df = common.test_sample(inputs["ensemble"], inputs["catalog"], ["zphot"])
+    for text, zp in zip(texts, (df["z_phot"], df["zphot"])):
+        dz = metrics.delta_z(zp.to_numpy(), df["z_spec"].to_numpy())
+        assert f"$N$ = {len(dz)}" in text
+        assert f"bias = {metrics.bias(dz):.5f}" in text
+        assert f"= {metrics.sigma_mad(dz):.5f}" in text
+        assert f"$\\eta$ = {metrics.eta(dz):.2f}%" in text
+    assert texts[0].startswith("CNN (this run)") and texts[1].startswith(f"{name} (Photoz table)")
+    assert (mode == "sdss") == ("B16-like" not in texts[1])
+
+
+def test_fig08_and_fig11_legends_name_b16_by_mode(results, default_config):
+    for fig_name in ("fig08_bias", "fig11_ebv_inclination"):
+        mod = importlib.import_module(FIGURES[fig_name])
+        inputs = {k: str(results.parent / v) for k, v in mod.INPUTS.items()}
+        labels = _legend_labels(mod.make(inputs, {**default_config, "mode": "mock"}, common.silence("t")))
+        assert any("B16-like (mock)" in s for s in labels), (fig_name, labels)
+        assert not any(s.endswith("B16") for s in labels), (fig_name, labels)
+        labels = _legend_labels(mod.make(inputs, {**default_config, "mode": "sdss"}, common.silence("t")))
+        assert any(s.endswith("B16") for s in labels) and not any("B16-like" in s for s in labels), (fig_name, labels)
+
+
+def test_fig12_outlines_the_cells_the_search_found(results, default_config, tmp_path, monkeypatch):
+    """Fig. 12 outlines exactly the cells of results/zone/zone.json, in both panels."""
+    import json
+
+    from photoz import zone as zmod
+    from photoz.figures import skymap
+
+    mod = importlib.import_module(FIGURES["fig12_sky_maps"])
+    inputs = {k: str(results.parent / v) for k, v in mod.INPUTS.items()}
+    z = json.loads((results / "zone" / "zone.json").read_text())
+    cat = pd.read_parquet(results / "shards" / "catalog.parquet", columns=["ra", "dec"])
+    cells = sorted(set(zmod.cell_of(cat["ra"], cat["dec"], z["nside"]).tolist()))[:3]
+    z["cells"] = cells
+    (tmp_path / "zone.json").write_text(json.dumps(z))
+    inputs["zone"] = str(tmp_path / "zone.json")
+    seen = []
+    orig = skymap.map_panel
+
+    def spy(*a, **kw):
+        seen.append((list(kw.get("outline") or []), kw.get("nside")))
+        return orig(*a, **kw)
+
+    monkeypatch.setattr(skymap, "map_panel", spy)
+    mod.make(inputs, default_config, common.silence("t"))
+    assert seen == [(cells, z["nside"])] * 2
+
+
+def test_fig15_writes_the_slopes_of_the_curve_file(results, default_config):
+    """The fit labels of Fig. 15 carry the slopes and errors of results/learning_curve.csv, per estimator."""
+    mod = importlib.import_module(FIGURES["fig15_learning_curve"])
+    inputs = {k: str(results.parent / v) for k, v in mod.INPUTS.items()}
+    df = pd.read_csv(inputs["learning_curve"])
+    fig = mod.make(inputs, default_config, common.silence("t"))
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    for est, name in (("cnn", "CNN"), ("knn", "kNN")):
+        r = df[df["estimator"] == est].iloc[0]
+        want = f"{name} fit $\\propto N^{{{r['slope_sigma_mad']:.2f} \\pm {r['slope_sigma_mad_err']:.2f}}}$"
+        assert want in labels, (want, labels)

@@ -55,8 +55,23 @@ def inputs():
     return cat, ens, knn, {"small": SPEC, "main": MAIN}
 
 
-def _curve(inputs, n_bootstrap=20, **kw):
+def _members(cat, ens, m=3):
+    """``m`` members per trial: fold-0 PDFs around z with their own noise (specObjID, pdf), in a shuffled order."""
+    out = {}
+    for t, (e, _) in ens.items():
+        sel = e[e["fold"] == 0]
+        out[t] = []
+        for k in range(m):
+            sub = cat.set_index("specObjID").loc[sel["specObjID"]].reset_index().assign(fold=0)
+            me, mp = _ensemble(sub, 0.03 if t == "small" else 0.01, [0], 100 + 10 * k + len(t))
+            out[t].append((me["specObjID"].to_numpy(), mp))
+    return out
+
+
+def _curve(inputs, n_bootstrap=20, members=True, **kw):
     cat, ens, knn, trials = inputs
+    if members:
+        kw["members"] = _members(cat, ens)
     return lc.learning_curve(["small", "main"], ens, knn, cat, trials, networks={"small": "reduced", "main": "full"},
                              bin_edges=EDGES, n_bootstrap=n_bootstrap, seed=5, **kw)
 
@@ -85,6 +100,13 @@ def test_points_equal_photoz_metrics_on_fold0_galaxies(inputs):
         assert np.isnan(krow["crps"]) and krow["n_train"] == krow["n_train_side"]
         assert row["ratio_sigma_mad"] == pytest.approx(metrics.sigma_mad(dz) / metrics.sigma_mad(dzk), rel=1e-12)
         assert row["sigma_mad_err"] > 0 and row["ratio_sigma_mad_err"] > 0
+        # the errors carry both sources: bootstrap and the members' spread, in quadrature
+        assert row["n_members"] == 3 and row["sigma_mad_member_err"] > 0
+        assert row["sigma_mad_err"] == pytest.approx(np.hypot(row["sigma_mad_boot_err"], row["sigma_mad_member_err"]))
+        assert row["ratio_sigma_mad_err"] == pytest.approx(np.hypot(row["ratio_boot_err"], row["ratio_member_err"]))
+        assert row["ratio_member_err"] == pytest.approx(row["ratio_sigma_mad"] * row["sigma_mad_member_err"]
+                                                        / row["sigma_mad"])
+        assert krow["sigma_mad_member_err"] == 0 and krow["sigma_mad_err"] == krow["sigma_mad_boot_err"]
     # the CNN's training size: the training side without its validation subset (as Table 2); the small
     # trial's side: the 100 galaxies of fold 0's training side with the smallest rank
     side = (cat["fold"] != 0).to_numpy()
@@ -159,6 +181,10 @@ def test_command_writes_csv_and_table(inputs, tmp_path):
         e.assign(pdf=list(pdf)).to_parquet(tmp_path / f"{t}.parquet")
         knn[t].to_parquet(tmp_path / f"knn_{t}.parquet")
         args += ["--ensemble", f"{t}={tmp_path / f'{t}.parquet'}", "--knn", f"{t}={tmp_path / f'knn_{t}.parquet'}"]
+    for t, mem in _members(cat, ens).items():
+        for k, (ids, pdf) in enumerate(mem):
+            np.savez(tmp_path / f"{t}_seed{k}.npz", specObjID=ids, pdf=pdf)
+            args += ["--member", f"{t}={tmp_path / f'{t}_seed{k}.npz'}"]
     cfg = ('{"learning_curve": ["small", "main"], "trials": {"small": {"train": "cv_train", "test": "cv_test",'
            ' "folds": "single", "train_size": 100}, "main": {"train": "cv_train", "test": "cv_test", "folds": "all"}},'
            ' "networks": {"small": "reduced", "main": "full"},'
@@ -168,6 +194,7 @@ def test_command_writes_csv_and_table(inputs, tmp_path):
     got = lc.read_curve(tmp_path / "lc.csv")
     want = _curve(inputs)
     np.testing.assert_allclose(got["sigma_mad"], want["sigma_mad"], rtol=1e-6)
+    np.testing.assert_allclose(got["sigma_mad_member_err"], want["sigma_mad_member_err"], rtol=1e-5)
     np.testing.assert_allclose(got["crps"], want["crps"], rtol=1e-5)
     tex = (tmp_path / "lc.tex").read_text()
     assert tex.startswith(r"\begin{tabular}") and "small (reduced)" in tex and "slope" in tex
@@ -176,15 +203,57 @@ def test_command_writes_csv_and_table(inputs, tmp_path):
 def test_slope_of_known_power_laws():
     n = np.array([500, 1000, 2000, 4000, 8000])
     for a in (-0.5, -0.12, 0.0, 0.2):
-        s, e, k = lc.loglog_slope(n, 0.02 * n ** a)
-        assert s == pytest.approx(a, abs=1e-12) and np.isnan(e) and k == 5
-    # error propagated from relative errors c: sd(log10 y) = c / ln 10 on every point
+        s, e, k, chi2, dof = lc.loglog_slope(n, 0.02 * n ** a)
+        assert s == pytest.approx(a, abs=1e-12) and np.isnan(e) and k == 5 and dof == 3
+    # error propagated from relative errors c: sd(log10 y) = c / ln 10 on every point (no misfit: chi2 = 0)
     c = 0.05
-    s, e, _ = lc.loglog_slope(n, 0.02 * n ** -0.3, 0.02 * n ** -0.3 * c)
+    s, e, _, chi2, dof = lc.loglog_slope(n, 0.02 * n ** -0.3, 0.02 * n ** -0.3 * c)
     dx = np.log10(n) - np.log10(n).mean()
-    assert e == pytest.approx(c / np.log(10) / np.sqrt(np.sum(dx ** 2)), rel=1e-12)
+    assert e == pytest.approx(c / np.log(10) / np.sqrt(np.sum(dx ** 2)), rel=1e-12) and chi2 == pytest.approx(0, abs=1e-12)
     assert np.isnan(lc.loglog_slope([1000], [0.01])[0])
     assert lc.loglog_slope([1000, 2000, np.nan], [0.01, 0.008, 0.007])[2] == 2
+
+
+def test_slope_error_includes_misfit():
+    """Points off a straight line by much more than their errors: the error grows by sqrt(chi2/dof), and
+    matches the scatter of slopes fitted to curves redrawn with the same misfit (a Monte Carlo check)."""
+    n = np.array([500, 1000, 2000, 4000, 8000, 16000])
+    c = 0.01  # 1% errors on each point
+    y = 0.02 * n ** -0.25 * (1 + np.array([0.08, -0.06, 0.05, -0.07, 0.06, -0.04]))  # ~6% wiggles: misfit
+    s, e, k, chi2, dof = lc.loglog_slope(n, y, c * y)
+    _, e_points, *_ = lc.loglog_slope(n, 0.02 * n ** -0.25, c * 0.02 * n ** -0.25)
+    assert dof == 4 and chi2 / dof > 10
+    assert e == pytest.approx(e_points * np.sqrt(chi2 / dof), rel=1e-9) and e > 3 * e_points
+    # Monte Carlo: lines with 6% scatter about them; the propagated error alone (1%) would be far too small
+    rng = np.random.default_rng(0)
+    slopes, errs = [], []
+    for _ in range(400):
+        yy = 0.02 * n ** -0.25 * np.exp(rng.normal(0, 0.06, n.size))
+        ss, ee, *_ = lc.loglog_slope(n, yy, c * yy)
+        slopes.append(ss)
+        errs.append(ee)
+    assert np.median(errs) == pytest.approx(np.std(slopes), rel=0.3)
+    # two points: no degree of freedom to measure misfit, so no error
+    s2, e2, k2, _, dof2 = lc.loglog_slope(n[:2], y[:2], c * y[:2])
+    assert k2 == 2 and dof2 == 0 and np.isnan(e2) and np.isfinite(s2)
+
+
+def test_member_spread():
+    z = np.linspace(0.05, 0.3, 2000)
+    rng = np.random.default_rng(1)
+    members = [z + rng.normal(0, sig, z.size) * (1 + z) for sig in (0.010, 0.012, 0.014)]
+    err, vals = lc.member_spread(members, z)
+    assert vals == pytest.approx([0.010, 0.012, 0.014], rel=0.1)
+    assert err == pytest.approx(np.std(vals, ddof=1) / np.sqrt(3))
+    assert np.isnan(lc.member_spread(members[:1], z)[0])
+
+
+def test_no_members_gives_no_cnn_error(inputs):
+    """Without the members' predictions nothing measures their spread: the CNN's total errors are NaN."""
+    df = _curve(inputs, members=False)
+    cnn = df[df["estimator"] == "cnn"]
+    assert cnn["sigma_mad_err"].isna().all() and cnn["ratio_sigma_mad_err"].isna().all()
+    assert (cnn["sigma_mad_boot_err"] > 0).all() and (cnn["n_members"] == 0).all()
 
 
 def test_slopes_are_per_estimator(inputs):
@@ -231,13 +300,21 @@ def test_figure_names_a_bad_file(tmp_path):
         fig.main(["--learning-curve", str(tmp_path / "lc.csv"), "--out", str(tmp_path / "x.pdf")])
 
 
-def test_wording_picks_both_outcomes():
+def test_wording_picks_every_outcome():
     assert "is lower than the kNN's" in wording.learning_curve_end(0.80, 0.02, "4\\,000")
     assert "is higher than the kNN's" in wording.learning_curve_end(1.20, 0.02, "4\\,000")
-    assert "is consistent with the kNN's" in wording.learning_curve_end(1.03, 0.02, "500", "smallest")
+    assert "is as low as the kNN's within 5" in wording.learning_curve_end(1.01, 0.01, "500", "smallest")
+    # wide errors (or none): cannot tell, whatever the ratio
+    for r, e in ((1.03, 0.02), (0.80, 0.2), (1.2, 0.3), (0.9, None), (0.9, float("nan"))):
+        s = wording.learning_curve_end(r, e, "500", "smallest")
+        assert "we cannot tell whether" in s and "is lower than" not in s.replace("whether the CNN's $\\smad$ is lower", "")
     assert "falls faster with the training size than" in wording.learning_curve_slopes(-0.30, 0.02, -0.10, 0.02)
     assert "falls more slowly with the training size than" in wording.learning_curve_slopes(-0.10, 0.02, -0.30, 0.02)
-    assert "falls as fast with the training size as" in wording.learning_curve_slopes(-0.10, 0.05, -0.12, 0.05)
+    assert "falls as fast (within 0.05) with the training size as" in wording.learning_curve_slopes(-0.10, 0.01, -0.11, 0.01)
+    # the same slopes with errors ten times larger: cannot tell
+    assert "we cannot tell whether" in wording.learning_curve_slopes(-0.10, 0.05, -0.12, 0.05)
+    assert "we cannot tell whether" in wording.learning_curve_slopes(-0.30, 0.2, -0.10, 0.2)
+    assert "we cannot tell whether" in wording.learning_curve_slopes(-0.30, float("nan"), -0.10, 0.02)
     s = wording.learning_curve_slopes(0.05, 0.01, -0.2, 0.01)
     assert "rises" in s and "falls faster" not in s
     assert "not compared" in wording.learning_curve_slopes(float("nan"), None, -0.2, 0.01)

@@ -229,3 +229,38 @@ def test_catalogue_ebv_is_a_noisy_estimate_and_the_truth_stays_in_the_truth_tabl
     assert "ebv_true" in t["truth"].columns
     for name in ("SpecObjAll", "PhotoObjAll", "Photoz", "galSpecInfo", "Field"):
         assert not any("true" in c.lower() for c in t[name].columns), name
+
+
+def test_injected_zone_is_one_band_of_the_served_frames_only():
+    """A suspect frame is served with its g zero point off by suspect_zone_error_mag; the image the catalogue
+    is measured on, and every other band, are those of the same frame outside the zone."""
+    from photoz.mock.render import frame_hdul
+
+    cols = ["ra", "dec", "kind", "hlr_bulge", "hlr_disk", "q_bulge", "q_disk", "pa"]
+    cols += [f"flux_{c}_{b}" for c in ("bulge", "disk") for b in geo.BANDS]
+    empty = pd.DataFrame({c: pd.Series(dtype=float if c != "kind" else object) for c in cols})
+    inside = dict(TINY, suspect_zone={"ra_min": 0.0, "ra_max": 359.9, "dec_min": -89.0, "dec_max": 89.0},
+                  suspect_zone_error_mag=0.04, suspect_zone_band="g")
+    fr = geo.frames(inside)[0]
+    cond = geo.frame_conditions(inside, fr)
+    got = render_frame(inside, fr, empty, cond)
+    ref = render_frame(dict(TINY, suspect_zone_band="g"), fr, empty, cond)  # the same frame, outside the zone
+    assert got["suspect"] and got["suspect_band"] == "g" and got["suspect_mag"] == 0.04
+    assert not ref["suspect"] and "served" not in ref["g"]
+    factor = 10 ** (-0.4 * 0.04)
+    for b in geo.BANDS:
+        np.testing.assert_array_equal(got[b]["image"], ref[b]["image"])  # what the catalogue is measured on
+        np.testing.assert_array_equal(got[b]["calibvec"], ref[b]["calibvec"])
+        served = frame_hdul(inside, fr, b, got, cond)
+        img = served[0].data
+        if b == "g":
+            big = np.abs(ref[b]["image"]) > 1.0  # away from float truncation of tiny values
+            np.testing.assert_allclose(img[big] / ref[b]["image"][big], factor, rtol=3e-3)
+            np.testing.assert_allclose(served[1].data, ref[b]["calibvec"] * factor, rtol=1e-6)
+        else:
+            np.testing.assert_array_equal(img, ref[b]["image"])
+    # the earlier grey injection (band null): the catalogue's image is off in every band too
+    grey = render_frame(dict(inside, suspect_zone_band=None), fr, empty, cond)
+    assert grey["suspect_band"] == "all" and "served" not in grey["r"]
+    big = np.abs(ref["r"]["image"]) > 1.0
+    np.testing.assert_allclose(grey["r"]["image"][big] / ref["r"]["image"][big], factor, rtol=3e-3)

@@ -69,7 +69,7 @@ def test_pdf_prints_table2_numbers(tmp_path, root, default_config):
     assert float(m.group(1)) == pytest.approx(round(main["sigma_mad"], 5), abs=1e-9)
     assert float(m.group(2)) == pytest.approx(round(main["bias"], 5), abs=1e-9)
     assert float(m.group(3)) == pytest.approx(round(main["eta"], 2), abs=1e-9)
-    m = re.search(r"B16 gives σMAD = ([0-9.]+), bias =\s*(-?[0-9.]+) and η = ([0-9.]+) %", text)
+    m = re.search(r"B16-like \(mock\) gives σMAD = ([0-9.]+), bias =\s*(-?[0-9.]+) and η = ([0-9.]+) %", text)
     assert m, "B16 sentence not found"
     assert (float(m.group(1)), float(m.group(2)), float(m.group(3))) == pytest.approx(
         (round(b16["sigma_mad"], 5), round(b16["bias"], 5), round(b16["eta"], 2)), abs=1e-9)

@@ -21,70 +21,88 @@ def render(tex, macros):
     return re.sub(r"\s+", " ", tex)
 
 
-def _set_outcome(res, good):
-    """Rewrite the result files so that every comparison goes one way (good) or the other."""
+def _set_outcome(res, outcome):
+    """Rewrite the result files so that every comparison goes one way ("good"), the other ("bad"), or has
+    errors too wide to tell ("wide")."""
+    good = outcome == "good"
     t2 = pd.read_csv(res / "table2.csv")
     cnn = (t2["estimator"] == "cnn") & (t2["subset"] == "all")
-    t2.loc[cnn, "sigma_mad"] = 0.0090 if good else 0.0300
+    t2.loc[cnn, "sigma_mad"] = {"good": 0.0090, "bad": 0.0300, "wide": 0.0148}[outcome]
     t2.loc[t2["estimator"] == "b16", "sigma_mad"] = 0.0150
-    t2.loc[t2["estimator"] == "knn", "sigma_mad"] = 0.0151 if good else 0.0100
-    t2["sigma_mad_err"] = 2e-4
+    t2.loc[t2["estimator"] == "knn", "sigma_mad"] = {"good": 0.0151, "bad": 0.0100, "wide": 0.0152}[outcome]
+    t2["sigma_mad_err"] = 2e-3 if outcome == "wide" else 2e-4
     t2.to_csv(res / "table2.csv", index=False)
     t1 = pd.read_csv(res / "table1.csv")
     folds = ~t1["fold"].astype(str).isin(["mean", "std"])
-    t1.loc[folds, "sigma_mad"] = [0.0090, 0.0091, 0.0089, 0.0090, 0.0092] if good else [0.009, 0.012, 0.015, 0.009, 0.02]
-    t1.loc[folds, "sigma_mad_err"] = 2e-4
+    t1.loc[folds, "sigma_mad"] = ([0.009, 0.012, 0.015, 0.009, 0.02] if outcome == "bad"
+                                  else [0.0090, 0.0091, 0.0089, 0.0090, 0.0092])
+    t1.loc[folds, "sigma_mad_err"] = 2e-3 if outcome == "wide" else 2e-4
     t1.to_csv(res / "table1.csv", index=False)
     z = json.loads((res / "zone" / "zone.json").read_text())
     v = json.loads((res / "zone" / "validation.json").read_text())
     if good:
-        z.update(found=True, cells=[5, 6], cell_z=[5.1, 4.2], bounds={"ra_min": 150.3, "ra_max": 150.6,
-                 "dec_min": 29.7, "dec_max": 30.3}, n_in=140, bias_in=0.0045, bias_in_se=0.001, bias_out=0.0001)
+        b = {"ra_min": 150.3, "ra_max": 150.6, "dec_min": 29.7, "dec_max": 30.3}
+        z.update(found=True, cells=[5, 6], bounds=b, n_in=140, bias_in=0.0045, bias_in_se=0.001, bias_out=0.0001,
+                 n_zones=1, zones=[{"cells": [5, 6], "z": 7.3, "n": 140, "bias": 0.0045, "bias_se": 0.001,
+                                    "bounds": b}])
         z["table2_region"]["cells"] = [5, 6]
         v.update(recovered=True, reason="recovered", recall=0.9, jaccard=0.8, same_sign=True, n_found=150)
     else:
-        z.update(found=False, cells=[], cell_z=[], bounds=None, n_in=0, bias_in=None, bias_in_se=None, max_abs_z=2.0)
+        z.update(found=False, cells=[], bounds=None, n_in=0, bias_in=None, bias_in_se=None, max_abs_z=2.0,
+                 n_zones=0, zones=[])
         z["table2_region"]["cells"] = []
         v.update(recovered=False, reason="nothing_found", z_injected=1.2, n_found=0, recall=0.0, jaccard=0.0)
     (res / "zone" / "zone.json").write_text(json.dumps(z))
     (res / "zone" / "validation.json").write_text(json.dumps(v))
 
 
-@pytest.mark.parametrize("good", [True, False])
-def test_wording_follows_the_numbers(tmp_path, root, default_config, good):
+EXPECT = {
+    "good": ["the CNN's dispersion is lower than that of B16-like (mock)", "The folds agree with each other",
+             "The CNN's dispersion is lower than that of B16-like (mock) and lower than our baseline's",
+             "gives $\\smad = 0.01510$, consistent with that of B16-like (mock)", "One zone passes",
+             "The search recovered it", "removes the zones found"],
+    "bad": ["the CNN's dispersion is higher than that of B16-like (mock)",
+            "The folds differ by more than their bootstrap errors",
+            "The CNN's dispersion is higher than that of B16-like (mock) and higher than our baseline's",
+            "gives $\\smad = 0.01000$, lower than that of B16-like (mock)", "this run finds no suspect zone",
+            "The search did not recover it: no zone passed the threshold", "therefore removes nothing"],
+    "wide": ["the CNN's dispersion is not measured precisely enough to be told from that of B16-like (mock)",
+             "too wide (twice the median error exceeds 5\\,\\% of $\\smad$) to show that they agree",
+             "gives $\\smad = 0.01520$, not measured precisely enough to be told from that of B16-like (mock)"],
+}
+
+
+@pytest.mark.parametrize("outcome", ["good", "bad", "wide"])
+def test_wording_follows_the_numbers(tmp_path, root, default_config, outcome):
     res = write_results(tmp_path, n=300, n_images=4)
-    _set_outcome(res, good)
+    _set_outcome(res, outcome)
     m = paper.collect(res, default_config, data_mode="mock")
     text = render((root / "paper" / "ms.tex").read_text(), m)
-    expect = {
-        True: ["the CNN's dispersion is lower than B16's", "The folds agree with each other",
-               "B16's. The CNN's dispersion is lower than B16's and lower than our baseline's",
-               "gives $\\smad = 0.01510$, consistent with B16's", "2 cells deviate", "The search recovered it",
-               "removes the cells found here"],
-        False: ["the CNN's dispersion is higher than B16's", "The folds differ by more than their bootstrap errors",
-                "The CNN's dispersion is higher than B16's and higher than our baseline's",
-                "gives $\\smad = 0.01000$, lower than B16's", "this run finds no suspect zone",
-                "The search did not recover it: no cell passed the threshold", "therefore removes nothing"],
-    }[good]
-    for phrase in expect:
+    for phrase in EXPECT[outcome]:
         assert phrase in text, phrase
-    for phrase in expect_other(good):
-        assert phrase not in text, phrase
-    # nothing typed remains
-    for typed in ("The folds agree with each other (Table", "Remaining differences have identified causes"):
-        assert typed not in text
-
-
-def expect_other(good):
-    return (["higher than B16's", "The folds differ", "did not recover"] if good
-            else ["lower than B16's and", "The folds agree", "The search recovered it"])
+    for other, phrases in EXPECT.items():
+        if other != outcome:
+            for phrase in phrases[:1]:
+                assert phrase not in text, phrase
+    # nothing typed remains; no mock sentence names B16 alone
+    for typed in ("The folds agree with each other (Table", "Remaining differences have identified causes",
+                  "therefore reflect the mock", "trained on exactly the CNN's", "than B16's", "with B16's",
+                  "from B16's"):
+        assert typed not in text, typed
+    assert "trained on each fold's training side, the CNN's validation subset included" in text
 
 
 def test_compare_and_sizes():
     assert wording.compare(1.0, 2.0) == "lower than"
     assert wording.compare(2.0, 1.0) == "higher than"
     assert wording.compare(1.0, 1.3, 0.1, 0.1) == "lower than"
-    assert wording.compare(1.0, 1.2, 0.1, 0.1) == "consistent with"
+    # within 2 errors but the errors too wide to show the values equal within 5 %: cannot tell
+    assert wording.compare(1.0, 1.2, 0.1, 0.1) == wording.CANNOT_TELL
+    assert wording.compare(1.0, 1.01, 0.005, 0.005) == "consistent with"
+    assert wording.compare(1.0, 1.01, float("nan"), 0.005) == wording.CANNOT_TELL  # an error missing
+    # the same difference, ten times the errors: from "lower" to "cannot tell", never "consistent"
+    assert wording.compare(1.0, 1.1, 0.01, 0.01) == "lower than"
+    assert wording.compare(1.0, 1.1, 0.1, 0.1) == wording.CANNOT_TELL
     assert wording.compare(None, 1.0) is None
     assert wording.size_words(1000, 103306) == "two orders of magnitude smaller than"
     assert wording.size_words(20000, 103306) == "5.2 times smaller than"
@@ -102,25 +120,32 @@ def test_zone_sentences_when_nothing_could_be_tested():
     rng = np.random.default_rng(0)
     ra, dec, dz = rng.uniform(150, 151, 50), rng.uniform(30, 31, 50), rng.normal(0, 0.02, 50)
     z, _ = zone.detect(ra, dec, dz, nside=256, min_galaxies=30)
-    z["table2_region"] = zone.table2_region("mock", z, None)
+    z["table2_region"] = zone.table2_region(z)
     z = json.loads(json.dumps(z, default=float).replace("NaN", "null"))
     s = wording.zone_sentence(z)
-    assert "no cell was tested" in s and "$|Z| >" not in s
+    assert "so no zone can be found" in s and "exceeds" not in s
     v = zone.validate(z, np.arange(50), ra, dec, dz, np.arange(50), np.arange(50) < 10)
     v["threshold_z"] = None
     assert "no cell had enough test galaxies" in wording.validation_sentence(v, 0.05)
+    one_band = wording.validation_sentence(v, 0.04, "g")
+    assert "a zero-point error of 0.04\\,mag in the $g$ band of the images served, not in the catalogue" in one_band
     assert "removes nothing" in wording.table2_zone_sentence(z)
 
 
-def test_real_mode_needs_no_validation_and_removes_the_configured_region(tmp_path, default_config):
+def test_real_mode_removes_the_zone_found_within_the_stripes_and_reports_the_cross_check(tmp_path, default_config):
     res = write_results(tmp_path, n=300, n_images=4)
     (res / "zone" / "validation.json").unlink()
     z = json.loads((res / "zone" / "zone.json").read_text())
-    z["table2_region"] = {"source": "configured", "box": default_config["regions"]["suspect_zone"]}
+    z["table2_region"] = {"source": "found", "nside": 256, "cells": [], "within": {"stripes": [38, 39]}}
+    z["cross_check"] = {"description": "stripes 38-39, -38.5 <= lambda <= -7.5", "n_in": 120, "bias_in": 0.0031,
+                        "bias_in_se": 0.0008, "n_out": 5000, "bias_out": 0.0001, "bias_out_se": 0.0002, "n_both": 0,
+                        "jaccard": 0.0}
     (res / "zone" / "zone.json").write_text(json.dumps(z))
     m = paper.collect(res, default_config, data_mode="sdss")
     assert m["ZoneValidation"] == ""
-    assert "removes the region of the paper" in m["ZoneTableRow"]
+    assert "removes nothing" in m["ZoneTableRow"] and "stripes 38-39" in m["ZoneTableRow"]
+    assert "As a cross-check" in m["ZoneTableRow"] and "120 test galaxies" in m["ZoneTableRow"]
+    assert m["BsixteenName"] == "B16"
     (res / "zone" / "zone.json").unlink()
     with pytest.raises(paper.PaperInputError, match="zone.json"):
         paper.collect(res, default_config, data_mode="sdss")
@@ -129,9 +154,14 @@ def test_real_mode_needs_no_validation_and_removes_the_configured_region(tmp_pat
 def test_ebv_trend_sentence_follows_the_slopes():
     s = wording.ebv_trend_sentence((0.001, 0.01), (0.25, 0.02), (0.01, 0.2), 1000)
     assert "without the reddening input shows a bias that rises with $E(B-V)$ (slope $+0.250 \\pm 0.020$, 12" in s
-    assert "the one with it no significant trend" in s and s.endswith("the input removes the trend, as in the paper.")
+    assert "the one with it no significant trend" in s and s.endswith("the input removes the trend (what is left is "
+                                                                      "shown to be under 25\\% of the slope without it), as in the paper.")
+    # the same slope without the input, ten times the error with it: "removes" becomes "cannot tell"
+    s = wording.ebv_trend_sentence((0.001, 0.05), (0.25, 0.02), (0.01, 0.2), 1000)
+    assert "we cannot tell whether the input removes the trend" in s and "removes the trend (what" not in s
     s = wording.ebv_trend_sentence((0.001, 0.05), (0.004, 0.05), (0.015, 0.029), 1000)
-    assert s.endswith("neither shows the trend the paper found without the input.")
+    assert s.endswith("so we cannot tell whether the trend the paper found without the input is present.")
+    assert "slopes up to $0.104$ per magnitude are not excluded" in s
     s = wording.ebv_trend_sentence((-0.2, 0.02), (0.25, 0.02), (0.01, 0.2), 1000)
     assert "falls with" in s and s.endswith("the input does not remove the trend, which the paper found it does.")
     s = wording.ebv_trend_sentence((0.2, 0.02), (0.0, 0.02), (0.01, 0.2), 1000)
@@ -144,17 +174,20 @@ def test_ebv_trend_sentence_follows_the_slopes():
     assert s.endswith("the input does not remove the trend, which the paper found it does.")
     # the second sentence: colour or brightness, from the slopes at fixed observed r
     fits = (0.012, 0.0035), (0.014, 0.0033), (0.017, 0.25), 4691
+    # the mock-science numbers: the terms at fixed brightness are not significant, but their errors are as
+    # large as the trend: cannot tell (the earlier wording said "brightness, not colour")
     s = wording.ebv_trend_sentence(*fits, ((0.0009, 0.0028), (0.0006, 0.0030)))
     assert "term is $+0.001 \\pm 0.003$ without the input and $+0.001 \\pm 0.003$ with it" in s
-    assert s.endswith("the trend is one of brightness, not of colour (reddened galaxies are fainter in the images, "
-                      "the sample being cut on dereddened $r$).")
+    assert "we cannot tell whether the trend is one of colour or of brightness" in s
+    s = wording.ebv_trend_sentence(*fits, ((0.0002, 0.0005), (0.0001, 0.0005)))
+    assert s.endswith("the sample being cut on dereddened $r$).") and "one of brightness, not of colour" in s
     assert wording.ebv_trend_sentence(*fits, ((0.011, 0.003), (0.013, 0.003))).endswith(
         "the trend is one of colour, as it remains at fixed brightness.")
-    assert wording.ebv_trend_sentence(*fits, ((0.001, 0.003), (0.013, 0.003))).endswith(
+    assert wording.ebv_trend_sentence(*fits, ((0.0002, 0.0005), (0.013, 0.003))).endswith(
         "the trend of the network without the input is one of colour, the other's one of brightness.")
     assert wording.ebv_trend_sentence(*fits, ((float("nan"), 0.003), (0.013, 0.003))).endswith("found it does.")
     quiet = wording.ebv_trend_sentence((0.001, 0.05), (0.004, 0.05), (0.015, 0.029), 1000, ((0.0, 0.01), (0.0, 0.01)))
-    assert quiet.endswith("neither shows the trend the paper found without the input.")  # no second sentence
+    assert quiet.endswith("is present.") and "fixed observed" not in quiet  # no second sentence
 
 
 def test_ebv_trend_reads_the_two_ensembles(tmp_path, root, default_config):
@@ -178,3 +211,21 @@ def test_ebv_trend_reads_the_two_ensembles(tmp_path, root, default_config):
     cfg = {**default_config, "trials": {k: v for k, v in default_config["trials"].items() if k != "noebv"}}
     assert trials.noebv_trial(cfg) is None
     assert paper.collect(res, cfg, data_mode="mock")["EbvTrend"] == ""
+
+
+def test_validation_sentence_reports_the_injected_size_from_the_truth():
+    v = {"n_injected": 276, "n_found": 250, "n_both": 230, "recall": 230 / 276, "precision": 0.92, "jaccard": 0.77,
+         "bias_injected": 0.0121, "bias_injected_se": 0.0015, "bias_rest": 0.0004, "bias_rest_se": 0.0006,
+         "z_injected": 7.3, "bias_ratio": 30.25, "z_paper_scaled": 9 * (276 / 1807) ** 0.5, "bias_found": 0.011,
+         "threshold_z": 5.2, "n_zones_found": 1, "n_spurious_zones": 0, "recovery_jaccard": 0.5, "same_sign": True,
+         "recovered": True, "reason": "recovered"}
+    s = wording.validation_sentence(v, 0.04, "g")
+    assert "recovered it and found nothing else" in s and "Jaccard index 0.77" in s
+    assert "measured from the truth, its 276 test galaxies have a bias of 0.01210" in s
+    assert "30 times the rest's 0.00040" in s and "$Z = 7.3$" in s and "Z \\approx 3.5$ on as many" in s
+    # a spurious zone beside the injected one: not recovered, and said so
+    s = wording.validation_sentence({**v, "recovered": False, "reason": "spurious_zone", "n_spurious_zones": 1}, 0.04, "g")
+    assert "does not count as recovered" in s and "1 zone(s) where nothing was injected" in s
+    # the rest's bias of the other sign: no "times"
+    s = wording.validation_sentence({**v, "bias_rest": -0.0004, "bias_ratio": -30.25}, 0.04, "g")
+    assert "times the rest's" not in s and "against the rest's" in s

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["FMT", "isnum", "number", "count", "pm", "escape"]
+__all__ = ["FMT", "isnum", "number", "count", "pm", "escape", "b16_name", "relabel_b16"]
 
 #: Format of each metric, in the tables and in the text.
 FMT = {"bias": ".5f", "sigma_mad": ".5f", "eta": ".2f", "crps": ".5f"}
@@ -54,3 +54,17 @@ def escape(s):
 
 _ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$",
             "{": r"\{", "}": r"\}", "~": r"\~{}", "^": r"\^{}", "−": "--", "–": "--"}
+
+
+def b16_name(mode):
+    """The name of the B16 estimator in a table or figure of a run in ``mode``.
+
+    ``sdss``: the SDSS Photoz table, "B16"; otherwise the mock's B16-like
+    Photoz table, "B16-like (mock)", so that no mock table or figure says B16.
+    """
+    return "B16" if mode == "sdss" else "B16-like (mock)"
+
+
+def relabel_b16(text, mode):
+    """``text`` with "B16" replaced by :func:`b16_name` (unchanged in mode ``sdss``)."""
+    return text if mode == "sdss" else str(text).replace("B16", b16_name(mode))

@@ -17,14 +17,27 @@ Per point and estimator (``cnn``: the ensemble's ``z_phot`` and PDFs;
                        on fold 0; the kNN's own ``n_train`` column)
     ``n_train_side``   training + validation galaxies (the nested size)
     ``bias, sigma_mad, eta``   ``photoz.metrics`` (η in percent), each with
-                       its bootstrap error (``paper.bootstrap`` resamples)
+                       its bootstrap error (``paper.bootstrap`` resamples);
+                       for the CNN ``sigma_mad_err`` adds in quadrature the
+                       spread between the ensemble's members
+                       (``sigma_mad_member_err``: the standard deviation of
+                       the members' own σ_MAD over √M, M = ``n_members``; NaN,
+                       and so a NaN total, with one member: nothing measures
+                       it); ``sigma_mad_boot_err`` is the bootstrap part
     ``crps``           mean CRPS of the PDFs (CNN only; the kNN has no PDF),
                        ``crps_err`` its standard error
-    ``ratio_sigma_mad`` σ_MAD(CNN) / σ_MAD(kNN) of the point (both rows), with a
-                       paired bootstrap error (the same resampled galaxies for both)
+    ``ratio_sigma_mad`` σ_MAD(CNN) / σ_MAD(kNN) of the point (both rows); its
+                       error ``ratio_sigma_mad_err`` is the paired bootstrap
+                       error (the same resampled galaxies for both,
+                       ``ratio_boot_err``) and the members' spread carried
+                       over to the ratio (``ratio_member_err`` = ratio ×
+                       sigma_mad_member_err / σ_MAD(CNN)) in quadrature
     ``slope_sigma_mad`` the least-squares slope of log σ_MAD against log n_train
-                       over the estimator's points (:func:`loglog_slope`; its
-                       error propagated from the points' bootstrap errors)
+                       over the estimator's points (:func:`loglog_slope`); its
+                       error is propagated from the points' errors and scaled
+                       by sqrt(χ²/dof) of the fit when that exceeds 1 (the
+                       misfit of a straight line, ``slope_chi2``, ``slope_dof``);
+                       NaN with two points (no degree of freedom to measure misfit)
 
 Command: ``python -m photoz learning-curve --config-json JSON --catalog
 results/shards/catalog.parquet --ensemble TRIAL=PATH ... --knn TRIAL=PATH ...
@@ -44,7 +57,8 @@ import pandas as pd
 from photoz import latex, metrics
 
 __all__ = [
-    "ESTIMATORS", "COLUMNS", "TEST_FOLD", "fold_rows", "point_scores", "ratio_bootstrap", "loglog_slope",
+    "ESTIMATORS", "COLUMNS", "TEST_FOLD", "fold_rows", "point_scores", "ratio_bootstrap", "member_spread",
+    "loglog_slope",
     "add_summaries", "learning_curve", "latex_table", "read_curve", "macros", "main",
 ]
 
@@ -57,7 +71,9 @@ TEST_FOLD = 0
 #: Columns of ``results/learning_curve.csv`` (docs/dataflow.md, Sect. 5).
 COLUMNS = ("trial", "estimator", "network", "n_train", "n_train_side", "n_test", "bias", "bias_err",
            "sigma_mad", "sigma_mad_err", "eta", "eta_err", "crps", "crps_err", "ratio_sigma_mad",
-           "ratio_sigma_mad_err", "slope_sigma_mad", "slope_sigma_mad_err", "n_points")
+           "ratio_sigma_mad_err", "slope_sigma_mad", "slope_sigma_mad_err", "n_points", "n_members",
+           "sigma_mad_boot_err", "sigma_mad_member_err", "ratio_boot_err", "ratio_member_err", "slope_chi2",
+           "slope_dof")
 
 
 # --------------------------------------------------------------------------
@@ -132,34 +148,59 @@ def ratio_bootstrap(dz_a, dz_b, n_resamples=200, seed=0, chunk_elements=20_000_0
     return ratio, float(np.std(r[np.isfinite(r)], ddof=1 if n_resamples > 1 else 0))
 
 
-def loglog_slope(n, y, y_err=None):
-    """Least-squares slope of log10 y against log10 n, and its error.
+def member_spread(member_z_phot, z_spec):
+    """Spread of an ensemble's σ_MAD from its members: std of the members' own σ_MAD over √M.
 
-    The fit is unweighted (each point counts once); the error is that of
-    the slope propagated from ``y_err`` (the points taken as independent;
-    the nested training sets and the shared test galaxies correlate them
-    positively, so this overstates the error), NaN without errors. Points
-    with a non-positive or missing ``n`` or ``y`` are left out.
+    ``member_z_phot``: shape (M, N), each member's z_phot of the same test
+    galaxies. The σ_MAD of another ensemble of M members (other seeds) would
+    differ by about this much. Returns ``(error, member σ_MAD values)``; NaN with fewer than 2 members.
+    """
+    zp = np.atleast_2d(np.asarray(member_z_phot, dtype=np.float64))
+    vals = np.array([metrics.sigma_mad(metrics.delta_z(z, z_spec)) for z in zp])
+    if len(vals) < 2:
+        return float("nan"), vals
+    return float(np.std(vals, ddof=1) / np.sqrt(len(vals))), vals
+
+
+def loglog_slope(n, y, y_err=None):
+    """Least-squares slope of log10 y against log10 n, its error, and the misfit.
+
+    The fit is unweighted (each point counts once). Its error is propagated
+    from ``y_err`` (the points taken as independent; the nested training sets
+    and the shared test galaxies correlate them positively, so this overstates
+    the error) and multiplied by sqrt(χ²/dof) when the points scatter about
+    the line by more than their errors (χ² = Σ ((log y − line) / σ_log y)²,
+    dof = points − 2): a curve that is no straight line has a less certain
+    average slope. With two points (dof 0) misfit cannot be measured and the
+    error is NaN; without errors it is NaN. Points with a non-positive or
+    missing ``n`` or ``y`` are left out.
 
     Returns
     -------
-    (slope, slope_err, n_points) : fewer than 2 usable points give NaN slopes.
+    (slope, slope_err, n_points, chi2, dof) : fewer than 2 usable points give NaN slopes.
     """
     n, y = np.asarray(n, dtype=np.float64), np.asarray(y, dtype=np.float64)
     e = np.full_like(y, np.nan) if y_err is None else np.asarray(y_err, dtype=np.float64)
     ok = np.isfinite(n) & np.isfinite(y) & (n > 0) & (y > 0)
     k = int(ok.sum())
+    nan = float("nan")
     if k < 2:
-        return float("nan"), float("nan"), k
+        return nan, nan, k, nan, max(k - 2, 0)
     x, ly = np.log10(n[ok]), np.log10(y[ok])
     dx = x - x.mean()
     sxx = float(np.sum(dx * dx))
     if sxx == 0:
-        return float("nan"), float("nan"), k
+        return nan, nan, k, nan, k - 2
     slope = float(np.sum(dx * (ly - ly.mean())) / sxx)
     sig_ly = e[ok] / (y[ok] * np.log(10.0))  # error of log10 y
     err = float(np.sqrt(np.sum((dx / sxx) ** 2 * sig_ly ** 2)))
-    return slope, err, k
+    dof = k - 2
+    resid = ly - (ly.mean() + slope * dx)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        chi2 = float(np.sum((resid / sig_ly) ** 2))
+    if dof == 0 or not np.isfinite(chi2):
+        return slope, nan, k, chi2 if dof else nan, dof
+    return slope, err * max(1.0, float(np.sqrt(chi2 / dof))), k, chi2, dof
 
 
 def add_summaries(df):
@@ -171,8 +212,9 @@ def add_summaries(df):
     df = df.copy()
     for est in pd.unique(df["estimator"]):
         sel = df["estimator"] == est
-        s, e, k = loglog_slope(df.loc[sel, "n_train"], df.loc[sel, "sigma_mad"], df.loc[sel, "sigma_mad_err"])
+        s, e, k, chi2, dof = loglog_slope(df.loc[sel, "n_train"], df.loc[sel, "sigma_mad"], df.loc[sel, "sigma_mad_err"])
         df.loc[sel, "slope_sigma_mad"], df.loc[sel, "slope_sigma_mad_err"], df.loc[sel, "n_points"] = s, e, k
+        df.loc[sel, "slope_chi2"], df.loc[sel, "slope_dof"] = chi2, dof
     return df
 
 
@@ -188,7 +230,7 @@ def _check_same_galaxies(ids, ref_ids, what, ref_what):
 
 
 def learning_curve(names, ensembles, knns, catalog, trials, networks=None, bin_edges=None, n_bootstrap=200,
-                   seed=0, ensemble_names=None, knn_names=None):
+                   seed=0, ensemble_names=None, knn_names=None, members=None):
     """Every point of the learning curve, one row per (trial, estimator).
 
     Parameters
@@ -208,6 +250,10 @@ def learning_curve(names, ensembles, knns, catalog, trials, networks=None, bin_e
     bin_edges : ndarray (n_bins + 1,)
         Redshift bin edges of the PDFs (the CRPS).
     n_bootstrap, seed : int
+    members : dict trial -> list of (specObjID ndarray, pdf ndarray), optional
+        Each member's fold-0 predictions (``results/predictions/{trial}/fold0/seed{s}.npz``):
+        the spread between members (:func:`member_spread`). Without them the CNN's
+        member terms are NaN, and so are its total σ_MAD and ratio errors.
 
     Returns
     -------
@@ -251,8 +297,19 @@ def learning_curve(names, ensembles, knns, catalog, trials, networks=None, bin_e
             raise ValueError(f"{ens_src}: PDFs have {pdf.shape[1]} bins, the config's bins.n is {len(edges) - 1}")
         crps = metrics.crps(pdf, zs, edges)
         zp = {"cnn": ens["z_phot"].to_numpy(dtype=np.float64), "knn": knn["z_phot"].to_numpy(dtype=np.float64)}
-        ratio, ratio_err = ratio_bootstrap(metrics.delta_z(zp["cnn"], zs), metrics.delta_z(zp["knn"], zs),
-                                           n_bootstrap, seed + 1000 * i + 2)
+        ratio, ratio_boot = ratio_bootstrap(metrics.delta_z(zp["cnn"], zs), metrics.delta_z(zp["knn"], zs),
+                                            n_bootstrap, seed + 1000 * i + 2)
+        mids = zbins.centres(np.asarray(edges, dtype=np.float64))
+        mem_z = []
+        for mid_ids, mpdf in (members or {}).get(t, []):
+            pos = pd.Series(np.arange(len(mid_ids)), index=np.asarray(mid_ids)).reindex(ids)
+            if pos.isna().any():
+                raise ValueError(f"learning curve: a member of trial {t!r} lacks {int(pos.isna().sum())} of its "
+                                 f"fold-{TEST_FOLD} test galaxies, e.g. specObjID {ids[pos.isna().to_numpy()][:3].tolist()}")
+            mem_z.append(metrics.z_phot(np.asarray(mpdf)[pos.to_numpy(dtype=int)], mids))
+        member_err, _ = member_spread(mem_z, zs) if mem_z else (float("nan"), [])
+        ratio_member = ratio * member_err / float(metrics.sigma_mad(metrics.delta_z(zp["cnn"], zs)))
+        ratio_err = float(np.hypot(ratio_boot, ratio_member))
         spec = trials[t]
         side = training_size(catalog, spec, [TEST_FOLD], exclude_validation=False)
         n_knn = knn["n_train"].iloc[0] if "n_train" in knn.columns else side
@@ -263,13 +320,19 @@ def learning_curve(names, ensembles, knns, catalog, trials, networks=None, bin_e
         n_train = {"cnn": training_size(catalog, spec, [TEST_FOLD], exclude_validation=True), "knn": float(n_knn)}
         for est in ESTIMATORS:
             s = point_scores(zp[est], zs, crps if est == "cnn" else None, n_bootstrap, seed + 1000 * i)
+            boot = s["sigma_mad_err"]
+            mem = member_err if est == "cnn" else 0.0  # the kNN is deterministic: one fit, no members
+            s["sigma_mad_err"] = float(np.hypot(boot, mem))
             rows.append({"trial": t, "estimator": est, "network": networks.get(t, "") if est == "cnn" else "",
                          "n_train": n_train[est], "n_train_side": side, **s,
-                         "ratio_sigma_mad": ratio, "ratio_sigma_mad_err": ratio_err})
+                         "ratio_sigma_mad": ratio, "ratio_sigma_mad_err": ratio_err,
+                         "n_members": len(mem_z) if est == "cnn" else 0, "sigma_mad_boot_err": boot,
+                         "sigma_mad_member_err": mem, "ratio_boot_err": ratio_boot, "ratio_member_err": ratio_member})
             log.info("%s %s: n_train=%d n_test=%d sigma_mad=%.5f +- %.5f eta=%.2f%% crps=%s", t, est, n_train[est],
                      s["n_test"], s["sigma_mad"], s["sigma_mad_err"], s["eta"],
                      "-" if not np.isfinite(s["crps"]) else f"{s['crps']:.5f}")
-        log.info("%s: sigma_mad(CNN)/sigma_mad(kNN) = %.3f +- %.3f", t, ratio, ratio_err)
+        log.info("%s: sigma_mad(CNN)/sigma_mad(kNN) = %.3f +- %.3f (bootstrap %.3f, %d members' spread %.3f)", t,
+                 ratio, ratio_err, ratio_boot, len(mem_z), ratio_member)
     df = add_summaries(pd.DataFrame(rows))
     for est in ESTIMATORS:
         r = df[df["estimator"] == est].iloc[0]
@@ -307,7 +370,9 @@ def latex_table(df):
               + latex.pm(k["slope_sigma_mad"], k["slope_sigma_mad_err"], ".3f") + r" & & \\",
               r"\hline",
               r"\multicolumn{10}{l}{\footnotesize Every trial tested on the same galaxies (fold "
-              + str(TEST_FOLD) + r"'s test set); $\pm$: bootstrap errors (CRPS: standard error).} \\",
+              + str(TEST_FOLD) + r"'s test set); $\pm$: bootstrap errors over the test galaxies, for the CNN's"
+              r" $\sigma_\mathrm{MAD}$ and the ratio with the spread between members added in quadrature;"
+              r" slopes: scaled by $\sqrt{\chi^2/\mathrm{dof}}$ of the fit where above 1 (CRPS: standard error).} \\",
               r"\end{tabular}", ""]
     return "\n".join(lines)
 
@@ -388,6 +453,8 @@ def main(argv=None):
     p.add_argument("--catalog", required=True, help="results/shards/catalog.parquet")
     p.add_argument("--ensemble", action="append", default=[], metavar="TRIAL=PATH")
     p.add_argument("--knn", action="append", default=[], metavar="TRIAL=PATH")
+    p.add_argument("--member", action="append", default=[], metavar="TRIAL=PATH",
+                   help="a member's fold-0 predictions (results/predictions/TRIAL/fold0/seedS.npz); repeatable")
     p.add_argument("--csv", required=True)
     p.add_argument("--tex", required=True)
     p.add_argument("--log", default=None)
@@ -403,11 +470,20 @@ def main(argv=None):
                 raise ValueError(f"learning curve: trial {t!r} has no {what} TRIAL=PATH")
     ensembles = {t: read_ensemble(ens_paths[t]) for t in names}
     knns = {t: pd.read_parquet(knn_paths[t]) for t in names}
+    members = {}
+    for v in a.member:
+        if "=" not in v:
+            raise ValueError(f"--member expects TRIAL=PATH, got {v!r}")
+        t, path = v.split("=", 1)
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{path}: member predictions of learning-curve trial {t!r} do not exist")
+        with np.load(path) as f:
+            members.setdefault(t, []).append((f["specObjID"], f["pdf"]))
     cat = read_catalog(a.catalog)  # every column: the selections may use any (fold, val_*, sel_*, rank, ...)
     b = cfg["bins"]
     df = learning_curve(names, ensembles, knns, cat, cfg["trials"], networks=cfg.get("networks"),
                         bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]), n_bootstrap=cfg["bootstrap"],
-                        seed=cfg["seed"], ensemble_names=ens_paths, knn_names=knn_paths)
+                        seed=cfg["seed"], ensemble_names=ens_paths, knn_names=knn_paths, members=members)
     with atomic_path(a.csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.8g")
     with atomic_path(a.tex) as tmp:

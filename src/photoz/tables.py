@@ -8,8 +8,8 @@ as a LaTeX ``tabular`` fragment that the paper ``\\input``s.
   over the folds, with bootstrap errors per fold.
 * **Table 2** -- one row per entry of the config's ``table2:`` list: a trial's
   ensemble predictions, a test subset (``all``, ``no_suspect``: outside the
-  region of ``--zone`` (``photoz.zone``: found cells in mock mode, the
-  configured box otherwise), else outside the ``regions.suspect_zone`` box; ``s82`` / ``no_s82``: the catalog's
+  region of ``--zone`` (``photoz.zone``: the cells of the zones found, in
+  every mode), else outside the ``regions.suspect_zone`` box; ``s82`` / ``no_s82``: the catalog's
   ``stripe82`` flag), optionally without the ``remove_widest`` fraction of
   the widest 68% PDF intervals of that subset, and an estimator: the CNN
   (``cnn``), the catalog's Photoz redshift (``b16``) or our kNN (``knn``),
@@ -563,6 +563,9 @@ def main(argv=None):
                     n_bootstrap=cfg["bootstrap"], seed=cfg["seed"],
                     bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]), catalog_name=a.catalog,
                     ensemble_names=ens_paths, knn_names=knn_paths)
+        from photoz.latex import relabel_b16
+
+        df["label"] = [relabel_b16(v, cfg.get("mode", "mock")) for v in df["label"]]
         _write(df, a.csv, a.tex, latex_table2)
     else:
         df = tableA1(json.loads(a.network_json), n_bins=a.n_bins)

@@ -7,10 +7,15 @@ a run with other results gets other words. :func:`macros` returns them;
 
 Rules of the comparisons (``K_SIGMA`` = 2):
 
-* two measured values ``a ± ea`` and ``b ± eb`` are *consistent* when
-  ``|a − b| <= K_SIGMA * sqrt(ea² + eb²)``, otherwise ``a`` is *lower* or
-  *higher* (:func:`compare`); a published value has no error here, so only
-  ours counts;
+* two measured values ``a ± ea`` and ``b ± eb``: ``a`` is *lower* or *higher*
+  when ``|a − b| > K_SIGMA * sqrt(ea² + eb²)``; they are *consistent* only
+  when the whole interval ``|a − b| + K_SIGMA * sqrt(ea² + eb²)`` lies within
+  the equivalence margin (``EQUIV_REL`` = 5 % of ``b``, or a given absolute
+  margin); otherwise the errors are too wide to tell (a fourth word, e.g.
+  "not measured precisely enough to be told from"), as they are when an
+  error is missing (:func:`compare`). A published value has no error here,
+  so only ours counts. Every outcome can happen: no sentence follows from a
+  difference merely not being significant;
 * the folds of Table 1 *agree* when the χ² of their σ_MAD about the mean, in
   units of their bootstrap errors, has a p-value >= ``P_AGREE`` for
   ``n − 1`` degrees of freedom (:func:`folds_agree`);
@@ -31,12 +36,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["K_SIGMA", "P_AGREE", "compare", "folds_agree", "size_words", "zone_sentence",
+__all__ = ["K_SIGMA", "P_AGREE", "EQUIV_REL", "SLOPE_MARGIN", "REMOVED_FRACTION", "CANNOT_TELL", "compare", "folds_agree", "size_words", "zone_sentence",
            "validation_sentence", "learning_curve_end", "learning_curve_slopes", "swarp_check_sentence",
            "resampler_macros", "TREND_SIGMA", "ebv_trend_sentence", "ebv_trend", "macros"]
 
 K_SIGMA = 2.0
 P_AGREE = 0.01
+#: Equivalence margin of :func:`compare`: two values are *consistent* when their difference is shown
+#: (at K_SIGMA) to lie within this fraction of the reference value.
+EQUIV_REL = 0.05
+#: Equivalence margin of two log-log slopes of the learning curve (d log sigma_MAD / d log N).
+SLOPE_MARGIN = 0.05
+#: A trend is *removed* (or *gone at fixed brightness*) when the remaining slope is shown (at K_SIGMA)
+#: to be below this fraction of the trend it is compared with.
+REMOVED_FRACTION = 0.25
+#: The fourth word of :func:`compare`'s default words: the errors are too wide to tell.
+CANNOT_TELL = "not measured precisely enough to be told from"
 
 
 def _num(x):
@@ -47,19 +62,32 @@ def _num(x):
     return x if math.isfinite(x) else None
 
 
-def compare(a, b, a_err=0.0, b_err=0.0, words=("lower than", "consistent with", "higher than")):
-    """The word for ``a`` against ``b``: ``words[0]`` lower, ``words[1]`` consistent, ``words[2]`` higher.
+def compare(a, b, a_err=0.0, b_err=0.0, words=("lower than", "consistent with", "higher than", CANNOT_TELL),
+            margin=None):
+    """The word for ``a`` against ``b``: lower, consistent, higher, or cannot tell (``words[0..3]``).
 
-    Consistent: ``|a − b| <= K_SIGMA * hypot(a_err, b_err)``. Returns ``None``
-    when a value is missing.
+    ``a`` is lower (higher) when ``b − a`` (``a − b``) exceeds ``K_SIGMA *
+    hypot(a_err, b_err)``; consistent when ``|a − b| + K_SIGMA * hypot(...)``
+    is at most ``margin`` (default ``EQUIV_REL * |b|``); otherwise, or when an
+    error is missing (None, NaN), the errors are too wide to tell. A
+    three-word ``words`` gets :data:`CANNOT_TELL` as its fourth. Returns
+    ``None`` when a value is missing.
     """
     a, b = _num(a), _num(b)
     if a is None or b is None:
         return None
-    tol = K_SIGMA * math.hypot(_num(a_err) or 0.0, _num(b_err) or 0.0)
-    if abs(a - b) <= tol:
-        return words[1]
-    return words[0] if a < b else words[2]
+    words = tuple(words) + ((CANNOT_TELL,) if len(words) == 3 else ())
+    ea, eb = _num(a_err), _num(b_err)
+    if ea is None or eb is None:
+        return words[3]
+    tol = K_SIGMA * math.hypot(ea, eb)
+    d = a - b
+    if d < -tol:
+        return words[0]
+    if d > tol:
+        return words[2]
+    margin = EQUIV_REL * abs(b) if margin is None else margin
+    return words[1] if abs(d) + tol <= margin else words[3]
 
 
 def folds_agree(values, errors):
@@ -102,65 +130,112 @@ def _f(x, spec=".5f"):
 
 def zone_sentence(z):
     """What the suspect-zone search did and found (``results/zone/zone.json``)."""
+    c = z.get("controls") or {}
+    ctrl = ("$\\dz$ is first fitted by least squares against $E(B-V)$, the observed $r$ magnitude and a cubic in "
+            f"$z_{{\\rm spec}}$ on the {count_(c.get('n_fit'))} test galaxies with $|\\dz| \\le 0.05$ "
+            f"(slopes {_f(c.get('ebv'), '+.4f')} per magnitude of $E(B-V)$ and {_f(c.get('mag'), '+.4f')} per magnitude "
+            "of $r$), so that neither reddening, brightness nor redshift can make a zone. ")
     if not z.get("n_cells_tested"):
-        return (f"Each HEALPix cell (nside {z['nside']}) with at least {z['min_galaxies']} test galaxies would be "
-                "compared with all other test galaxies by a two-sided Welch test of the mean residual; no cell holds "
-                "that many, so no cell was tested and no zone can be found.")
-    test = (f"Each HEALPix cell (nside {z['nside']}) with at least {z['min_galaxies']} test galaxies is compared "
-            f"with all other test galaxies by a two-sided Welch test of the mean residual; a cell deviates when "
-            f"$|Z| > {z['threshold_z']:.2f}$, a family-wise level of {z['alpha']:g} over the "
-            f"{z['n_cells_tested']} cells tested (Bonferroni).")
+        return ctrl + (f"No HEALPix cell (nside {z['nside']}) holds the {z['min_galaxies']} test galaxies a cell needs "
+                       "to be tested, so no zone can be found.")
+    test = ctrl + (f"Each HEALPix cell (nside {z['nside']}) with at least {z['min_galaxies']} of them gets a Welch "
+                   "statistic of its mean residual against all other galaxies; a zone is a connected set of cells past "
+                   f"$|Z| = {z['grow_z']:g}$ with one sign, one of them past {z['seed_z']:g}, and it is found when its "
+                   f"$|Z|$ exceeds {z['threshold_z']:.2f}, the {100 * (1 - z['alpha']):g}th percentile of the largest "
+                   f"zone $|Z|$ in {count_(z['n_permutations'])} maps with the residuals permuted over the galaxies (a "
+                   f"family-wise level of {z['alpha']:g}).")
     if not z["found"]:
-        return test + f" No cell deviates (largest $|Z|$ = {z['max_abs_z']:.2f}): this run finds no suspect zone."
-    b = z["bounds"]
-    n = len(z["cells"])
-    ratio = ""
-    if _num(z.get("bias_all")) and abs(z["bias_all"]) > 0:
-        ratio = f", {abs(z['bias_in'] / z['bias_all']):.1f} times the full sample's {_f(z['bias_all'])}"
-    return test + (f" {n} cell{'s' if n != 1 else ''} deviate{'s' if n == 1 else ''} "
-                   f"(RA {b['ra_min']:.2f} to {b['ra_max']:.2f}, Dec {b['dec_min']:.2f} to {b['dec_max']:.2f}): "
-                   f"{z['n_in']} test galaxies with a bias of {_f(z['bias_in'])} $\\pm$ {_f(z['bias_in_se'])}"
-                   f"{ratio}, against {_f(z['bias_out'])} outside.")
+        return test + (f" No zone passes (largest zone $|Z|$ = {z['max_abs_z']:.2f}, {z['n_candidate_zones']} "
+                       "candidates): this run finds no suspect zone.")
+    parts = []
+    for zd in z["zones"]:
+        b = zd["bounds"]
+        parts.append(f"{len(zd['cells'])} cell{'s' if len(zd['cells']) != 1 else ''} at RA {b['ra_min']:.2f} to "
+                     f"{b['ra_max']:.2f}, Dec {b['dec_min']:.2f} to {b['dec_max']:.2f} ($Z = {zd['z']:+.1f}$, "
+                     f"{count_(zd['n'])} galaxies, bias {_f(zd['bias'])} $\\pm$ {_f(zd['bias_se'])})")
+    n = len(z["zones"])
+    return test + (f" {'One zone passes' if n == 1 else f'{n} zones pass'}: " + "; ".join(parts)
+                   + f"; the rest of the test sample has a bias of {_f(z['bias_out'])} $\\pm$ {_f(z['bias_out_se'])}.")
+
+
+def count_(x):
+    from photoz.latex import count
+
+    return count(x) if _num(x) is not None else "--"
 
 
 def table2_zone_sentence(z):
-    """Which region Table 2's "suspect zone removed" row removes."""
-    if z["table2_region"]["source"] == "found":
-        if not z["cells"]:
-            return "The ``suspect zone removed'' row of Table~\\ref{tab:t2} therefore removes nothing."
-        return "The ``suspect zone removed'' row of Table~\\ref{tab:t2} removes the cells found here."
-    return ("The ``suspect zone removed'' row of Table~\\ref{tab:t2} removes the region of the paper "
-            "(configuration \\texttt{regions.suspect\\_zone}), whatever this search finds.")
+    """Which region Table 2's "suspect zone removed" row removes, and (mode sdss) the configured cross-check."""
+    reg = z["table2_region"]
+    within = reg.get("within")
+    if not reg.get("cells"):
+        text = ("The ``suspect zone removed'' row of Table~\\ref{tab:t2} therefore removes nothing"
+                + (" (no zone was found within " + _describe(within) + ")." if within and z["found"] else "."))
+    elif within:
+        text = ("The ``suspect zone removed'' row of Table~\\ref{tab:t2} removes the zones found within "
+                + _describe(within) + ", where the paper places its zone.")
+    else:
+        text = "The ``suspect zone removed'' row of Table~\\ref{tab:t2} removes the zones found."
+    cc = z.get("cross_check")
+    if cc:
+        text += (f" As a cross-check, the region this project estimated for the paper's zone before searching "
+                 f"({_describe(cc['region']) if cc.get('region') else tex_(cc['description'])}) holds {count_(cc['n_in'])} test galaxies with a bias of "
+                 f"{_f(cc['bias_in'])} $\\pm$ {_f(cc['bias_in_se'])} against {_f(cc['bias_out'])} outside; "
+                 + (f"{count_(cc['n_both'])} of them lie in the zone removed (Jaccard index {cc['jaccard']:.2f})."
+                    if _num(cc.get("jaccard")) is not None else "no galaxy lies in either."))
+    return text
 
 
-def validation_sentence(v, injected_mag=None):
+def _describe(region):
+    from photoz.regions import describe_region
+
+    return tex_(describe_region(region)).replace("<=", "$\\le$")
+
+
+def tex_(s):
+    from photoz.latex import escape
+
+    return escape(s)
+
+
+def validation_sentence(v, injected_mag=None, injected_band=None):
     """Whether the search recovered the injected fault (mock only; ``results/zone/validation.json``)."""
-    what = ("The mock injects one hypothesis for the paper's zone, a grey calibration error"
-            + (f" of {injected_mag:g}\\,mag" if _num(injected_mag) is not None else "")
-            + " in the frames of one box of the sky (the paper itself ruled out calibration errors); it is "
-            "recorded in the truth table only, which the search never reads.")
-    inj = (f"the {v['n_injected']} test galaxies of the injected zone have a bias of {_f(v['bias_injected'])} "
-           f"$\\pm$ {_f(v['bias_injected_se'])} ($Z = {v['z_injected']:.2f}$ against the rest)"
-           if _num(v.get("z_injected")) is not None else f"the injected zone holds {v['n_injected']} test galaxies")
+    kind = (f"a zero-point error of {injected_mag:g}\\,mag in the ${injected_band}$ band of the images served, "
+            "not in the catalogue's photometry" if injected_band and _num(injected_mag) is not None else
+            "a grey calibration error" + (f" of {injected_mag:g}\\,mag" if _num(injected_mag) is not None else ""))
+    what = (f"The mock injects {kind} in the frames of one patch of sky; it is recorded in the truth table only, "
+            "which the search never reads.")
+    if _num(v.get("z_injected")) is not None:
+        ratio = (f", {abs(v['bias_ratio']):.0f} times the rest's {_f(v['bias_rest'])}"
+                 if _num(v.get("bias_ratio")) is not None and v["bias_ratio"] >= 1 else
+                 f" against the rest's {_f(v['bias_rest'])}")
+        inj = (f"measured from the truth, its {count_(v['n_injected'])} test galaxies have a bias of "
+               f"{_f(v['bias_injected'])} $\\pm$ {_f(v['bias_injected_se'])}{ratio} ($Z = {v['z_injected']:.1f}$; "
+               f"the paper's zone, $Z \\approx 9$ on 1\\,807 galaxies, would give $Z \\approx "
+               f"{v['z_paper_scaled']:.1f}$ on as many)")
+    else:
+        inj = f"the injected zone holds {v['n_injected']} test galaxies"
     reason = v["reason"]
     if reason == "recovered":
-        return what + (f" The search recovered it: the found cells hold {100 * v['recall']:.0f}\\,\\% of the injected "
-                       f"zone's test galaxies (Jaccard index {v['jaccard']:.2f}) and their bias has the same sign; {inj}.")
+        return what + (f" The search recovered it and found nothing else: the zone found holds "
+                       f"{100 * v['recall']:.0f}\\,\\% of the injected zone's test galaxies (Jaccard index "
+                       f"{v['jaccard']:.2f}, recovery needs {v['recovery_jaccard']:g}) and its bias has the same sign; "
+                       f"{inj}.")
     if reason == "nothing_found" and _num(v.get("threshold_z")) is None:
         return what + f" The search could not recover it: no cell had enough test galaxies to be tested; {inj}."
     if reason == "nothing_found":
-        return what + (f" The search did not recover it: no cell passed the threshold, and {inj}, "
-                       f"below the per-cell threshold $|Z| > {v['threshold_z']:.2f}$"
-                       if _num(v.get("z_injected")) is not None and abs(v["z_injected"]) < v["threshold_z"]
-                       else f" The search did not recover it: no cell passed the threshold, although {inj}; "
-                       "the zone is split over cells each too weak alone") + "."
+        return what + f" The search did not recover it: no zone passed the threshold; {inj}."
     if reason == "low_overlap":
-        return what + (f" The search did not recover it: the found cells hold only {100 * v['recall']:.0f}\\,\\% of "
+        return what + (f" The search did not recover it: the zones found hold only {100 * v['recall']:.0f}\\,\\% of "
                        f"the injected zone's test galaxies (Jaccard index {v['jaccard']:.2f}, recovery needs "
                        f"{v['recovery_jaccard']:g}); {inj}.")
     if reason == "opposite_sign":
-        return what + (f" The search did not recover it: the found cells overlap the injected zone (Jaccard index "
+        return what + (f" The search did not recover it: the zones found overlap the injected one (Jaccard index "
                        f"{v['jaccard']:.2f}) but their bias has the opposite sign; {inj}.")
+    if reason == "spurious_zone":
+        return what + (f" The search found it (Jaccard index {v['jaccard']:.2f}) but also "
+                       f"{v['n_spurious_zones']} zone(s) where nothing was injected, so it does not count as "
+                       f"recovered; {inj}.")
     return what + " The search could not be checked: no test galaxy lies in the injected zone."
 
 
@@ -173,8 +248,15 @@ def learning_curve_end(ratio, ratio_err, n_train, end="largest"):
     at = f"At the {end} training set ({n_train} galaxies)"
     if r is None:
         return at + " the CNN and the kNN are not compared (missing value)."
-    word = compare(r, 1.0, e or 0.0, 0.0, ("lower than", "consistent with", "higher than"))
+    word = compare(r, 1.0, e, 0.0, ("lower than", "as low as", "higher than", "cannot tell"))
     value = f"${r:.3f}\\pm{e:.3f}$" if e is not None else f"{r:.3f}"
+    if word == "cannot tell":
+        why = ("its error could not be measured" if e is None else
+               f"$1$ lies within {K_SIGMA:g} errors but so do ratios beyond $1\\pm{EQUIV_REL:g}$")
+        return f"{at} we cannot tell whether the CNN's $\\smad$ is lower than the kNN's (ratio {value}; {why})."
+    if word == "as low as":
+        return (f"{at} the CNN's $\\smad$ is as low as the kNN's within {100 * EQUIV_REL:g}\\,\\% "
+                f"(ratio {value}).")
     return f"{at} the CNN's $\\smad$ is {word} the kNN's (ratio {value})."
 
 
@@ -193,9 +275,14 @@ def learning_curve_slopes(cnn, cnn_err, knn, knn_err):
 
     slopes = f"(slopes $\\mathrm{{d}}\\log\\smad/\\mathrm{{d}}\\log N$ of {s(a, ea)} and {s(b, eb)})"
     if a < 0 and b < 0:
-        word = compare(a, b, ea or 0.0, eb or 0.0, ("falls faster", "falls as fast", "falls more slowly"))
+        word = compare(a, b, ea, eb, ("falls faster", "falls as fast", "falls more slowly", "cannot tell"),
+                       margin=SLOPE_MARGIN)
+        if word == "cannot tell":
+            return ("With these errors we cannot tell whether the CNN's $\\smad$ falls faster or more slowly with "
+                    f"the training size than the kNN's {slopes}.")
         than = "as" if word == "falls as fast" else "than"
-        return f"The CNN's $\\smad$ {word} with the training size {than} the kNN's {slopes}."
+        within = f" (within {SLOPE_MARGIN:g})" if word == "falls as fast" else ""
+        return f"The CNN's $\\smad$ {word}{within} with the training size {than} the kNN's {slopes}."
 
     def trend(x):
         return "falls" if x < 0 else ("rises" if x > 0 else "stays flat")
@@ -243,10 +330,23 @@ def ebv_trend_sentence(with_fit, without_fit, ebv_range, n, fixed_brightness=Non
             f"slopes $\\mathrm{{d}}\\langle\\dz\\rangle/\\mathrm{{d}}E(B-V)$ per magnitude) the network without "
             f"the reddening input shows {say(without_fit)}, and the one with it {say(with_fit)}")
     w, wo = significant(with_fit), significant(without_fit)
+    b, e = _num(with_fit[0]), _num(with_fit[1])
+    b0, e0 = _num(without_fit[0]), _num(without_fit[1])
+
+    def shown_below(fit, ref):
+        """``fit``'s slope shown (K_SIGMA) to be under REMOVED_FRACTION of ``|ref|``."""
+        x, ex = _num(fit[0]), _num(fit[1])
+        return x is not None and ex is not None and abs(x) + K_SIGMA * ex <= REMOVED_FRACTION * abs(ref)
+
     if wo and not w:
-        text += ": the input removes the trend, as in the paper."
+        if shown_below(with_fit, b0):
+            text += (f": the input removes the trend (what is left is shown to be under {100 * REMOVED_FRACTION:.0f}\\% "
+                     "of the slope without it), as in the paper.")
+        else:
+            text += (f": with these errors we cannot tell whether the input removes the trend (the slope with it is "
+                     f"not significant, but slopes up to {100 * REMOVED_FRACTION:.0f}\\% of the one without it are not "
+                     "excluded either).")
     elif wo and w:
-        b, e, b0, e0 = (_num(v) for v in (*with_fit, *without_fit))
         # the same galaxies in both fits: their errors are positively correlated, so
         # adding them in quadrature overstates the error of the difference (conservative)
         if b * b0 > 0 and abs(b0) - abs(b) > TREND_SIGMA * float(np.hypot(e, e0)):
@@ -257,21 +357,33 @@ def ebv_trend_sentence(with_fit, without_fit, ebv_range, n, fixed_brightness=Non
     elif w:
         text += ": a trend the paper did not find with the input."
     else:
-        return text + ": neither shows the trend the paper found without the input."
+        bound = max((abs(_num(f[0])) + K_SIGMA * _num(f[1]) for f in (with_fit, without_fit)
+                     if _num(f[0]) is not None and _num(f[1]) is not None), default=None)
+        return text + (": neither shows a significant trend" + (
+            f"; with these errors slopes up to ${bound:.3f}$ per magnitude are not excluded, so we cannot tell whether "
+            "the trend the paper found without the input is present." if bound is not None else "."))
     if fixed_brightness is None or any(_num(v) is None for fit in fixed_brightness for v in fit):
         return text
     fb_with, fb_without = fixed_brightness
-    trended = [(name, fit) for name, trend, fit in (("without the input", wo, fb_without), ("with it", w, fb_with))
-               if trend]
-    colour = [name for name, fit in trended if significant(fit)]
+    trended = [(name, fit, raw) for name, trend, fit, raw in (("without the input", wo, fb_without, b0),
+                                                               ("with it", w, fb_with, b)) if trend]
     text += (f" At fixed $z_{{\\rm spec}}$ and fixed observed $r$ magnitude the $E(B-V)$ term is "
              f"${_num(fb_without[0]):+.3f} \\pm {_num(fb_without[1]):.3f}$ without the input and "
              f"${_num(fb_with[0]):+.3f} \\pm {_num(fb_with[1]):.3f}$ with it")
-    if not colour:
-        return text + (": the trend is one of brightness, not of colour (reddened galaxies are fainter in the images, "
+    kinds = []
+    for name, fit, raw in trended:
+        kinds.append("colour" if significant(fit) else ("brightness" if shown_below(fit, raw) else "unknown"))
+    if all(k == "brightness" for k in kinds):
+        return text + (": the trend is one of brightness, not of colour (what is left at fixed brightness is shown to be "
+                       f"under {100 * REMOVED_FRACTION:.0f}\\% of it; reddened galaxies are fainter in the images, "
                        "the sample being cut on dereddened $r$).")
-    if len(colour) == len(trended):
+    if all(k == "colour" for k in kinds):
         return text + ": the trend is one of colour, as it remains at fixed brightness."
+    if "unknown" in kinds:
+        return text + (": with these errors we cannot tell whether the trend is one of colour or of brightness (the "
+                       "term at fixed brightness is not significant, but neither is it shown to be under "
+                       f"{100 * REMOVED_FRACTION:.0f}\\% of the trend).")
+    colour = [name for (name, _, _), k in zip(trended, kinds) if k == "colour"]
     return text + f": the trend of the network {colour[0]} is one of colour, the other's one of brightness."
 
 
@@ -420,6 +532,33 @@ def _read_json(path):
         raise PaperInputError(f"{path} is not valid JSON: {err}") from None
 
 
+def comparison_rule(main, n_bootstrap):
+    """How the text compares two numbers, with the errors described as Table 2 computes them (``main``: its CNN row)."""
+    folds = main is not None and str(main.get("errors", "")) == "folds"
+    nf = int(main.get("n_folds", 1)) if main is not None and _num(main.get("n_folds")) else 1
+    errs = ((f"for the rows averaged over the {nf} folds, the standard deviation of the fold values (the scatter of "
+             f"one fold's value, not the error of their mean); for one-split rows, the standard deviation over "
+             f"{n_bootstrap} bootstrap resamples of the test galaxies") if folds else
+            f"the standard deviation over {n_bootstrap} bootstrap resamples of the test galaxies")
+    return (f"a value is called lower or higher than another when they differ by more than {K_SIGMA:g} times their "
+            f"errors added in quadrature (the errors of Table~\\ref{{tab:t2}}: {errs}; two estimators scored on the "
+            "same galaxies have correlated errors, so adding them in quadrature overstates the error of the "
+            f"difference), consistent with it when the difference, widened by {K_SIGMA:g} such errors, stays within "
+            f"{100 * EQUIV_REL:g}\\,\\% of it, and not measured precisely enough to be told from it otherwise; "
+            "published values carry no error here")
+
+
+def knn_training(main, knn):
+    """What the kNN trains on, with the counts of Table 2's rows (CNN ``main``, kNN ``knn``)."""
+    from photoz.latex import count
+
+    n_cnn = count(main.get("n_train")) if main is not None and _num(main.get("n_train")) else "--"
+    n_knn = count(knn.get("n_train")) if knn is not None and _num(knn.get("n_train")) else "--"
+    return ("trained on each fold's training side, the CNN's validation subset included: "
+            f"{n_knn} galaxies per fold, against the {n_cnn} the CNN fits its weights on (it uses its validation "
+            "subset only to choose its epoch)")
+
+
 def _row(t2, estimator, subset):
     est = t2["estimator"].fillna("cnn") if "estimator" in t2.columns else pd.Series("cnn", index=t2.index)
     sel = (est == estimator) & (t2["subset"].fillna("all") == subset)
@@ -443,9 +582,16 @@ def macros(paths, cfg, mode):
     if agree is None:
         m["FoldsAgreement"] = "Table~\\ref{tab:t1} has fewer than two folds with errors, so their agreement is not tested"
     else:
-        m["FoldsAgreement"] = (("The folds agree with each other within their bootstrap errors" if agree else
-                                "The folds differ by more than their bootstrap errors")
-                               + f" ($\\chi^2 = {chi2:.1f}$ for {dof} degrees of freedom, Table~\\ref{{tab:t1}})")
+        errs = pd.to_numeric(folds.get("sigma_mad_err"), errors="coerce")
+        wide = bool(K_SIGMA * np.nanmedian(errs) > EQUIV_REL * np.nanmean(folds["sigma_mad"]))
+        if not agree:
+            lead = "The folds differ by more than their bootstrap errors"
+        elif wide:
+            lead = ("The folds do not differ beyond their bootstrap errors, but these are too wide "
+                    f"(twice the median error exceeds {100 * EQUIV_REL:g}\\,\\% of $\\smad$) to show that they agree")
+        else:
+            lead = "The folds agree with each other within their bootstrap errors"
+        m["FoldsAgreement"] = lead + f" ($\\chi^2 = {chi2:.1f}$ for {dof} degrees of freedom, Table~\\ref{{tab:t1}})"
     t2 = pd.read_csv(paths["table2"])
     main, b16, knn = _row(t2, "cnn", "all"), _row(t2, "b16", "all"), _row(t2, "knn", "all")
 
@@ -455,6 +601,11 @@ def macros(paths, cfg, mode):
         return compare(a["sigma_mad"], b["sigma_mad"], a.get("sigma_mad_err"), b.get("sigma_mad_err"), words) or \
             "not compared with (missing value)"
 
+    from photoz.latex import b16_name, count
+
+    m["BsixteenName"] = b16_name(mode)
+    m["ComparisonRule"] = comparison_rule(main, int(cfg.get("paper", {}).get("bootstrap", 200)))
+    m["KnnTraining"] = knn_training(main, knn)
     m["MainVsBsixteen"] = word(main, b16)
     m["KnnVsBsixteen"] = word(knn, b16)
     m["MainVsKnn"] = word(main, knn)
@@ -493,7 +644,8 @@ def macros(paths, cfg, mode):
         if "zone_validation" not in paths:
             raise ValueError("paper variables: mode %r needs the zone validation file (--zone_validation)" % mode)
         v = _read_json(paths["zone_validation"])
-        m["ZoneValidation"] = validation_sentence(v, mock.get("suspect_zone_error_mag"))
+        m["ZoneValidation"] = validation_sentence(v, mock.get("suspect_zone_error_mag", 0.3),
+                                                  mock.get("suspect_zone_band", "g"))
     else:
         m["ZoneValidation"] = ""
     # the resampler, and the SWarp check of a native run

@@ -67,6 +67,7 @@ rule table2:
         "logs/table2/table2.log",
     params:
         cfg=json.dumps({
+            "mode": config["mode"],
             "table2": config["table2"],
             "regions": config["regions"],
             "trials": {t: _trials.split_spec(config, t) for t in table2_trials()},
@@ -113,6 +114,9 @@ if learning_curve_trials():
             catalog="results/shards/catalog.parquet",
             ensembles=[_trials.ensemble_path(t) for t in learning_curve_trials()],
             knn=[_trials.knn_path(t) for t in learning_curve_trials()],
+            # every member's fold-0 predictions: the spread between members enters the errors
+            members=[f"results/predictions/{t}/fold0/seed{s}.npz" for t in learning_curve_trials()
+                     for s in trial_seeds(t)],
         output:
             csv=LEARNING_CURVE_CSV,
             tex="results/tables/learning_curve.tex",
@@ -131,6 +135,8 @@ if learning_curve_trials():
                                                 for t, p in zip(learning_curve_trials(), input.ensembles)),
             knn=lambda w, input: " ".join(f"--knn {shlex.quote(f'{t}={p}')}"
                                           for t, p in zip(learning_curve_trials(), input.knn)),
+            members=lambda w, input: " ".join(f"--member {shlex.quote(f'{t}={p}')}" for t, p in zip(
+                [t for t in learning_curve_trials() for s in trial_seeds(t)], input.members)),
         resources:
             mem_mb=8000,
             runtime=60,
@@ -138,4 +144,4 @@ if learning_curve_trials():
             "../../envs/analysis.yaml"
         shell:
             "python -m photoz learning-curve --config-json {params.cfg:q} --catalog {input.catalog}"
-            " {params.ensembles} {params.knn} --csv {output.csv} --tex {output.tex} --log {log}"
+            " {params.ensembles} {params.knn} {params.members} --csv {output.csv} --tex {output.tex} --log {log}"

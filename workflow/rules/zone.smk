@@ -1,7 +1,9 @@
 # rules of the zone family (see docs/dataflow.md, Sect. 5):
-#   zone_detect    the suspect zone, found in the bias map of the Table 1 trial
-#                  -> results/zone/zone.json (found cells, their bias, the region
-#                     Table 2 removes), results/zone/cells.csv (every cell's test)
+#   zone_detect    the suspect zone, found in the residual map of the Table 1 trial
+#                  after a fit against E(B-V), observed r and z_spec
+#                  -> results/zone/zone.json (found zones, their bias, the region
+#                     Table 2 removes; mode sdss: the configured region as a
+#                     cross-check), results/zone/cells.csv (every cell's test)
 #   zone_validate  mode: mock only: found vs injected zone (truth table)
 #                  -> results/zone/validation.json
 
@@ -16,7 +18,7 @@ rule zone_detect:
     log:
         "logs/zone/detect.log",
     params:
-        cfg=json.dumps({"mode": config["mode"], "zone": config["zone"],
+        cfg=json.dumps({"mode": config["mode"], "seed": config["seed"], "zone": config["zone"],
                         "regions": {"suspect_zone": config["regions"]["suspect_zone"]}}),
     resources:
         mem_mb=2000,

@@ -17,7 +17,8 @@ def make(inputs, cfg, log):
     zmax = cfg["bins"]["z_max"]
     edges = np.linspace(0, zmax, 121)
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 3.3), sharey=True)
-    for ax, col, dzcol, name in ((axes[0], "z_phot", "dz", "CNN (this run)"), (axes[1], "zphot", "dz_b16", "B16 (SDSS Photoz table)")):
+    for ax, col, dzcol, name in ((axes[0], "z_phot", "dz", "CNN (this run)"), (axes[1], "zphot", "dz_b16",
+                                                                                  common.b16_name(cfg) + " (Photoz table)")):
         h, _, _ = np.histogram2d(df["z_spec"], df[col], bins=[edges, edges])
         im = ax.pcolormesh(edges, edges, np.where(h > 0, h, np.nan).T, norm=LogNorm(vmin=1), cmap="viridis", rasterized=True)
         ax.plot([0, zmax], [0, zmax], color="0.3", lw=0.6, ls="--")

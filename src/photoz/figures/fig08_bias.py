@@ -27,14 +27,14 @@ def make(inputs, cfg, log):
             x = df["z_spec"] if xname == "spec" else zp
             t = common.binned_scores(x, dz, edges, min_count=10)
             ax.errorbar(t["x"], t["bias"], yerr=t["bias_err"], color=common.COLORS[est], marker="o", ms=2.5,
-                        capsize=1.5, label="CNN (this run)" if est == "cnn" else "B16")
+                        capsize=1.5, label="CNN (this run)" if est == "cnn" else common.b16_name(cfg))
             if len(t):
                 extent = max(extent, float(np.nanmax(np.abs(t["bias"]) + np.nan_to_num(t["bias_err"]))) * 1.1)
         ax.set_ylabel(r"bias $\langle\Delta z\rangle$")
         hist_kw = dict(bins=np.linspace(0, zmax, 81), histtype="step")
         axh.hist(df["z_spec"], color="0.2", label=r"$z_{\rm spec}$", **hist_kw)
         axh.hist(df["z_phot"], color=common.COLORS["cnn"], label=r"$z_{\rm phot}$ CNN", **hist_kw)
-        axh.hist(df["zphot"].clip(0, zmax), color=common.COLORS["b16"], label=r"$z_{\rm phot}$ B16", **hist_kw)
+        axh.hist(df["zphot"].clip(0, zmax), color=common.COLORS["b16"], label=r"$z_{\rm phot}$ " + common.b16_name(cfg), **hist_kw)
         axh.set_xlabel(label)
         axh.set_ylabel("galaxies")
         axh.set_xlim(0, zmax)

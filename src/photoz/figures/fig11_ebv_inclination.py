@@ -33,7 +33,7 @@ def make(inputs, cfg, log):
     inc = inclination(df["expAB_r"], df["deVAB_r"], df["fracDeV_r"])
     curves = [("CNN with $E(B-V)$ input", df["dz"], common.COLORS["cnn"], "o"),
               ("CNN without $E(B-V)$ input", dz_no, common.COLORS["noebv"], "s"),
-              ("B16", df["dz_b16"], common.COLORS["b16"], "^")]
+              (common.b16_name(cfg), df["dz_b16"], common.COLORS["b16"], "^")]
     for label, dz, color, m in curves:
         t = common.binned_scores(df["ebv"], dz, ebv_edges, min_count=10)
         axes[0].errorbar(t["x"], t["bias"], yerr=t["bias_err"], color=color, marker=m, ms=3, capsize=1.5, label=label)

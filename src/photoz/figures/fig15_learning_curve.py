@@ -73,8 +73,11 @@ def make(inputs, cfg, log):
                 if np.isfinite(s) and ok.sum() >= 2:
                     lx, ly = np.log10(d.loc[ok, "n_train"]), np.log10(d.loc[ok, "sigma_mad"])
                     x = np.array([lx.min(), lx.max()])
+                    e = float(d["slope_sigma_mad_err"].iloc[0])
+                    err = f" \\pm {e:.2f}" if np.isfinite(e) else ""
                     ax.plot(10 ** x, 10 ** (ly.mean() + s * (x - lx.mean())), color=common.COLORS[est], ls=":",
-                            lw=0.9, label=f"{'CNN' if est == 'cnn' else 'kNN'} fit $\\propto N^{{{s:.2f}}}$")
+                            lw=0.9, label=f"{'CNN' if est == 'cnn' else 'kNN'} fit $\\propto N^{{{s:.2f}{err}}}$"
+                            + ("" if err else " (slope error not measured)"))
         pn = np.array([p["n_train"] for p in pub], dtype=float)
         pv = np.array([_value(p[key]) for p in pub])
         ax.plot(pn, pv, color="0.45", marker="D", mfc="white", ms=4, ls="--", lw=0.8,

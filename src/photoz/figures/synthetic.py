@@ -129,7 +129,10 @@ def _learning_curve(res, rng):
                          "bias": float(rng.normal(0, 3e-4)), "bias_err": 1e-4, "sigma_mad": sm, "sigma_mad_err": 0.03 * sm,
                          "eta": (2.0 if est == "cnn" else 2.6) * (n / 500) ** -0.4, "eta_err": 0.2,
                          "crps": 0.7 * sm if est == "cnn" else np.nan, "crps_err": 1e-4 if est == "cnn" else np.nan,
-                         "ratio_sigma_mad": np.nan, "ratio_sigma_mad_err": 0.02})
+                         "ratio_sigma_mad": np.nan, "ratio_sigma_mad_err": 0.02,
+                         "n_members": 2 if est == "cnn" else 0, "sigma_mad_boot_err": 0.025 * sm,
+                         "sigma_mad_member_err": 0.0166 * sm if est == "cnn" else 0.0, "ratio_boot_err": 0.016,
+                         "ratio_member_err": 0.012})
     df = pd.DataFrame(rows)
     for t in pd.unique(df["trial"]):
         sel = df["trial"] == t
@@ -147,9 +150,9 @@ def _zone(res, cat, injected):
     (res / "zone").mkdir(exist_ok=True)
     ens = pd.read_parquet(res / "ensemble" / "main.parquet", columns=["specObjID", "z_spec", "z_phot"])
     dz = (ens["z_phot"] - ens["z_spec"]) / (1 + ens["z_spec"])
-    z, cells = zone.detect(cat["ra"], cat["dec"], dz, nside=256, alpha=0.01, min_galaxies=10)
+    z, cells = zone.detect(cat["ra"], cat["dec"], dz, nside=256, alpha=0.01, min_galaxies=10, n_permutations=100)
     z["mode"] = "mock"
-    z["table2_region"] = zone.table2_region("mock", z, None)
+    z["table2_region"] = zone.table2_region(z)
     zone._write_json(z, res / "zone" / "zone.json")
     cells.to_csv(res / "zone" / "cells.csv", index=False)
     v = zone.validate(z, cat["specObjID"], cat["ra"], cat["dec"], dz, cat["specObjID"], injected)

@@ -145,6 +145,7 @@ def field_row(fr, cond, rendered):
         row[f"nMgyPerCount_{b}"] = float(np.median(rendered[b]["calibvec"]))
     row["truth_suspect"] = bool(rendered["suspect"])
     row["truth_calib_error_mag"] = float(rendered["suspect_mag"])
+    row["truth_calib_error_band"] = str(rendered.get("suspect_band", ""))
     return row
 
 

@@ -260,7 +260,8 @@ def build_tables(mock, cat, fields):
                                  & (cat["survey"] == "sdss") & ((cat["primtarget"] & 64) > 0) & (cat["clean"] == 1)
                                  & (cat["insideMask"] == 0) & (dered[:, 2] <= 17.8) & (cat["z_spec"] > 0)
                                  & (cat["z_spec"] < 0.4))
-    tframes = fields[["run", "camcol", "field", "baseRun", "epoch", "truth_suspect", "truth_calib_error_mag"]]
+    tframes = fields[["run", "camcol", "field", "baseRun", "epoch", "truth_suspect", "truth_calib_error_mag",
+                     "truth_calib_error_band"]]
     return {"SpecObjAll": spec, "PhotoObjAll": photo, "Photoz": photoz, "galSpecInfo": galspec, "Field": field,
             "truth": truth, "truth_frames": tframes}
 

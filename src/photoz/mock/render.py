@@ -5,8 +5,13 @@ for stars, each convolved with the frame's Moffat PSF), converted to DN with
 the column calibration ``calibvec``, put on the smooth sky (DN), given
 Poisson noise (gain) and read noise (darkVariance), then sky subtracted and
 calibrated back to nanomaggies, exactly the inverse of the SDSS frame noise
-recipe. Frames in the suspect zone are written with a calibration off by
-``mock.suspect_zone_error_mag`` (recorded only in the truth).
+recipe. Frames in the suspect zone are *served* (written to the SAS tree)
+with a zero-point error of ``mock.suspect_zone_error_mag`` in one band,
+``mock.suspect_zone_band`` (recorded only in the truth): the pixels and the
+calibvec written are off by that factor, while the catalogue's photometry is
+measured on the correctly calibrated image, so the catalogue does not reveal
+it (``suspect_zone_band: null`` puts a grey error in every band, the
+catalogue included, the earlier injection).
 
 The file mirrors the real ``frame-*.fits.bz2`` HDU by HDU: HDU0 float32 image
 (10-bit float truncation, as SDSS's FLOATCOMPRESS), HDU1 calibvec, HDU2
@@ -99,7 +104,9 @@ def render_frame(mock, fr, objects, cond):
     Returns
     -------
     dict band -> dict(image (nmgy, float32, sky subtracted), calibvec, allsky,
-    suspect_mag, and the noiseless model ``model`` in nmgy), plus ``"suspect"``.
+    the noiseless model ``model`` in nmgy; in the injected band of a suspect frame also
+    ``served`` and ``served_calibvec``, what the SAS serves), plus ``"suspect"``,
+    ``"suspect_mag"`` and ``"suspect_band"``.
     """
     import galsim
 
@@ -114,7 +121,8 @@ def render_frame(mock, fr, objects, cond):
     jac = galsim.JacobianWCS(h["CD1_1"] * 3600, h["CD1_2"] * 3600, h["CD2_1"] * 3600, h["CD2_2"] * 3600)
     gsp = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3, kvalue_accuracy=1e-4)
     suspect = bool(in_suspect_zone(mock, fr.ra_c, fr.dec_c))
-    err_mag = float(mock.get("suspect_zone_error_mag", 0.05)) if suspect else 0.0
+    err_mag = float(mock.get("suspect_zone_error_mag", 0.3)) if suspect else 0.0
+    err_band = mock.get("suspect_zone_band", "g")
     kind = obj["kind"].to_numpy()
     # shapes (unit flux) shared by the bands
     shapes = []
@@ -129,7 +137,7 @@ def render_frame(mock, fr, objects, cond):
         disk = disk.shear(q=row["q_disk"], beta=row["pa"] * galsim.degrees)
         size = max(row["hlr_bulge"], row["hlr_disk"])
         shapes.append((bulge, disk, size))
-    out = {"suspect": suspect, "suspect_mag": err_mag}
+    out = {"suspect": suspect, "suspect_mag": err_mag, "suspect_band": (err_band or "all") if suspect else ""}
     for j, b in enumerate(BANDS):
         rng = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 401, fr.run, fr.camcol, fr.field, j]))
         fwhm = float(cond["psfWidth"][j])
@@ -162,10 +170,16 @@ def render_frame(mock, fr, objects, cond):
         dn = model / calib_true[None, :] + sky
         gain, dv = cond["gain"][j], cond["darkVariance"][j]
         noisy = rng.poisson(np.clip(dn, 0, None) * gain) / gain + rng.normal(0, np.sqrt(dv), dn.shape)
-        calib_written = calib_true * 10 ** (-0.4 * err_mag)
-        img = _truncate_float(((noisy - sky) * calib_written[None, :]).astype(np.float32))
-        out[b] = {"image": img, "calibvec": calib_written.astype(np.float32), "allsky": allsky,
+        one_band = err_band is not None
+        # grey (one_band False): catalogue and frames both off; one band: only the frames served
+        calib_cat = calib_true * (1.0 if one_band else 10 ** (-0.4 * err_mag))
+        img = _truncate_float(((noisy - sky) * calib_cat[None, :]).astype(np.float32))
+        out[b] = {"image": img, "calibvec": calib_cat.astype(np.float32), "allsky": allsky,
                   "model": model.astype(np.float32)}
+        if one_band and b == err_band and err_mag:
+            calib_served = calib_true * 10 ** (-0.4 * err_mag)
+            out[b]["served"] = _truncate_float(((noisy - sky) * calib_served[None, :]).astype(np.float32))
+            out[b]["served_calibvec"] = calib_served.astype(np.float32)
     return out
 
 
@@ -209,13 +223,14 @@ def frame_hdul(mock, fr, band, rendered, cond):
     h["RADECSYS"] = ("ICRS", "International Celestial Ref. System")
     for k, v in wcsh.items():
         h[k] = v
-    h["NMGY"] = (float(np.median(r["calibvec"])), "Calibration factor [nMgy per count]")
-    h["NMGYIVAR"] = (float(1.0 / (0.01 * np.median(r["calibvec"])) ** 2), "Calibration factor inverse variance")
+    calibvec = r.get("served_calibvec", r["calibvec"])  # what the archive serves (the injected band's error)
+    h["NMGY"] = (float(np.median(calibvec)), "Calibration factor [nMgy per count]")
+    h["NMGYIVAR"] = (float(1.0 / (0.01 * np.median(calibvec)) ** 2), "Calibration factor inverse variance")
     h["RERUN"] = (str(geo.RERUN), "rerun")
     h["COMMENT"] = "Floats truncated at 10 binary digits with FLOATCOMPRESS"
     h["COMMENT"] = "Mock SDSS frame rendered by photoz.mock (GalSim); SDSS frame data model layout"
-    hdu0 = fits.PrimaryHDU(r["image"], header=h)
-    hdu1 = fits.ImageHDU(r["calibvec"])
+    hdu0 = fits.PrimaryHDU(r.get("served", r["image"]), header=h)
+    hdu1 = fits.ImageHDU(calibvec)
     sky = fits.BinTableHDU.from_columns([
         fits.Column(name="ALLSKY", format=f"{ALLSKY_SHAPE[0] * ALLSKY_SHAPE[1]}E",
                     dim=f"({ALLSKY_SHAPE[1]}, {ALLSKY_SHAPE[0]})", array=r["allsky"][None]),

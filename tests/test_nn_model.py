@@ -1,14 +1,18 @@
-"""The published CNN: parameter count, layer shapes, initialisation, pooling, stacking."""
+"""The published CNN: parameter count, layer shapes, initialisation, pooling, members, old checkpoints."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from photoz.nn.model import PhotoZNet, avg_pool_same, count_parameters, layer_table, member_state_dict
+from photoz.nn.model import Members, PhotoZNet, avg_pool_same, count_parameters, layer_table
+from photoz.nn.train import load_member
+
+DATA = Path(__file__).parent / "data"
 
 # (stage prefix, output H x W x C, parameters) from shared/reference/architecture.md
 PUBLISHED = [
@@ -70,7 +74,7 @@ def test_every_layer_output_shape(full):
     assert shapes["i3"] == (2, 476, 16, 16)
     assert shapes["p7"] == (2, 476, 8, 8)
     assert shapes["i4"] == (2, 348, 8, 8)
-    assert shapes["fc1"] == (1, 2, 1096) and shapes["fc2"] == (1, 2, 1096) and shapes["fc3"] == (1, 2, 180)
+    assert shapes["fc1"] == (2, 1096) and shapes["fc2"] == (2, 1096) and shapes["fc3"] == (2, 180)
     assert out.shape == (2, 180)
 
 
@@ -115,20 +119,31 @@ def test_avg_pool_same_ignores_padding():
     assert z.shape == (1, 1, 2, 2) and z[0, 0, 1, 1] == pytest.approx(a[2:, 2:].mean())
 
 
-def test_stacked_members_equal_single_networks():
-    torch.manual_seed(1)
+def test_members_are_plain_networks_of_their_seeds():
+    """Members holds one plain network per seed: the same weights and outputs as built alone."""
     seeds = [11, 29, 5]
-    stacked = PhotoZNet(width=0.125, dense=32, members=3, seeds=seeds)
+    members = Members(seeds, width=0.125, dense=32)
     x = torch.randn(3, 4, 5, 64, 64)
     e = torch.rand(3, 4)
-    out = stacked(x, e)
-    assert out.shape == (3, 4, 180)
+    out = members(x, e)
+    assert out.shape == (3, 4, 180) and len(members) == 3
     for g, s in enumerate(seeds):
-        single = PhotoZNet(width=0.125, dense=32, seeds=[s])
-        # the same seed gives the same initial weights, stacked or not
-        ref = member_state_dict(stacked, g)
+        single = PhotoZNet(width=0.125, dense=32, seed=s)
         for k, v in single.state_dict().items():
-            assert torch.equal(v, ref[k]), k
-        torch.testing.assert_close(single(x[g], e[g]), out[g], rtol=1e-4, atol=1e-5)
+            assert torch.equal(v, members[g].state_dict()[k]), k
+        assert torch.equal(single(x[g], e[g]), out[g])
     # different seeds give different networks
-    assert not torch.equal(stacked.c1.conv.weight[:8], stacked.c1.conv.weight[8:16])
+    assert not torch.equal(members[0].c1.conv.weight, members[1].c1.conv.weight)
+    with pytest.raises(ValueError, match="3 member batches"):
+        members(x[:2], e[:2])
+
+
+def test_format2_checkpoint_loads_with_the_same_numbers(tmp_path):
+    """A checkpoint written by the stacked model (format 2, dense layers as one-member stacks) loads into
+    the plain network and gives the logits it gave then (bit for bit)."""
+    ref = torch.load(DATA / "checkpoint_format2.pt", weights_only=False)
+    torch.save(ref["checkpoint"], tmp_path / "best.pt")
+    model, ck = load_member(tmp_path / "best.pt")
+    assert ck["format"] == 2 and model.fc1.weight.dim() == 2
+    with torch.no_grad():
+        assert torch.equal(model(ref["x"], ref["ebv"]), ref["logits"])

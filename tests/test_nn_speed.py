@@ -8,7 +8,7 @@ epoch and on the predicted redshifts of the validation galaxies:
 ==========================  ===========================  ==============================
 setting                     loss per epoch (relative)    predicted z (absolute)
 ==========================  ===========================  ==============================
-channels-last, fused,       1e-4                         1e-4 (float32 rounding only)
+channels-last, fused,       1e-3                         1e-4 (float32 rounding only)
   compile, resident images  (resident: identical)
 bf16 autocast (also with    1e-2                         2e-3 (bf16 has 8 mantissa bits)
   channels-last + compile,
@@ -39,7 +39,9 @@ from test_nn_train import synthetic_galaxies
 
 REFERENCE = dict(width=0.0625, dense=32, batch_size=16, device="cpu", num_threads=1, epochs=2, learning_rate=1e-3,
                  amp="none", channels_last="false", compile="false", fused=False)  # the old CPU default
-TOL = {"fp32": (1e-4, 1e-4), "bf16": (1e-2, 2e-3)}  # measured: fp32 1.2e-5 / 7e-6, bf16 2.5e-3 / 9e-5
+# measured: fp32 2.3e-4 / 7e-6 (fused heads; 1.2e-5 when the dense layers were one-member batched matmuls:
+# Adam turns rounding in near-zero gradients into learning-rate-sized steps), bf16 2.5e-3 / 9e-5
+TOL = {"fp32": (1e-3, 1e-4), "bf16": (1e-2, 2e-3)}
 
 
 @pytest.fixture(scope="module")
@@ -147,12 +149,12 @@ def test_new_cpu_default_compiled_bf16_learns_like_fp32_and_resumes_bit_identica
 
 
 def test_fused_layers_compute_the_plain_network():
-    """Fused 1x1 heads: same outputs and gradients as the layer-by-layer network, stacked or not."""
+    """Fused 1x1 heads: same outputs and gradients as the layer-by-layer network, channels-last or not."""
     torch.manual_seed(0)
-    for g in (1, 3):
+    for seed in (0, 3):
         for cl in (False, True):
-            m = PhotoZNet(0.125, 32, members=g, seeds=list(range(g))).set_channels_last(cl)
-            x, e = torch.randn(g, 4, 5, 64, 64), torch.rand(g, 4)
+            m = PhotoZNet(0.125, 32, seed=seed).set_channels_last(cl)
+            x, e = torch.randn(4, 5, 64, 64), torch.rand(4)
             outs, grads = [], []
             for fused in (True, False):
                 m.zero_grad()

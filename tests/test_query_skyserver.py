@@ -113,13 +113,35 @@ def test_persistent_html_and_truncation_are_reported(db, tmp_path):
             fetch_paged(client(s.url, retries=4), catalog_paged_query(SEL), tmp_path / "b", PAGE)
 
 
-def test_sql_error_fails_at_once(db, tmp_path):
+BAD_SQL = [
+    ("SELECT TOP 3 nosuch FROM Field", "Invalid column name 'nosuch'."),
+    ("SELECT TOP 3 f.nosuch FROM Field AS f", "Invalid column name 'nosuch'."),
+    ("SELECT TOP 3 run FORM Field", "Incorrect syntax near 'Field'."),
+    ("SELECT TOP 3 run FROM NoSuchTable", "Invalid object name 'NoSuchTable'."),
+    ("SELECT TOP 3 nosuchfn(run) FROM Field", "'nosuchfn' is not a recognized built-in function name."),
+]
+
+
+@pytest.mark.parametrize("style", ["page", "json", "table"])
+@pytest.mark.parametrize("sql,message", BAD_SQL)
+def test_sql_error_fails_at_once_quoting_skyserver(db, tmp_path, style, sql, message):
+    """SQL Server's own message, as x_sql.aspx (status-200 ERROR page) or SciServer REST (500 + JSON) sends it."""
     path, _ = db
-    with serve_sqlite(path) as s:
+    with serve_sqlite(path, sql_error_style=style) as s:
         c = client(s.url)
-        with pytest.raises(QueryError, match="refused the query.*no such column"):
-            c.fetch("SELECT TOP 3 nosuch FROM Field", ["nosuch"], "bad query")
-        assert len(s.requests) == 1
+        with pytest.raises(QueryError) as err:
+            c.fetch(sql, ["run"], "bad query")
+        assert len(s.requests) == 1  # not retried
+    assert f"bad query: SkyServer refused the query (HTTP {500 if style == 'json' else 200}): {message}" \
+        in str(err.value)
+
+
+def test_a_maintenance_page_is_retried_but_an_error_page_is_not(db, tmp_path):
+    """Both are HTML with status 200: only the one carrying a SQL error is final."""
+    path, _ = db
+    with serve_sqlite(path, faults=["html", "html"]) as s:
+        text, data = client(s.url).fetch("SELECT COUNT(*) AS n FROM Field", ["n"], "count")
+        assert len(s.requests) == 3 and len(data) == 1
 
 
 def test_interrupted_query_resumes_from_kept_pages(db, reference, tmp_path):

@@ -221,3 +221,50 @@ def test_real_frame_verifies_and_a_cut_copy_does_not(real_field, tmp_path):
         fh.truncate(cut.stat().st_size - 1000)
     with pytest.raises(sas.FrameError, match="truncated|corrupt"):
         verify_frame(cut)
+
+
+# --- the archive down or refusing us is never recorded as a frame "unavailable" (issue 29) -------
+def test_persistent_maintenance_page_fails_the_group_naming_the_url(sas_tree, galaxies, tmp_path):
+    """A status-200 HTML page in place of a frame is retried; if it persists the group fails, naming the URL."""
+    target = frame_name("g", 9001, 1, 12)
+    out = tmp_path / "out"
+    with serve_sas(sas_tree, faults={target: ["html"] * 10}) as s:
+        with pytest.raises(RetrievalError) as err:
+            retrieve_group(galaxies, 0, s.url, 301, out, parallel=2, max_retries=3, backoff_base=0.001)
+        assert sum(p.endswith(target) for p, _, _ in s.requests) == 4  # retried, as a server problem
+        url = frame_url(s.url, 301, 9001, 1, 12, "g")
+    msg = str(err.value)
+    assert url in msg and "HTML page instead of a frame" in msg and "Scheduled Maintenance" in msg
+    assert "nothing is recorded unavailable" in msg
+    assert not (out / "MANIFEST.json").exists() and not (out / target).exists()
+    assert len(list(out.glob("*.fits.bz2"))) == 9 and not list(out.glob("*.part"))
+
+
+def test_refusal_fails_at_once_quoting_the_status(sas_tree, galaxies, tmp_path):
+    target = frame_name("r", 9101, 3, 11)
+    with serve_sas(sas_tree, faults={target: ["403"] * 10}) as s:
+        with pytest.raises(RetrievalError, match=r"refused.*HTTP 403 Forbidden.*permission") as err:
+            retrieve_group(galaxies, 1, s.url, 301, tmp_path / "out", parallel=1, max_retries=5,
+                           backoff_base=0.001)
+        assert sum(p.endswith(target) for p, _, _ in s.requests) == 1  # never retried
+    assert frame_url(s.url, 301, 9101, 3, 11, "r") in str(err.value)
+    assert not (tmp_path / "out" / "MANIFEST.json").exists()
+
+
+def test_a_group_where_every_frame_is_404_fails_instead_of_recording_them(sas_tree, galaxies, tmp_path):
+    """A wrong sas_url (or an archive answering 404 for everything) is not 10 absent frames."""
+    with serve_sas(sas_tree) as s:
+        with pytest.raises(RetrievalError, match=r"every one of its 10 frames answered HTTP 404.*sdss.sas_url"):
+            retrieve_group(galaxies, 0, s.url + "/wrong/path", 301, tmp_path / "out", max_retries=3,
+                           backoff_base=0.001)
+        assert len(s.requests) == 10  # a 404 is not retried
+    assert not (tmp_path / "out" / "MANIFEST.json").exists()
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_a_job_holds_at_most_parallel_downloads_connections(sas_tree, galaxies, tmp_path, parallel):
+    """What the rule declares as its `sas` resource (sdss.parallel_downloads) is what it opens, at most."""
+    with serve_sas(sas_tree, delay=0.15) as s:
+        retrieve_group(galaxies, 0, s.url, 301, tmp_path / "out", parallel=parallel, backoff_base=0.001)
+        assert len(s.requests) == 10
+        assert s.max_active == parallel  # reached (the requests overlap), never exceeded

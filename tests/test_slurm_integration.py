@@ -214,8 +214,28 @@ def _tiny_config(dest: Path) -> Path:
     return dest
 
 
+NETWORK_RULES = {"query", "frame_index", "retrieve"}  # the jobs that reach the archive (workflow/rules/query.smk)
+
+
+def _rules_by_jobid(text: str) -> dict[int, tuple[str, bool]]:
+    """Snakemake job id -> (rule, ran as a local rule), from the run's log (`rule X:` / `localrule X:` blocks)."""
+    out, current = {}, None
+    for line in text.splitlines():
+        m = re.match(r"^(local)?(?:rule|checkpoint) (\w+):$", line)
+        if m:
+            current = (m.group(2), bool(m.group(1)))
+            continue
+        m = re.match(r"^\s+jobid: (\d+)$", line)
+        if m and current:
+            out[int(m.group(1))] = current
+            current = None
+    return out
+
+
 @pytest.mark.parametrize("target", TARGETS)
 def test_workflow_target_through_slurm(slurm, tmp_path, target):
+    """The real workflow through sbatch, both ways of sdss.network_jobs: the archive's jobs on the
+    submitting host (default: not sbatch jobs, `localrule`), or submitted like the rest (compute_nodes)."""
     env = slurm
     cfg = _tiny_config(tmp_path / "config.yaml")
     common = ["-s", str(ROOT / "Snakefile"), "--configfile", str(cfg)]
@@ -224,16 +244,32 @@ def test_workflow_target_through_slurm(slurm, tmp_path, target):
     local = run_snakemake([target, *common, "-d", str(tmp_path / "local"), "--cores", "2"], tmp_path, env, 600)
     assert local.returncode == 0, f"{target} fails in a local run: {local.stderr.strip()[-2000:]}"
     prof = filled_profile(tmp_path / "profile", env)
-    res = run_snakemake([target, *common, "-d", str(tmp_path / "slurm"), "--profile", str(prof)], tmp_path, env, 600)
-    assert res.returncode == 0, (res.stdout + res.stderr)[-4000:]
     stats = _job_counts(dry.stdout + dry.stderr)
     assert stats, "no jobs in the dry run"
-    assert_all_through_sbatch(res, env, expected_jobs=sum(stats.values()))
+    network = {r: n for r, n in stats.items() if r in NETWORK_RULES}
+    assert network, f"{target} needs no job that reaches the archive: {stats}"
     import pandas as pd
 
-    a = pd.read_parquet(tmp_path / "slurm" / target)
-    b = pd.read_parquet(tmp_path / "local" / target)
-    pd.testing.assert_frame_equal(a, b)
+    for where in ("submit_host", "compute_nodes"):
+        switch = tmp_path / f"{where}.yaml"
+        switch.write_text(f"sdss:\n  network_jobs: {where}\n")
+        run_dir = tmp_path / f"slurm-{where}"
+        res = run_snakemake([target, *common[:-1], str(cfg), str(switch), "-d", str(run_dir), "--profile", str(prof)],
+                            tmp_path, env, 600)
+        text = res.stdout + res.stderr
+        assert res.returncode == 0, text[-4000:]
+        n_local = sum(network.values()) if where == "submit_host" else 0
+        jobs, _ = assert_all_through_sbatch(res, env, expected_jobs=sum(stats.values()) - n_local)
+        rules = _rules_by_jobid(text)
+        submitted = {rules[j][0] for j in jobs}
+        ran_locally = {rule for rule, is_local in rules.values() if is_local}
+        if where == "submit_host":
+            assert not (submitted & NETWORK_RULES), f"archive jobs went through sbatch: {submitted}"
+            assert set(network) <= ran_locally, f"archive jobs not run as local rules: {ran_locally}"
+        else:
+            assert set(network) <= submitted, f"archive jobs not submitted: {submitted}"
+            assert not (ran_locally & set(stats)), f"jobs run locally: {ran_locally}"
+        pd.testing.assert_frame_equal(pd.read_parquet(run_dir / target), pd.read_parquet(tmp_path / "local" / target))
 
 
 def _job_table(text: str) -> str:

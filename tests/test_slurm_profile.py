@@ -85,3 +85,55 @@ def test_profile_names_work_as_typed_after_setup(tmp_path):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", res.stdout, flags=re.M))
     assert int(counts["total"]) >= 700 and counts["query"] == "1" and int(counts["train_stacked_main"]) == 5
     assert counts["paper"] == "1" and int(counts["predict"]) == 66
+
+
+# --- the archive's jobs and connections (issue 29) -------------------------------------------
+ARCHIVE_CAP = 8  # "a few" simultaneous connections: what the profiles may allow at most
+
+
+def _sdss_dryrun(tmp_path, *extra, profile="profiles/slurm"):
+    return subprocess.run([str(SNAKEMAKE), "--profile", profile, "-n", "--forceall", "--configfile",
+                           str(ROOT / "config.yaml"), str(PRESET), *extra, "-d", str(tmp_path),
+                           "-s", str(ROOT / "Snakefile")], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("name", ["slurm", "local"])
+def test_profiles_cap_the_archive_connections(name):
+    prof = yaml.safe_load((ROOT / "profiles" / name / "config.v8+.yaml").read_text())
+    caps = prof["resources"]
+    preset = yaml.safe_load(PRESET.read_text())["sdss"]
+    assert 1 <= caps["sas"] <= ARCHIVE_CAP and caps["skyserver"] == 1
+    # a retrieve job holds parallel_downloads connections: at least one fits, and two groups run at once
+    assert caps["sas"] // preset["parallel_downloads"] >= 2
+
+
+def test_archive_jobs_hold_their_connections_as_resources(tmp_path):
+    """Every job's `sas` is sdss.parallel_downloads, so the profile's cap bounds the connections of all jobs."""
+    res = _sdss_dryrun(tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    jobs = _jobs(res.stdout)
+    # docs/slurm.md's job table is this dry run's summary
+    total = re.search(r"^total\s+(\d+)$", res.stdout, flags=re.M).group(1)
+    assert f"| **total** | **{total}** |" in (ROOT / "docs" / "slurm.md").read_text()
+    n = yaml.safe_load(PRESET.read_text())["sdss"]["parallel_downloads"]
+    retrieve = [s for r, s in jobs if r == "retrieve"]
+    assert len(retrieve) == 300 and all(re.search(rf"\bsas={n}\b", s) for s in retrieve)
+    for rule in ("query", "frame_index"):
+        assert [bool(re.search(r"\bskyserver=1\b", s)) for r, s in jobs if r == rule] == [True]
+    # no other job touches the archive's resources
+    assert not [r for r, s in jobs if re.search(r"\b(sas|skyserver)=", s) and r not in ("retrieve", "query",
+                                                                                          "frame_index")]
+
+
+def test_more_downloads_per_job_than_the_cap_is_refused_naming_the_keys(tmp_path):
+    res = _sdss_dryrun(tmp_path, "--config", "sdss={parallel_downloads: 9}")
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "sdss.parallel_downloads is 9" in out and "sas=8" in out and "none could start" in out
+    ok = _sdss_dryrun(tmp_path, "--config", "sdss={parallel_downloads: 9}", "--resources", "sas=9")
+    assert ok.returncode == 0, ok.stderr[-2000:]
+
+
+def test_network_jobs_switch_is_validated(tmp_path):
+    res = _sdss_dryrun(tmp_path, "--config", "sdss={network_jobs: login_node}")
+    assert res.returncode != 0 and "network_jobs" in res.stdout + res.stderr

@@ -89,7 +89,8 @@ def _changed_value(section, key):
     """A valid value different from the default config's, for every execution key."""
     special = {"device": "cpu", "amp": "none", "channels_last": "false", "compile": "false", "fused": "true",
                "resident": "false", "resident_dtype": "bfloat16", "stack_members": "true", "mem_mb": 9000,
-               "max_requests_per_minute": 30, "max_retries": 9, "parallel_downloads": 2}
+               "max_requests_per_minute": 30, "max_retries": 9, "parallel_downloads": 2,
+               "network_jobs": "compute_nodes"}
     return special.get(key, 17)
 
 

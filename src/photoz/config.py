@@ -30,10 +30,10 @@ class ConfigError(ValueError):
 #: commands but are never a rule's rerun trigger (``result_settings`` leaves
 #: them out), so changing them redoes no work. One list, used by every rule.
 EXECUTION_KEYS = {
-    "training": ("device", "num_threads", "amp", "channels_last", "compile", "fused", "resident", "resident_dtype",
+    "training": ("device", "num_threads", "amp", "channels_last", "compile", "fused", "cuda_graph", "resident", "resident_dtype",
                  "eval_batch_size", "stack_members", "mem_mb", "runtime_min"),
     "cutouts": ("threads", "chunk_galaxies"),
-    "sdss": ("max_requests_per_minute", "max_retries", "timeout_s", "parallel_downloads"),
+    "sdss": ("max_requests_per_minute", "max_retries", "timeout_s", "parallel_downloads", "network_jobs"),
 }
 
 

@@ -136,6 +136,28 @@ MOCK_CHUNKS = list(range(config["mock"]["n_chunks"]))
 MOCK_DB = "results/mock/skyserver.sqlite"
 
 
+# The archive's connections are scheduler resources: a retrieve job holds
+# `sas` = sdss.parallel_downloads SAS connections, a query or frame_index job
+# `skyserver` = 1 (its requests are sequential). A profile caps their sum over
+# all running jobs (profiles' `resources: sas=8, skyserver=1`, or
+# --resources), so the archive never sees more than the cap however many
+# jobs the executor may run.
+SAS_CONNECTIONS = config["sdss"]["parallel_downloads"]
+
+
+def global_cap(name):
+    """The run's cap on resource ``name`` (profile ``resources:`` / ``--resources``), None if uncapped."""
+    return workflow.global_resources.get(name).value
+
+
+if global_cap("sas") is not None and SAS_CONNECTIONS > global_cap("sas"):
+    raise WorkflowError(
+        f"sdss.parallel_downloads is {SAS_CONNECTIONS}, but this run allows at most sas={global_cap('sas')} "
+        "simultaneous SAS connections (the profile's `resources: sas`, or --resources): one retrieve job holds "
+        "parallel_downloads connections, so none could start. Lower sdss.parallel_downloads or raise the cap."
+    )
+
+
 def _mock_db_arg():
     return f"--mock-db {MOCK_DB}" if MOCK else ""
 

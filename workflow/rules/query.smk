@@ -8,6 +8,18 @@
 # tree through a file:// URL with the same code. With sdss.service: casjobs the
 # query rule submits a CasJobs batch job instead (a loopback CasJobs in mock
 # mode); the SciServer token comes from the environment ($SCISERVER_TOKEN).
+#
+# These three are the jobs that reach the archive (SkyServer, CasJobs, SAS).
+# Under a cluster profile they run on the submitting host by default
+# (localrules: compute nodes often have no network); sdss.network_jobs:
+# compute_nodes submits them like any other job (docs/slurm.md). Their
+# connections are the resources `skyserver` and `sas`, capped by the profile.
+if config["sdss"]["network_jobs"] == "submit_host":
+
+    localrules:
+        query,
+        frame_index,
+        retrieve,
 
 
 rule query:
@@ -81,7 +93,8 @@ rule retrieve:
     threads: 1
     resources:
         mem_mb=2000,
-        sas=1,
+        # the SAS connections this job holds (sdss.parallel_downloads); the profile caps their sum
+        sas=SAS_CONNECTIONS,
     conda:
         "../../envs/access.yaml"
     shell:

@@ -26,21 +26,27 @@ log = logging.getLogger("photoz.nn.predict")
 
 
 @torch.no_grad()
-def predict_pdfs(model, source, ebv, batch_size=1024, device="cpu", amp=False, channels_last=False):
-    """Softmax PDFs ``(N, n_bins)`` float32 of a ``members=1`` model for every image of ``source``."""
+def predict_pdfs(model, source, ebv, batch_size=1024, device="cpu", amp=False, channels_last=False, compile=False):
+    """Softmax PDFs ``(N, n_bins)`` float32 of one network for every image of ``source``.
+
+    ``compile``: full batches run through ``torch.compile`` (the last, partial batch eagerly).
+    The PDFs stay on the device until the end and are copied back once.
+    """
     device = torch.device(device)
     model = model.to(device).eval()
     if channels_last:
         model.set_channels_last(True)
+    fwd = torch.compile(model, dynamic=False) if compile else model
     ebv = torch.tensor(np.array(ebv, dtype=np.float32))
-    out = np.empty((len(source), model.n_bins), dtype=np.float32)
+    out = torch.empty((len(source), model.n_bins), dtype=torch.float32, device=device)
     for a in range(0, len(source), batch_size):
         idx = torch.arange(a, min(a + batch_size, len(source)))
         x = source.batch(idx).to(device, non_blocking=True)
+        f = fwd if len(idx) == batch_size else model
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x, ebv[idx].to(device) if model.ebv_input else None)
-        out[a:a + len(idx)] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return out
+            logits = f(x, ebv[idx].to(device) if model.ebv_input else None)
+        out[a:a + len(idx)] = torch.softmax(logits.float(), dim=-1)
+    return out.cpu().numpy()
 
 
 def main(argv=None):

@@ -11,10 +11,14 @@ moment restarts from the last epoch checkpoint and replays the interrupted
 epoch exactly, so it ends with the same weights as an uninterrupted run
 (bit-identical on the CPU).
 
-Several members can train in one process (``seeds=[...]``): they are stacked
-into one :class:`~photoz.nn.model.PhotoZNet` (grouped convolutions, batched
-dense layers), each still the published network with its own initialisation
-and its own batches; each member's checkpoint is written to its own directory.
+Several members can train in one process (``seeds=[...]``): they are held in
+one :class:`~photoz.nn.model.Members`, each the plain published network with
+its own initialisation, its own batches and its own Adam; each member's
+checkpoint is written to its own directory. On a GPU all members' steps
+(augmentation, forward, loss, backward, Adam) are captured once into one CUDA
+graph, each member on its own CUDA stream, and replayed every step: no
+launch overhead, and the members' kernels run side by side
+(``benchmarks/bench_train_h200.txt``). On a CPU they run one after the other.
 
 Speed settings (``SpeedSettings``; none changes what is learned beyond rounding).
 On a GPU: the training images live in GPU memory (bf16 if asked), augmentation
@@ -41,21 +45,22 @@ import random
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import PhotoZNet, member_state_dict, stack_state_dicts
+from .model import Members, PhotoZNet, upgrade_state_dict
 from photoz import bins as zbins
 from photoz import metrics
 
-__all__ = ["TrainConfig", "SpeedSettings", "CUDA_ONLY", "cpu_has_native_bf16", "cpu_compiler", "n_epochs", "train_members", "train_step", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
+__all__ = ["TrainConfig", "SpeedSettings", "CUDA_ONLY", "cpu_has_native_bf16", "cpu_compiler", "n_epochs", "train_members", "train_step", "member_step", "GraphedStep", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
 
 log = logging.getLogger("photoz.nn.train")
 
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3  # 3: the plain network's state dict (2: one-member stack; load_member upgrades it)
 N_PIT = 10
 
 
@@ -88,6 +93,7 @@ class TrainConfig:
     eval_batch_size: int = 1024
     deterministic: bool = True
     fused: str = "auto"             # fused 1x1 heads (PhotoZNet.set_fused): auto (with compile on the cpu) | true | false
+    cuda_graph: str = "auto"        # the whole step as one CUDA graph (auto: on cuda) | true | false
 
     @classmethod
     def from_dicts(cls, training=None, network=None, bins=None, **extra):
@@ -103,7 +109,7 @@ class TrainConfig:
                     raise KeyError(f"unknown training setting {k!r}; known: {', '.join(cls.__dataclass_fields__)}")
                 d[k] = v
         for k, v in list(d.items()):
-            if isinstance(v, bool) and k in ("amp", "channels_last", "compile", "resident", "fused"):
+            if isinstance(v, bool) and k in ("amp", "channels_last", "compile", "resident", "fused", "cuda_graph"):
                 d[k] = "true" if v else "false"
         return cls(**d)
 
@@ -170,7 +176,7 @@ def cpu_compiler():
 CUDA_ONLY = {
     "fused_adam": "torch.optim.Adam(fused=True) is used on CUDA only (the CPU runs the default single-tensor Adam)",
     "cudnn_flags": "cudnn.benchmark and TF32 matmul/convolutions are CUDA backend flags",
-    "cuda_graphs": "torch.compile mode 'reduce-overhead' captures CUDA graphs",
+    "cuda_graphs": "the training step of all members is captured as one CUDA graph, one CUDA stream per member",
     "pinned_memory": "pinned host buffers for non-blocking copies from memory-mapped shards to a GPU",
     "bf16_resident": "resident_dtype bfloat16 applies to GPU-resident images only",
 }
@@ -207,22 +213,92 @@ def augment(x, codes):
     return torch.where(k == 0, x, torch.where(k == 1, r1, torch.where(k == 2, r2, r3)))
 
 
-def train_step(fwd, opt, x, codes, y, ebv, amp=False):
-    """One optimisation step of all members: augment, forward, cross-entropy, backward, Adam.
+def member_step(fwd, opt, x, codes, y, ebv, amp=False):
+    """One optimisation step of one member: augment, forward, cross-entropy, backward, Adam.
 
-    ``x``: ``(G, B, 5, 64, 64)`` images, ``codes``: ``(G, B)`` augmentation codes, ``y``:
-    ``(G, B)`` classes, ``ebv``: ``(G, B)``. The summed loss makes each member's
-    gradient that of its own mean loss. Returns the members' losses ``(G,)`` (detached).
+    ``x``: ``(B, 5, 64, 64)`` images, ``codes``: ``(B,)`` augmentation codes, ``y``: ``(B,)``
+    classes, ``ebv``: ``(B,)``. Returns the mean loss (a 0-d tensor, detached).
     """
-    G, b = y.shape
     x = augment(x, codes)
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+    # no autocast weight cache: the step may be captured into a CUDA graph
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
         logits = fwd(x, ebv)
-    losses = F.cross_entropy(logits.float().reshape(G * b, -1), y.reshape(-1), reduction="none").reshape(G, b).mean(1)
+    loss = F.cross_entropy(logits.float(), y)
     opt.zero_grad(set_to_none=True)
-    losses.sum().backward()
+    loss.backward()
     opt.step()
-    return losses.detach()
+    return loss.detach()
+
+
+def train_step(fwds, opts, x, codes, y, ebv, amp=False):
+    """One optimisation step of every member, one after the other (``member_step``).
+
+    ``fwds``/``opts``: one forward function and one optimizer per member; ``x``:
+    ``(G, B, 5, 64, 64)``, ``codes``/``y``/``ebv``: ``(G, B)``. Returns the losses ``(G,)``.
+    """
+    return torch.stack([member_step(f, o, x[g], codes[g], y[g], ebv[g], amp) for g, (f, o) in enumerate(zip(fwds, opts))])
+
+
+class GraphedStep:
+    """``train_step`` of all members captured once as one CUDA graph, one CUDA stream per member.
+
+    The inputs are copied into static buffers and the graph replayed: one launch
+    per step instead of thousands, and the members' kernels overlap on the GPU
+    (each member's step only waits for the batch to be copied in). The first
+    ``warmup`` calls run the same step uncaptured on the members' streams (they
+    are real steps: compilation, cuDNN's algorithm search and the optimizer's
+    state happen there); the next call captures the graph, and every call from
+    then on replays it. Only full batches come here (static shapes).
+    """
+
+    def __init__(self, fwds, opts, shape, amp, device, warmup=3):
+        G, b = shape
+        self.fwds, self.opts, self.amp, self.warmup = fwds, opts, amp, warmup
+        self.x = torch.zeros(G, b, 5, 64, 64, device=device)
+        self.codes = torch.zeros(G, b, dtype=torch.long, device=device)
+        self.y = torch.zeros(G, b, dtype=torch.long, device=device)
+        self.ebv = torch.zeros(G, b, device=device)
+        self.losses = torch.zeros(G, device=device)
+        self.streams = [torch.cuda.Stream(device) for _ in range(G)]
+        self.graph = None
+        self.calls = 0
+
+    def _all_members(self):
+        """Every member's step on its own stream, forked from and joined back to the current stream."""
+        main = torch.cuda.current_stream()
+        for g, stream in enumerate(self.streams):
+            stream.wait_stream(main)
+            with torch.cuda.stream(stream):
+                loss = member_step(self.fwds[g], self.opts[g], self.x[g], self.codes[g], self.y[g], self.ebv[g], self.amp)
+                self.losses[g].copy_(loss)
+        for stream in self.streams:
+            main.wait_stream(stream)
+
+    def _capture(self):
+        """The captured graph, or False (uncaptured steps from then on) if capture fails on this machine."""
+        graph = torch.cuda.CUDAGraph()
+        try:
+            with torch.cuda.graph(graph):
+                self._all_members()
+        except RuntimeError as exc:  # capture records nothing that ran: the uncaptured step is still exact
+            log.warning("CUDA graph capture failed (%s); the members' steps run uncaptured on their streams", exc)
+            torch.cuda.synchronize()
+            return False
+        return graph
+
+    def __call__(self, x, codes, y, ebv):
+        self.x.copy_(x)
+        self.codes.copy_(codes)
+        self.y.copy_(y)
+        self.ebv.copy_(ebv)
+        self.calls += 1
+        if self.graph is None and self.calls > self.warmup:
+            self.graph = self._capture()
+        if not self.graph:
+            self._all_members()
+        else:
+            self.graph.replay()
+        return self.losses.clone()
 
 
 # --------------------------------------------------------------------------
@@ -230,21 +306,27 @@ def train_step(fwd, opt, x, codes, y, ebv, amp=False):
 
 
 @torch.no_grad()
-def predict_logits(model, source, ebv, batch_size=1024, amp=False, device=None):
-    """Log-softmax of every member for every galaxy of ``source``: ``(G, N, n_bins)`` float32."""
-    model.eval()
+def predict_logits(nets, source, ebv, batch_size=1024, amp=False, device=None):
+    """Log-softmax of every member of ``nets`` (a sequence of networks) for every galaxy of ``source``.
+
+    Returns ``(G, N, n_bins)`` float32 on the CPU.
+    """
     n = len(source)
-    out = []
-    device = device or next(model.parameters()).device
+    device = device or next(nets[0].parameters()).device
+    out = [[] for _ in nets]
+    for net in nets:
+        net.eval()
     for a in range(0, n, batch_size):
         idx = torch.arange(a, min(a + batch_size, n))
         x = source.batch(idx).to(device)
         e = ebv[a:a + len(idx)].to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(x.unsqueeze(0).expand(model.members, *x.shape), e.unsqueeze(0).expand(model.members, -1))
-        out.append(F.log_softmax(logits.float(), dim=-1).cpu())
-    model.train()
-    return torch.cat(out, dim=1)
+        for g, net in enumerate(nets):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = net(x, e)
+            out[g].append(F.log_softmax(logits.float(), dim=-1).cpu())
+    for net in nets:
+        net.train()
+    return torch.stack([torch.cat(o) for o in out])
 
 
 def evaluate(logp, y, z, mid, edges):
@@ -264,31 +346,18 @@ def evaluate(logp, y, z, mid, edges):
 # checkpoints (one file per member directory)
 
 
-def _optimizer_member_state(opt, model, g):
-    """Adam state of member ``g`` (moments sliced like the parameters)."""
-    names = [n for n, _ in model.named_parameters()]
+def _optimizer_state(opt, net):
+    """Adam state of one member, keyed by parameter name (and its hyper-parameters)."""
+    names = [n for n, _ in net.named_parameters()]
     sd = opt.state_dict()
-    state = {}
-    for i, st in sd["state"].items():
-        name = names[i]
-        state[name] = {k: (member_state_dict({name: v}, g, model.members)[name] if torch.is_tensor(v) and v.dim() > 0 else v)
-                       for k, v in st.items()}
-    return {"state": state, "param_groups": [{k: v for k, v in pg.items() if k != "params"} for pg in sd["param_groups"]]}
+    return {"state": {names[i]: st for i, st in sd["state"].items()},
+            "param_groups": [{k: v for k, v in pg.items() if k != "params"} for pg in sd["param_groups"]]}
 
 
-def _load_optimizer(opt, model, member_states):
-    names = [n for n, _ in model.named_parameters()]
+def _load_optimizer(opt, net, saved):
+    """Restore the Adam state written by :func:`_optimizer_state` (this run's hyper-parameters kept)."""
     sd = opt.state_dict()
-    state = {}
-    for i, name in enumerate(names):
-        per = [m["state"].get(name) for m in member_states]
-        if any(p is None for p in per):
-            continue
-        st = {}
-        for k, v in per[0].items():
-            st[k] = torch.cat([p[k] for p in per], dim=0) if torch.is_tensor(v) and v.dim() > 0 else v
-        state[i] = st
-    sd["state"] = state
+    sd["state"] = {i: saved["state"][name] for i, (name, _) in enumerate(net.named_parameters()) if name in saved["state"]}
     opt.load_state_dict(sd)
 
 
@@ -334,11 +403,13 @@ RESUME_NAME = "resume.pt"
 
 
 def load_member(path, map_location="cpu"):
-    """A ``members=1`` :class:`PhotoZNet` with the weights of a checkpoint or best file."""
+    """A :class:`PhotoZNet` with the weights of a checkpoint or best file (format 2 or 3)."""
     ck = torch.load(path, map_location=map_location, weights_only=False)
-    cfg = dict(ck["model_config"], members=1)
+    if ck.get("format", 2) not in (2, CHECKPOINT_FORMAT):
+        raise ValueError(f"{path}: checkpoint format {ck.get('format')!r}; this code reads 2 and {CHECKPOINT_FORMAT}")
+    cfg = {k: v for k, v in ck["model_config"].items() if k != "members"}
     model = PhotoZNet(**cfg)
-    model.load_state_dict(ck["model"])
+    model.load_state_dict(upgrade_state_dict(ck["model"]))
     return model, ck
 
 
@@ -355,6 +426,7 @@ class SpeedSettings:
     channels_last: bool
     compile: bool        # torch.compile (inductor)
     fused: bool          # fused layers (PhotoZNet.set_fused)
+    graph: bool = False  # the whole step as one CUDA graph (GraphedStep)
 
     @classmethod
     def resolve(cls, cfg):
@@ -374,10 +446,14 @@ class SpeedSettings:
         amp = _flag(cfg.amp, device, auto_cpu=cxx and cpu_has_native_bf16())
         compile_ = _flag(cfg.compile, device, auto_cpu=cxx and amp) and hasattr(torch, "compile")
         fused = str(cfg.fused).lower()
+        graph = _flag(cfg.cuda_graph, device)
+        if graph and cpu:
+            raise ValueError("training.cuda_graph = true needs training.device cuda")
         return cls(device=device, amp=amp,
                    channels_last=_flag(cfg.channels_last, device, auto_cpu=True),
                    compile=compile_,
-                   fused=fused in ("true", "1", "yes") or (fused == "auto" and cpu and compile_))
+                   fused=fused in ("true", "1", "yes") or (fused == "auto" and cpu and compile_),
+                   graph=graph)
 
 
 def _configure_torch(cfg, sp):
@@ -393,14 +469,15 @@ def _configure_torch(cfg, sp):
 
 
 def _build(cfg, sp, seeds):
-    """The stacked model, its Adam optimizer and the (possibly compiled) forward function."""
-    model = PhotoZNet(width=cfg.width, dense=cfg.dense, n_bins=cfg.n_bins, ebv_input=cfg.ebv_input,
-                      members=len(seeds), seeds=seeds).to(sp.device)
-    model.set_fused(sp.fused)
-    if sp.channels_last:
-        model.set_channels_last(True)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate,
-                           **({"fused": True} if sp.device.type == "cuda" else {}))
+    """The members, one Adam each, and their (possibly compiled) forward functions."""
+    nets = Members(seeds, width=cfg.width, dense=cfg.dense, n_bins=cfg.n_bins, ebv_input=cfg.ebv_input).to(sp.device)
+    for net in nets:
+        net.set_fused(sp.fused)
+        if sp.channels_last:
+            net.set_channels_last(True)
+    cuda = sp.device.type == "cuda"
+    opts = [torch.optim.Adam(net.parameters(), lr=cfg.learning_rate,
+                             **({"fused": True, "capturable": sp.graph} if cuda else {})) for net in nets]
     # static shapes: the compiled graph serves full batches; an epoch's last, partial batch runs
     # eagerly (the same function up to rounding) instead of compiling a second graph
     if sp.compile and sp.device.type == "cpu" and str(cfg.compile).lower() == "auto":
@@ -409,8 +486,8 @@ def _build(cfg, sp, seeds):
         import torch._dynamo as dynamo
 
         dynamo.config.suppress_errors = True
-    fwd = torch.compile(model, dynamic=False) if sp.compile else model
-    return model, opt, fwd
+    fwds = [torch.compile(net, dynamic=False) if sp.compile else net for net in nets]
+    return nets, opts, fwds
 
 
 @dataclass
@@ -424,7 +501,7 @@ class _RunState:
     best_files: list    # contents of each member's best.pt (kept in resume.pt too)
 
 
-def _resume(model, opt, fp, seeds, resume_files, logger):
+def _resume(nets, opts, fp, seeds, resume_files, logger):
     """Restore model, optimizer, RNG and run state from every member's ``resume.pt`` if all match."""
     G = len(seeds)
     fresh = _RunState(0, 0, [[] for _ in range(G)], [(math.inf, -1)] * G, [None] * G)
@@ -440,8 +517,9 @@ def _resume(model, opt, fp, seeds, resume_files, logger):
     if len({(c["epoch"], c["iteration"]) for c in cks}) != 1:
         logger.warning("member checkpoints are at different epochs; starting afresh")
         return fresh
-    model.load_state_dict(stack_state_dicts([c["model"] for c in cks]))
-    _load_optimizer(opt, model, [c["optimizer"] for c in cks])
+    for net, opt, ck in zip(nets, opts, cks):
+        net.load_state_dict(ck["model"])
+        _load_optimizer(opt, net, ck["optimizer"])
     _set_rng_states(cks[0]["rng"])
     logger.info("resumed from %s at epoch %d, iteration %d", resume_files[0].parent, cks[0]["epoch"], cks[0]["iteration"])
     return _RunState(cks[0]["epoch"], cks[0]["iteration"], [c["history"] for c in cks],
@@ -457,12 +535,13 @@ def _tensorboard_writers(out_dirs):
         return None
 
 
-def _train_epoch(cfg, sp, model, fwd, opt, data, seeds, epoch, st, budget):
+def _train_epoch(cfg, sp, steps, data, seeds, epoch, st, budget):
     """One epoch (or until ``max_iterations``) of all members.
 
-    ``model``: the eager model; ``fwd``: its compiled forward (or the model), which runs the full
-    batches. ``data``: (train_src, y_train, e_train) on the device; ``budget``: [iterations left in this
-    call] or [None]. Returns (mean train loss per member, images seen) or None on a simulated kill.
+    ``steps``: (the step of full batches: compiled and/or a CUDA graph, the eager step of an epoch's
+    last partial batch). ``data``: (train_src, y_train, e_train) on the device; ``budget``:
+    [iterations left in this call] or [None]. Returns (mean train loss per member, images seen) or
+    None on a simulated kill.
     """
     train_src, y_train, e_train = data
     G, n, device = len(seeds), len(train_src), sp.device
@@ -480,8 +559,8 @@ def _train_epoch(cfg, sp, model, fwd, opt, data, seeds, epoch, st, budget):
         idx = perms[:, sl]                                   # (G, b)
         b = idx.shape[1]
         x = train_src.batch(idx.reshape(-1)).to(device, non_blocking=True).reshape(G, b, 5, 64, 64)
-        step_fwd = fwd if b == cfg.batch_size else model
-        losses = train_step(step_fwd, opt, x, codes[:, sl], y_train[idx], e_train[idx], sp.amp)
+        step = steps[0] if b == cfg.batch_size else steps[1]
+        losses = step(x, codes[:, sl], y_train[idx], e_train[idx])
         loss_sum += losses.detach().double() * b
         n_seen += b
         st.iteration += 1
@@ -490,30 +569,30 @@ def _train_epoch(cfg, sp, model, fwd, opt, data, seeds, epoch, st, budget):
     return (loss_sum / max(n_seen, 1)).cpu().numpy(), n_seen
 
 
-def _validate(cfg, sp, model, val, G):
+def _validate(cfg, sp, nets, val, G):
     """Validation metrics of each member (NaN when there are no validation galaxies)."""
     val_src, y_val, e_val, val_z = val
     if not len(val_src):  # no validation galaxies: every epoch counts as the best
         return [{"val_loss": float("nan"), "val_sigma_mad": float("nan"), "val_pit": [0.0] * N_PIT}] * G
-    logp = predict_logits(model, val_src, e_val, cfg.eval_batch_size, sp.amp, sp.device)
+    logp = predict_logits(nets, val_src, e_val, cfg.eval_batch_size, sp.amp, sp.device)
     return evaluate(logp, y_val, np.asarray(val_z, dtype=np.float64),
                     zbins.midpoints(cfg.n_bins, cfg.z_min, cfg.z_max), zbins.edges(cfg.n_bins, cfg.z_min, cfg.z_max))
 
 
-def _record_epoch(cfg, model, opt, st, g, row, seeds, fp, out_dirs, rng, last):
+def _record_epoch(cfg, net, opt, st, g, row, seeds, fp, out_dirs, rng, last):
     """Member ``g``'s row, best.pt (if improved), resume.pt and metrics.csv. Returns whether it improved."""
     st.history[g].append(row)
-    member = member_state_dict(model, g)
+    member = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
     improved = not (row["val_loss"] >= st.best[g][0])  # NaN-safe: no validation -> every epoch is "best"
     if improved:
         st.best[g] = (row["val_loss"], row["epoch"])
-    common = {"format": CHECKPOINT_FORMAT, "model_config": dict(model.config(), members=1),
+    common = {"format": CHECKPOINT_FORMAT, "model_config": net.config(),
               "seed": int(seeds[g]), "epoch": row["epoch"], "iteration": st.iteration,
               "fingerprint": dict(fp, seeds=[int(seeds[g])]), "train_config": asdict(cfg)}
     if improved:
         st.best_files[g] = dict(common, model=member, val_loss=row["val_loss"])
         _save_atomic(st.best_files[g], out_dirs[g] / "best.pt")
-    ck = dict(common, model=member, optimizer=_optimizer_member_state(opt, model, g), rng=rng,
+    ck = dict(common, model=member, optimizer=_optimizer_state(opt, net), rng=rng,
               history=st.history[g], best_val_loss=st.best[g][0], best_epoch=st.best[g][1], best=st.best_files[g],
               finished=last)
     _save_atomic(ck, out_dirs[g] / RESUME_NAME)
@@ -561,36 +640,40 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
     data = (train_src, classes(train_z).to(sp.device), torch.tensor(np.array(train_ebv, dtype=np.float32)).to(sp.device))
     val = (val_src, classes(val_z), torch.tensor(np.array(val_ebv, dtype=np.float32)), val_z)
 
-    model, opt, fwd = _build(cfg, sp, seeds)
+    nets, opts, fwds = _build(cfg, sp, seeds)
     fp = dict(cfg.fingerprint(), seeds=list(map(int, seeds)), n_train=n)
-    st = _resume(model, opt, fp, seeds, [d / RESUME_NAME for d in out_dirs], logger)
+    st = _resume(nets, opts, fp, seeds, [d / RESUME_NAME for d in out_dirs], logger)
+    full = partial(train_step, fwds, opts, amp=sp.amp)
+    if sp.graph:
+        full = GraphedStep(fwds, opts, (G, cfg.batch_size), sp.amp, sp.device)
+    steps = (full, partial(train_step, list(nets), opts, amp=sp.amp))
     writers = _tensorboard_writers(out_dirs)
     logger.info("training %d member(s) (seeds %s) on %s: %d galaxies, %d validation, %d steps/epoch, "
-                "amp=%s channels_last=%s compile=%s fused=%s", G, list(seeds), sp.device, n, len(val_src),
-                math.ceil(n / cfg.batch_size), sp.amp, sp.channels_last, sp.compile, sp.fused)
+                "amp=%s channels_last=%s compile=%s fused=%s cuda_graph=%s", G, list(seeds), sp.device, n, len(val_src),
+                math.ceil(n / cfg.batch_size), sp.amp, sp.channels_last, sp.compile, sp.fused, sp.graph)
     budget = [stop_after_iterations]
     epochs = n_epochs(cfg, n)
     if epochs != cfg.epochs:
         logger.info("%d epochs instead of %d: %d steps per epoch, min_iterations %d", epochs, cfg.epochs,
                     math.ceil(n / cfg.batch_size), cfg.min_iterations)
-    model.train()
+    nets.train()
     for epoch in range(st.start_epoch, epochs):
         if st.iteration >= cfg.max_iterations:
             break
         t0 = time.time()
-        done = _train_epoch(cfg, sp, model, fwd, opt, data, seeds, epoch, st, budget)
+        done = _train_epoch(cfg, sp, steps, data, seeds, epoch, st, budget)
         if done is None:
             logger.warning("stopping after %d iterations (simulated kill)", stop_after_iterations)
             return None
         train_loss, n_seen = done
-        vals = _validate(cfg, sp, model, val, G)
+        vals = _validate(cfg, sp, list(nets), val, G)
         seconds = time.time() - t0
         last = epoch + 1 >= epochs or st.iteration >= cfg.max_iterations
         rng = _rng_states()
         for g in range(G):
             row = {"epoch": epoch + 1, "iteration": st.iteration, "train_loss": float(train_loss[g]),
                    "seconds": seconds, **vals[g]}
-            improved = _record_epoch(cfg, model, opt, st, g, row, seeds, fp, out_dirs, rng, last)
+            improved = _record_epoch(cfg, nets[g], opts[g], st, g, row, seeds, fp, out_dirs, rng, last)
             if writers:
                 for k in ("train_loss", "val_loss", "val_sigma_mad"):
                     writers[g].add_scalar(k, row[k], epoch + 1)
@@ -633,9 +716,14 @@ def main(argv=None):
     ap.add_argument("--master-seed", type=int, default=2019)
     ap.add_argument("--config-json", default="{}", help='{"training": {...}, "network": {...}, "bins": {...}}')
     ap.add_argument("--out-root", default="results/models", help="members go to OUT_ROOT/<trial>/fold<f>/seed<s>/")
+    ap.add_argument("--compile-cache", help="torch.compile's on-disk cache (TORCHINDUCTOR_CACHE_DIR), shared by "
+                    "the jobs of a run so that only the first compiles each network shape")
     ap.add_argument("--log")
     a = ap.parse_args(argv)
     logger = setup_logging(a.log, name="photoz")
+    if a.compile_cache:
+        Path(a.compile_cache).mkdir(parents=True, exist_ok=True)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(a.compile_cache).resolve())
     from .data import ShardStore, SplitArrays, make_source, split_from_catalog
 
     cfgd = json.loads(a.config_json)

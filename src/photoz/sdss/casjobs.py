@@ -8,15 +8,28 @@ client speaks the SciServer CasJobs REST API (as SciServer's own SciScript
 * ``PUT  /contexts/{context}/jobs``  body ``{"Query", "TaskName"}`` -> the job id (text);
 * ``GET  /jobs/{id}``                -> the job, ``Status`` 0 ready, 1 started,
   2 canceling, 3 canceled, 4 failed, 5 finished (``Error``/``Message`` on failure);
+* ``GET  /jobs/``                    -> every job of the user (SciScript: ``getJobStatus("")``);
+* ``GET  /contexts/MyDB/Tables``     -> ``[{"Date", "Name", "Rows", "Size"}, ...]`` (SciScript: ``getTables``);
 * ``POST /contexts/MyDB/query``      body ``{"Query", "TaskName"}``, ``Accept:
   application/json+array`` -> ``{"Result": [{"Columns": [...], "Data": [[...], ...]}]}``.
 
 The token is read from the environment variable named by
 ``sdss.casjobs_token_env`` (``SCISERVER_TOKEN``); it is never written to the
 config, a log or an output. A refused token (HTTP 401/403, e.g. expired)
-stops the run with a message saying which variable to renew; the submitted
-job's id is kept in ``{pages}/casjobs-job.json``, so a rerun with a fresh
-token polls the same job instead of submitting it again.
+stops the run with a message saying which variable to renew; a SQL error
+(SQL Server's message in the answer: bad syntax, unknown column, an existing
+table) stops it at once, quoting the message: no retry can fix them.
+
+Idempotent, because a ``SELECT ... INTO mydb.T`` can run only once: before
+submitting, the job list and the MyDB tables are looked up by the table's
+name (:func:`catalog_table_name`, a hash of the query). A job of this query
+still queued or running is waited for; a table that a finished job of this
+query wrote (same row count) is reused; a table that no finished job wrote
+(a failed or cancelled job's, or one of unknown origin) is dropped, then the
+job is submitted. A submission whose answer is lost (timeout, reset, 5xx) is
+not simply sent again: the job list is read first, and a job of this query
+created since is adopted. The job's id is also kept in
+``{pages}/casjobs-job.json`` (for the log and the pages' identity).
 
 Completeness is checked as for SkyServer paging
 (:func:`photoz.sdss.skyserver.fetch_paged`): the MyDB table's ``COUNT(*)``
@@ -31,6 +44,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 from pathlib import Path
 
@@ -38,11 +52,13 @@ import requests
 
 from ..io import atomic_write_bytes
 from . import query as Q
+from .sqlerrors import permanent_sql_error
 from .skyserver import (RETRYABLE_STATUS, backoff, PagedQuery, PageError, QueryError, fetch_paged, finish_catalog,
                         parse_csv_page)
 
-__all__ = ["CasJobsClient", "CasJobsAuthError", "JOB_STATUS", "catalog_table_name", "mydb_paged_query",
-           "run_casjobs_catalog", "token_from_env", "TASK_NAME"]
+__all__ = ["CasJobsClient", "CasJobsAuthError", "CasJobsJobFailed", "CasJobsUnanswered", "JOB_STATUS",
+           "catalog_table_name", "jobs_of_table", "mydb_paged_query", "run_casjobs_catalog", "submit_once",
+           "token_from_env", "TASK_NAME"]
 
 log = logging.getLogger("photoz.casjobs")
 
@@ -52,6 +68,18 @@ TASK_NAME = "photoz.query"
 
 class CasJobsAuthError(QueryError):
     """CasJobs refused the token (missing, wrong or expired)."""
+
+
+class CasJobsUnanswered(QueryError):
+    """No usable answer after the retries (timeouts, resets, 5xx): the request may or may not have acted."""
+
+
+class CasJobsJobFailed(QueryError):
+    """A batch job ended failed or cancelled; ``error`` is CasJobs' message."""
+
+    def __init__(self, message, error=""):
+        super().__init__(message)
+        self.error = error
 
 
 def token_from_env(name):
@@ -92,13 +120,14 @@ class CasJobsClient:
     def __repr__(self):
         return f"CasJobsClient({self.base_url!r}, token=<from ${self.token_env}>)"
 
-    def _request(self, method, path, label, body=None, accept="application/json"):
-        """One API call with retries; returns the response of a 200 answer."""
+    def _request(self, method, path, label, body=None, accept="application/json", retries=None):
+        """One API call with retries (``retries``: this many instead of ``max_retries``); the 200 answer."""
         url = f"{self.base_url}{path}"
         headers = {"X-Auth-Token": self._token, "Content-Type": "application/json", "Accept": accept}
         data = None if body is None else json.dumps(body).encode()
         last = None
-        for attempt in range(self.max_retries + 1):
+        retries = self.max_retries if retries is None else int(retries)
+        for attempt in range(retries + 1):
             retry_after = 0.0
             try:
                 self.n_requests += 1
@@ -109,6 +138,10 @@ class CasJobsClient:
                 if resp.status_code == 200:
                     return resp
                 text = resp.text.strip()[:300]
+                sql_error = permanent_sql_error(resp.text)
+                if sql_error:
+                    raise QueryError(f"{label}: CasJobs refused the query (HTTP {resp.status_code}): {sql_error} "
+                                     "(an error in the query, which no retry can fix)")
                 if resp.status_code in (401, 403):
                     raise CasJobsAuthError(f"{label}: CasJobs refused the token (HTTP {resp.status_code}: {text}); "
                                            f"it may have expired: put a fresh SciServer token in ${self.token_env} "
@@ -120,15 +153,19 @@ class CasJobsClient:
                     retry_after = float(resp.headers.get("Retry-After", 0) or 0)
                 except ValueError:
                     retry_after = 0.0
-            if attempt < self.max_retries:
+            if attempt < retries:
                 backoff(self, label, attempt, last, retry_after)
-        raise QueryError(f"{label}: no answer after {self.max_retries + 1} attempts; last error: {last}")
+        raise CasJobsUnanswered(f"{label}: no answer after {retries + 1} attempts; last error: {last}")
 
     # --- jobs --------------------------------------------------------------
-    def submit_job(self, sql, context):
-        """Submit ``sql`` as a batch job in ``context``; returns the job id."""
+    def submit_job(self, sql, context, retries=None):
+        """Submit ``sql`` as a batch job in ``context``; returns the job id.
+
+        ``retries=0`` sends the PUT once: an unanswered submission may have
+        created the job, so :func:`submit_once` looks before sending it again.
+        """
         resp = self._request("PUT", f"/contexts/{context}/jobs?TaskName={TASK_NAME}", "CasJobs submit",
-                             {"Query": sql, "TaskName": TASK_NAME}, accept="text/plain")
+                             {"Query": sql, "TaskName": TASK_NAME}, accept="text/plain", retries=retries)
         try:
             return int(resp.text.strip())
         except ValueError:
@@ -144,6 +181,30 @@ class CasJobsClient:
             raise QueryError(f"CasJobs job {job_id}: unreadable status {resp.text[:200]!r}") from None
         return desc
 
+    def list_jobs(self):
+        """Every job of the user (``GET /jobs/``), as CasJobs describes them."""
+        resp = self._request("GET", f"/jobs/?TaskName={TASK_NAME}", "CasJobs job list")
+        try:
+            jobs = resp.json()
+            return [j for j in jobs if int(j["JobID"]) >= 0]
+        except (ValueError, KeyError, TypeError):
+            raise QueryError(f"CasJobs job list: unreadable answer {resp.text[:200]!r}") from None
+
+    def mydb_tables(self):
+        """``{table name (lower case): rows}`` of MyDB (``GET /contexts/MyDB/Tables``)."""
+        resp = self._request("GET", f"/contexts/MyDB/Tables?TaskName={TASK_NAME}", "CasJobs MyDB tables")
+        try:
+            return {str(t["Name"]).lower(): t.get("Rows") for t in resp.json()}
+        except (ValueError, KeyError, TypeError):
+            raise QueryError(f"CasJobs MyDB tables: unreadable answer {resp.text[:200]!r}") from None
+
+    def drop_table(self, table):
+        """``DROP TABLE`` a MyDB table (a quick query in context MyDB)."""
+        if not _TABLE_NAME.fullmatch(table):
+            raise ValueError(f"not a plain MyDB table name: {table!r}")
+        self._request("POST", f"/contexts/MyDB/query?TaskName={TASK_NAME}", f"CasJobs drop mydb.{table}",
+                      {"Query": f"DROP TABLE {table}", "TaskName": TASK_NAME}, accept="application/json+array")
+
     def wait(self, job_id, max_wait_s=None):
         """Poll job ``job_id`` until it ends; return its description if finished, else raise."""
         start = time.monotonic()
@@ -154,7 +215,7 @@ class CasJobsClient:
                 return desc
             if status in (3, 4):
                 why = desc.get("Error") or desc.get("Message") or "no message"
-                raise QueryError(f"CasJobs job {job_id} {JOB_STATUS[status]}: {why}")
+                raise CasJobsJobFailed(f"CasJobs job {job_id} {JOB_STATUS[status]}: {why}", str(why))
             if max_wait_s is not None and time.monotonic() - start > max_wait_s:
                 raise QueryError(f"CasJobs job {job_id} still {JOB_STATUS.get(status, status)} after {max_wait_s} s")
             log.info("CasJobs job %s %s; polling again in %.0f s", job_id, JOB_STATUS.get(status, status),
@@ -190,6 +251,9 @@ class CasJobsClient:
         raise QueryError(f"{label}: no complete answer after {self.max_retries + 1} attempts; last error: {last}")
 
 
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def catalog_table_name(selection, context):
     """The MyDB table of this query: Appendix A's ``SDSS_DR12`` plus a hash of the query text.
 
@@ -209,31 +273,93 @@ def mydb_paged_query(table, identity):
                       count_sql=Q.mydb_count_query(table), identity=identity)
 
 
+def jobs_of_table(client, table):
+    """The server's jobs that write ``mydb.table`` (found by the INTO of their query), oldest first."""
+    ours = [j for j in client.list_jobs() if (Q.into_table(str(j.get("Query") or "")) or "").lower() == table.lower()]
+    return sorted(ours, key=lambda j: int(j["JobID"]))
+
+
+def _prepare(client, table):
+    """Before submitting: ``(job id to wait for or None, what was found, ids of the table's jobs)``.
+
+    A queued or running job of this query is waited for; a table written by a
+    finished job of this query is reused; any other table of that name (a
+    failed, cancelled or partial job's, or of unknown origin) is dropped.
+    """
+    jobs = jobs_of_table(client, table)
+    ids = {int(j["JobID"]) for j in jobs}
+    active = [j for j in jobs if int(j["Status"]) in (0, 1, 2)]
+    if active:
+        return int(active[-1]["JobID"]), "running", ids
+    rows = client.mydb_tables().get(table.lower(), "absent")
+    if rows == "absent":
+        return None, "absent", ids
+    finished = [j for j in jobs if int(j["Status"]) == 5]
+    if finished:
+        job = finished[-1]
+        if job.get("Rows") is None or rows is None or int(job["Rows"]) == int(rows):
+            return int(job["JobID"]), "finished", ids
+        why = f"it holds {rows} rows but job {job['JobID']} reported {job['Rows']}"
+    else:
+        failed = [f"{j['JobID']} {JOB_STATUS.get(int(j['Status']))}" for j in jobs]
+        why = "no finished job of this query wrote it" + (f" (jobs {', '.join(failed)})" if failed else "")
+    log.warning("CasJobs: mydb.%s exists but %s: dropping it before submitting the query", table, why)
+    client.drop_table(table)
+    return None, "dropped", ids
+
+
+def submit_once(client, sql, context, table, known_ids=()):
+    """Submit the INTO job exactly once, even when the answer to the PUT is lost.
+
+    The PUT is sent without retries; when it goes unanswered (timeout, reset,
+    5xx) the job list is read before anything is sent again, and a job of this
+    table that was not among ``known_ids`` (it was created by the lost PUT)
+    is adopted.
+    """
+    last = None
+    for attempt in range(client.max_retries + 1):
+        try:
+            return client.submit_job(sql, context, retries=0)
+        except CasJobsUnanswered as err:
+            last = err
+        backoff(client, "CasJobs submit", attempt, last)
+        new = [j for j in jobs_of_table(client, table) if int(j["JobID"]) not in set(known_ids)]
+        if new:
+            job_id = int(new[-1]["JobID"])
+            log.warning("CasJobs: the answer to the submission was lost, but job %s INTO mydb.%s was created: "
+                        "using it (not submitting again)", job_id, table)
+            return job_id
+    raise QueryError(f"CasJobs submit of the query INTO mydb.{table}: no answer after "
+                     f"{client.max_retries + 1} attempts, and no job of it on the server; last error: {last}")
+
+
 def _run_job(client, selection, context, pages_dir):
-    """Submit the INTO job (or find the one a previous run submitted) and wait for it; return the table."""
+    """Make ``mydb.<table>`` hold this query's result, submitting the INTO job only if needed."""
     table = catalog_table_name(selection, context)
     sql = Q.catalog_into_query(selection, table)
     record_path = Path(pages_dir) / "casjobs-job.json"
-    record = json.loads(record_path.read_text()) if record_path.exists() else {}
-    if record.get("table") != table or record.get("url") != client.base_url:
-        record = {}
-    job_id = record.get("job_id")
-    if job_id is not None and record.get("status") != "finished":
-        status = int(client.job_status(job_id)["Status"])
-        if status in (3, 4):
-            log.warning("CasJobs job %s of an earlier run %s; submitting the query again", job_id, JOB_STATUS[status])
-            job_id = None
-    if job_id is None:
-        job_id = client.submit_job(sql, context)
+    for _ in range(3):
+        job_id, found, known = _prepare(client, table)
+        if job_id is None:
+            job_id = submit_once(client, sql, context, table, known)
+            log.info("CasJobs job %s submitted: the catalog query INTO mydb.%s in context %s", job_id, table, context)
+        else:
+            log.info("CasJobs: job %s of this query (%s) found by its table mydb.%s: not submitting again",
+                     job_id, found, table)
         record = {"job_id": job_id, "table": table, "url": client.base_url, "context": context, "status": "submitted"}
         atomic_write_bytes(record_path, json.dumps(record, indent=1).encode())
-        log.info("CasJobs job %s submitted: the catalog query INTO mydb.%s in context %s", job_id, table, context)
-    if record.get("status") != "finished":
-        desc = client.wait(job_id)
+        try:
+            desc = client.wait(job_id)
+        except CasJobsJobFailed:
+            if found == "running":  # an earlier run's job failed: clear its table and submit ours
+                log.warning("CasJobs job %s of an earlier run failed; submitting the query again", job_id)
+                continue
+            raise
         record.update(status="finished", rows=desc.get("Rows"))
         atomic_write_bytes(record_path, json.dumps(record, indent=1).encode())
         log.info("CasJobs job %s finished (%s rows reported)", job_id, desc.get("Rows"))
-    return table, record
+        return table, record
+    raise QueryError(f"CasJobs: the jobs INTO mydb.{table} keep failing; see the log")
 
 
 @contextlib.contextmanager

@@ -2,21 +2,30 @@
 
 Speaks what :mod:`photoz.sdss.casjobs` (and SciServer's SciScript) sends:
 
+* ``GET  /jobs/``                     -> every job of the user (SciScript's ``getJobStatus("")``);
+* ``GET  /contexts/MyDB/Tables``      -> ``[{"Date", "Name", "Rows", "Size"}, ...]`` (SciScript's ``getTables``);
 * ``PUT  /contexts/{context}/jobs``   submit ``{"Query"}`` -> job id (text/plain); the job runs
   in a thread: ``SELECT ... INTO mydb.T ...`` creates table ``T`` in this server's MyDB
   (an SQLite file of its own) from the context database (the mock SkyServer SQLite);
 * ``GET  /jobs/{id}``                 -> ``{"JobID", "Status", "Message", "Error", "Query",
   "Target", "Rows", "TimeSubmit", "TimeEnd"}`` (Status 0 ready, 1 started, 4 failed, 5 finished);
 * ``POST /contexts/{context}/query``  quick query ``{"Query"}`` -> ``{"Result": [{"TableName",
-  "Columns", "Data"}]}`` (``Accept: application/json+array``) or CSV (``text/plain``).
+  "Columns", "Data"}]}`` (``Accept: application/json+array``) or CSV (``text/plain``); a
+  statement without a result (``DROP TABLE x`` in MyDB) answers an empty result.
 
 Every request needs ``X-Auth-Token`` with a token of ``tokens``; a token in
 ``expired`` (or one that passed ``expire_after`` requests) gets HTTP 401, as
 CasJobs answers an expired SciServer token. ``fail_jobs`` makes the next n
 jobs fail (Status 4 with an error message); ``faults`` is a queue of
 ``"500"``/``"503"``/``None`` answers for the next requests; a job stays
-"started" for ``job_seconds``. An INTO an existing MyDB table fails as in
-SQL Server ("There is already an object named ... in the database.").
+"started" for ``job_seconds``; ``lose_put_replies`` makes the next n
+submissions create their job and then close the connection without an answer
+(a reply lost on the way: the client cannot know the job exists). Strict as
+the real service: a job INTO an existing MyDB table fails with SQL Server's
+"There is already an object named '...' in the database."; SQL errors carry
+SQL Server's messages (:func:`photoz.sdss.sqlerrors.sqlserver_message`), a
+failing quick query or a refused token gets the HTTP error status with
+SciServer's JSON error body (``ErrorCode``, ``ErrorType``, ``ErrorMessage``).
 SQL is translated by :func:`photoz.sdss.query.to_sqlite`; at most
 ``max_rows`` rows come back from a quick query.
 """
@@ -39,6 +48,7 @@ from pathlib import Path
 from .loopback import serving
 from .query import MAX_ROWS, into_table, to_sqlite
 from .skyserver_server import format_csv
+from .sqlerrors import sciserver_error_json, sqlserver_message
 
 __all__ = ["CasJobsServer", "serve_casjobs"]
 
@@ -50,13 +60,14 @@ class CasJobsServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address, db_path, mydb_path, tokens, context="DR12", expired=(), expire_after=None,
-                 fail_jobs=0, faults=(), job_seconds=0.05, max_rows=MAX_ROWS):
+                 fail_jobs=0, faults=(), job_seconds=0.05, max_rows=MAX_ROWS, lose_put_replies=0):
         super().__init__(address, CasJobsHandler)
         self.db_path, self.mydb_path = str(db_path), str(mydb_path)
         self.tokens, self.expired = set(tokens), set(expired)
         self.expire_after = expire_after
         self.context = context
         self.fail_jobs = int(fail_jobs)
+        self.lose_put_replies = int(lose_put_replies)
         self.faults = collections.deque(faults)
         self.job_seconds = float(job_seconds)
         self.max_rows = int(max_rows)
@@ -107,7 +118,7 @@ class CasJobsServer(ThreadingHTTPServer):
             finally:
                 con.close()
         except sqlite3.Error as err:
-            job.update(Status=4, Error=str(err), TimeEnd=time.time())
+            job.update(Status=4, Error=sqlserver_message(err, job["Query"]), TimeEnd=time.time())
             return
         job.update(Status=5, Rows=rows, Message="Query Complete", TimeEnd=time.time())
 
@@ -151,10 +162,10 @@ class CasJobsHandler(BaseHTTPRequestHandler):
         if srv.expire_after is not None and n > srv.expire_after:
             srv.expired |= srv.tokens
         if token in srv.expired:
-            self._reply(401, {"Error": "Unauthorized", "Message": "The token has expired; log in again"})
+            self._reply(401, sciserver_error_json(401, "Unauthorized", "The token has expired; log in again"))
             return None
         if token not in srv.tokens:
-            self._reply(401, {"Error": "Unauthorized", "Message": "Invalid or missing X-Auth-Token"})
+            self._reply(401, sciserver_error_json(401, "Unauthorized", "Invalid or missing X-Auth-Token"))
             return None
         if fault in ("500", "503"):
             self._reply(int(fault), {"Error": "Service unavailable"}, headers={"Retry-After": 0})
@@ -181,6 +192,13 @@ class CasJobsHandler(BaseHTTPRequestHandler):
                                 "Message": "", "Error": None, "Rows": None, "TimeSubmit": time.time(),
                                 "TimeEnd": None}
         threading.Thread(target=srv.run_job, args=(job_id,), daemon=True).start()
+        with srv.lock:
+            lose = srv.lose_put_replies > 0
+            srv.lose_put_replies -= 1 if lose else 0
+        if lose:  # the job exists; its id never reaches the client
+            self.close_connection = True
+            self.connection.shutdown(2)
+            return
         self._reply(200, str(job_id), "text/plain")
 
     def do_GET(self):
@@ -188,6 +206,25 @@ class CasJobsHandler(BaseHTTPRequestHandler):
         if got is None:
             return
         path, _ = got
+        srv = self.server
+        if re.fullmatch(r".*/jobs/?", path):
+            with srv.lock:
+                self._reply(200, [dict(j) for _, j in sorted(srv.jobs.items())])
+            return
+        m = re.fullmatch(r".*/contexts/([^/]+)/tables", path, flags=re.I)
+        if m:
+            if m.group(1).lower() != "mydb":
+                self._reply(200, [])
+                return
+            con = sqlite3.connect(f"file:{srv.mydb_path}", uri=True)
+            try:
+                names = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+                tables = [{"Date": 0, "Name": n, "Rows": con.execute(f'SELECT COUNT(*) FROM "{n}"').fetchone()[0],
+                           "Size": 0} for n in names]
+            finally:
+                con.close()
+            self._reply(200, tables)
+            return
         m = re.fullmatch(r".*/jobs/(\d+)", path)
         job = self.server.jobs.get(int(m.group(1))) if m else None
         if job is None:
@@ -208,12 +245,16 @@ class CasJobsHandler(BaseHTTPRequestHandler):
             con = self.server._connect(m.group(1))
             try:
                 cur = con.execute(to_sqlite(body["Query"]))
-                names = [d[0] for d in cur.description]
-                rows = cur.fetchmany(self.server.max_rows)
+                if cur.description is None:  # DROP TABLE and the like
+                    con.commit()
+                    names, rows = [], []
+                else:
+                    names = [d[0] for d in cur.description]
+                    rows = cur.fetchmany(self.server.max_rows)
             finally:
                 con.close()
         except sqlite3.Error as err:
-            self._reply(500, {"Error": f"SQL error: {err}"})
+            self._reply(500, sciserver_error_json(500, "InternalServerError", sqlserver_message(err, body["Query"])))
             return
         if "json" in self.headers.get("Accept", "application/json+array"):
             self._reply(200, {"Result": [{"TableName": "Table1", "Columns": names, "Data": [list(r) for r in rows]}]})

@@ -23,13 +23,21 @@ changed input) fetches only the frames it does not already have; a partial
 
 Failures, by kind:
 
-* transient (timeouts, resets, HTTP 5xx/429, a short body): retried with
-  exponential backoff over http(s); when the retries run out the job fails
-  with :class:`RetrievalError` naming the files, and the rerun fetches only them;
-* permanent (HTTP 404, a missing local file, a file that fails verification on
-  every attempt): the frame is listed under ``unavailable`` in the manifest with
-  its reason and the job succeeds; the cutouts then fail (or, by the
-  ``cutouts.bad_frame`` policy, skip the frame for) only the galaxies that need it;
+* the archive having a problem (timeouts, resets, HTTP 5xx/429, a short body,
+  and a status-200 answer that is not a frame at all: an HTML maintenance or
+  error page, any body that is not bzip2): retried with exponential backoff over
+  http(s); when the retries run out the job fails with :class:`RetrievalError`
+  naming the URLs, and the rerun fetches only them. Nothing the archive's
+  being down causes is recorded as unavailable;
+* the archive refusing us (HTTP 401, 403 and any other 4xx but 404/410): the
+  job fails at once, quoting the status and the URL (retrying cannot fix it);
+* the frame truly absent or damaged at the source (HTTP 404/410, a missing
+  local file, a bzip2 file that fails verification on every attempt): the frame
+  is listed under ``unavailable`` in the manifest with its reason and the job
+  succeeds; the cutouts then fail (or, by the ``cutouts.bad_frame`` policy, skip
+  the frame for) only the galaxies that need it. If *every* frame of a group
+  answers 404, the SAS path is wrong or the archive is not serving frames: the
+  job fails naming the URL instead;
 * a local (file://) source is read once: retrying a local disk gains nothing.
 """
 
@@ -54,7 +62,7 @@ from .. import BANDS
 from ..io import atomic_write_bytes, setup_logging
 from .frames import FrameError, frame_name  # the one definition of each
 
-__all__ = ["FrameError", "RetrievalError", "FrameUnavailable", "frame_name", "frame_url", "verify_frame",
+__all__ = ["FrameError", "RetrievalError", "FrameUnavailable", "ArchiveRefused", "NotAFrame", "frame_name", "frame_url", "verify_frame",
            "fetch_frame", "group_frames", "retrieve_group", "read_manifest", "MANIFEST_NAME", "main"]
 
 log = logging.getLogger("photoz.sas")
@@ -72,8 +80,36 @@ class FrameUnavailable(RetrievalError):
     """A frame that retrying cannot bring (missing at the source, or corrupt there)."""
 
 
+class ArchiveRefused(RetrievalError):
+    """The archive refused the request (HTTP 401, 403, other 4xx but 404/410): no retry, the group fails."""
+
+
+class NotAFrame(RuntimeError):
+    """A status-200 answer that is not a frame at all (an HTML page, not bzip2): the archive's problem, retried."""
+
+
 class _Fatal(RuntimeError):
-    """A failure that retrying cannot fix (404, missing file)."""
+    """The frame is truly absent at the source (HTTP 404/410, missing local file)."""
+
+
+ABSENT_STATUS = {404, 410}
+"""What the SAS answers for a frame that does not exist: the only statuses recorded as unavailable."""
+
+
+def _not_a_frame(url, head, content_type):
+    """Why ``head`` (the first bytes of a 200 answer) is not a frame, or None if it may be one."""
+    if head.startswith(b"BZh"):
+        return None
+    text = head[:4096].decode("latin-1")
+    low = text.lower()
+    if "html" in (content_type or "").lower() or "<html" in low or "<!doctype" in low or low.lstrip().startswith("<"):
+        import re
+
+        title = re.search(r"<title>(.*?)</title>", text, re.I | re.S)
+        heading = re.search(r"<h[12][^>]*>(.*?)</h[12]>", text, re.I | re.S)
+        what = (title or heading).group(1).strip()[:100] if (title or heading) else "no title"
+        return f"{url}: HTTP 200 with an HTML page instead of a frame ({what!r})"
+    return f"{url}: HTTP 200 with a body that is not bzip2 (starts with {head[:24]!r}), not a frame"
 
 
 def frame_url(base, rerun, run, camcol, field, band):
@@ -162,8 +198,8 @@ def _download(url, part, timeout, session):
     have = part.stat().st_size if part.exists() else 0
     headers = {"Range": f"bytes={have}-"} if have else {}
     with session.get(url, stream=True, timeout=timeout, headers=headers) as r:
-        if r.status_code == 404:
-            raise _Fatal(f"{url}: HTTP 404 (not on the SAS)")
+        if r.status_code in ABSENT_STATUS:
+            raise _Fatal(f"{url}: HTTP {r.status_code} (not on the SAS)")
         if r.status_code in RETRYABLE_STATUS:
             err = requests.HTTPError(f"HTTP {r.status_code}")
             err.retry_after = r.headers.get("Retry-After")
@@ -175,9 +211,18 @@ def _download(url, part, timeout, session):
         elif r.status_code == 416:  # nothing more to send: the part is complete (or wrong)
             return
         else:
-            raise _Fatal(f"{url}: HTTP {r.status_code}")
+            body = r.raw.read(300, decode_content=True).decode("utf-8", "replace").strip()
+            raise ArchiveRefused(f"{url}: the SAS answered HTTP {r.status_code} {r.reason or ''}".rstrip()
+                                 + (f": {body}" if body else ""))
+        chunks = r.iter_content(1 << 16)
+        first = next(chunks, b"")
+        if mode == "wb":
+            why = _not_a_frame(url, first, r.headers.get("Content-Type"))
+            if why:
+                raise NotAFrame(why)
         with open(part, mode) as fh:
-            for chunk in r.iter_content(1 << 16):
+            fh.write(first)
+            for chunk in chunks:
                 fh.write(chunk)
 
 
@@ -185,11 +230,13 @@ def fetch_frame(url, dest, timeout=120.0, max_retries=6, backoff_base=2.0, backo
                 sleep=time.sleep):
     """Make ``dest`` a verified copy of ``url``; return its sha256.
 
-    A ``dest`` that already verifies is kept (resume). Transient errors and
-    files that fail verification are retried over http(s); a file:// source
-    is read once. Raises :class:`FrameUnavailable` when the frame is missing
-    at the source or still fails verification on the last attempt, and
-    :class:`RetrievalError` when transient errors outlast the retries.
+    A ``dest`` that already verifies is kept (resume). Transient errors,
+    answers that are not a frame (an HTML page) and files that fail
+    verification are retried over http(s); a file:// source is read once.
+    Raises :class:`FrameUnavailable` when the frame is missing at the source
+    (404/410) or still fails verification on the last attempt,
+    :class:`ArchiveRefused` at once on a refusal (401, 403, other 4xx), and
+    :class:`RetrievalError` when the archive's problems outlast the retries.
     """
     dest = Path(dest)
     if dest.exists():
@@ -212,6 +259,12 @@ def fetch_frame(url, dest, timeout=120.0, max_retries=6, backoff_base=2.0, backo
         except _Fatal as err:
             part.unlink(missing_ok=True)
             raise FrameUnavailable(f"{dest.name}: {err}") from None
+        except ArchiveRefused as err:
+            part.unlink(missing_ok=True)
+            raise ArchiveRefused(f"{dest.name}: {err}") from None
+        except NotAFrame as err:  # a maintenance/error page: the archive's problem, not the frame's
+            last, last_is_frame_error = str(err), False
+            part.unlink(missing_ok=True)
         except FrameError as err:
             last, last_is_frame_error = str(err), True
             part.unlink(missing_ok=True)  # a broken file is refetched from scratch
@@ -266,27 +319,45 @@ def retrieve_group(galaxies, group, base_url, rerun, out_dir, parallel=4, timeou
     jobs = [(r, c, f, b) for (r, c, f) in fields for b in bands]
     log.info("group %s: %d galaxies, %d fields, %d frames from %s", group, n_gal, len(fields), len(jobs), base_url)
     session = _session(parallel)
-    results, unavailable, failures = {}, {}, []
+    results, unavailable, failures, refused = {}, {}, [], []
     with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
         futs = {pool.submit(fetch_frame, frame_url(base_url, rerun, r, c, f, b), out_dir / frame_name(b, r, c, f),
                             timeout, max_retries, backoff_base, session=session): (r, c, f, b)
                 for (r, c, f, b) in jobs}
         for i, fut in enumerate(as_completed(futs), 1):
             key = futs[fut]
+            if fut.cancelled():  # after a refusal: not asked for
+                continue
             try:
                 results[key] = fut.result()
             except FrameUnavailable as err:
                 unavailable[key] = str(err)
                 log.error("unavailable: %s", err)
+            except ArchiveRefused as err:
+                refused.append(str(err))
+                log.error("%s", err)
+                for other in futs:  # no point asking for the rest: the archive refuses us
+                    other.cancel()
             except RetrievalError as err:
                 failures.append(str(err))
                 log.error("%s", err)
             if i % 50 == 0 or i == len(jobs):
                 log.info("group %s: %d/%d frames done", group, i, len(jobs))
+    if refused:
+        raise RetrievalError(f"group {group}: the SAS refused the request, which no retry can fix "
+                             f"(the {len(results)} verified frames are kept for the rerun): "
+                             + "; ".join(sorted(refused)[:3]) + (" ..." if len(refused) > 3 else ""))
     if failures:
         raise RetrievalError(f"group {group}: {len(failures)} of {len(jobs)} frames could not be retrieved "
-                             f"(transient errors; the {len(results)} verified frames are kept for the rerun): "
+                             f"(the archive kept failing; the {len(results)} verified frames are kept for the "
+                             "rerun, nothing is recorded unavailable): "
                              + "; ".join(sorted(failures)[:10]) + (" ..." if len(failures) > 10 else ""))
+    if jobs and not results and not _is_local(base_url) and all(" HTTP 404 " in why or " HTTP 410 " in why
+                                                              for why in unavailable.values()):
+        first = frame_url(base_url, rerun, *jobs[0])
+        raise RetrievalError(f"group {group}: every one of its {len(jobs)} frames answered HTTP 404 (first: "
+                             f"{first}); the SAS path (sdss.sas_url) is wrong or the archive is not serving "
+                             "frames, so nothing is recorded unavailable")
     files = []
     for (r, c, f, b) in sorted(results):
         name = frame_name(b, r, c, f)

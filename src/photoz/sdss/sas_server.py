@@ -8,11 +8,15 @@ that file (``None`` = serve normally):
 ``"reset"``          announce the full length, send half, close the connection
 ``"short"``          consistent headers, body cut
 ``"corrupt"``        bytes flipped in the middle of the body
-``"html"``           HTTP 200 with an HTML page
-``"404"``            HTTP 404
+``"html"``           HTTP 200 with an HTML maintenance page (what a web server or proxy in front of
+                     the SAS serves while it is down; the client must retry, never record the frame
+                     unavailable)
+``"403"``            HTTP 403 Forbidden (refused: the client fails at once, quoting it)
+``"404"``            HTTP 404 (the frame truly absent)
 
 Every request is recorded in ``server.requests`` as ``(path, Range header, fault)``
-so the tests can count what a retrieval fetched.
+so the tests can count what a retrieval fetched; ``server.max_active`` is the
+most requests it was serving at one time (the client's connections).
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from pathlib import Path
 
 from .loopback import serving
 
-__all__ = ["SASServer", "serve_sas"]
+__all__ = ["SASServer", "serve_sas", "MAINTENANCE_PAGE"]
+
+MAINTENANCE_PAGE = (b"<!DOCTYPE html>\n<html><head><title>SDSS Data Server - Scheduled Maintenance</title></head>"
+                    b"<body><h1>Down for maintenance</h1><p>The SDSS Science Archive Server is unavailable during "
+                    b"scheduled maintenance. Please try again later.</p></body></html>\n")
+"""A status-200 HTML page served in place of a frame while the archive is down."""
 
 log = logging.getLogger("photoz.sas")
 
@@ -41,14 +50,17 @@ class SASServer(ThreadingHTTPServer):
     ``"timeout"`` (wait ``fault_delay`` s), ``"reset"`` (announce the full
     length, send half, close), ``"short"`` (consistent headers, body cut),
     ``"corrupt"`` (bytes flipped in the middle), ``"html"`` (an HTML page),
-    ``"404"``.
+    ``"403"``, ``"404"``. ``delay`` seconds are spent on every request (to
+    make concurrent connections overlap); ``max_active`` counts them.
     """
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, root, faults=None, fault_delay=3.0):
+    def __init__(self, address, root, faults=None, fault_delay=3.0, delay=0.0):
         super().__init__(address, _SASHandler)
+        self.delay = float(delay)
+        self.active = self.max_active = 0
         self.root = Path(root).resolve()
         self.faults = {k: collections.deque(v) for k, v in (faults or {}).items()}
         self.fault_delay = fault_delay
@@ -86,6 +98,19 @@ class _SASHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def do_GET(self):
+        srv = self.server
+        with srv.lock:
+            srv.active += 1
+            srv.max_active = max(srv.max_active, srv.active)
+        try:
+            if srv.delay:
+                time.sleep(srv.delay)
+            self._get()
+        finally:
+            with srv.lock:
+                srv.active -= 1
+
+    def _get(self):
         rel = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path).lstrip("/")
         path = (self.server.root / rel).resolve()
         name = path.name
@@ -99,8 +124,12 @@ class _SASHandler(BaseHTTPRequestHandler):
             self._send(int(fault), b"<html><body>busy</body></html>", {"Retry-After": 0, "Content-Type": "text/html"})
             return
         if fault == "html":
-            self._send(200, b"<!DOCTYPE html><html><body>Service Unavailable</body></html>",
-                       {"Content-Type": "text/html"})
+            self._send(200, MAINTENANCE_PAGE, {"Content-Type": "text/html; charset=utf-8"})
+            return
+        if fault == "403":
+            self._send(403, b"<html><head><title>403 Forbidden</title></head><body><h1>Forbidden</h1>"
+                       b"<p>You don't have permission to access this resource.</p></body></html>",
+                       {"Content-Type": "text/html; charset=iso-8859-1"})
             return
         if fault == "timeout":
             time.sleep(self.server.fault_delay)

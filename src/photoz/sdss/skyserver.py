@@ -19,6 +19,10 @@ Completeness, without trusting the service:
 * a bad page is retried (exponential backoff, ``Retry-After`` honoured on
   429/503) and, if it stays bad, the run stops with :class:`QueryError`
   naming the page;
+* an error no retry can fix (SQL Server refusing the query: bad syntax, an
+  unknown column or table; :func:`photoz.sdss.sqlerrors.permanent_sql_error`)
+  stops the run at once, quoting SkyServer's message, whether it comes as
+  SkyServer's status-200 error page or as a status-500 error body;
 * each good page is written to ``pages_dir`` (atomically) and reused by a
   rerun, so an interrupted query resumes where it stopped.
 """
@@ -43,6 +47,7 @@ import requests
 
 from ..io import atomic_path, atomic_write_bytes, setup_logging
 from . import query as Q
+from .sqlerrors import permanent_sql_error
 
 __all__ = ["QueryError", "PageError", "RateLimiter", "SkyServerClient", "PagedQuery",
            "fetch_paged", "source_identity", "open_client", "finish_catalog", "catalog_paged_query", "field_paged_query", "skyserver_base_url",
@@ -98,6 +103,19 @@ def skyserver_base_url(url):
 def _is_html(text):
     head = text.lstrip()[:512].lower()
     return head.startswith("<") or "<html" in head or "<!doctype" in head
+
+
+def _error_table(text):
+    """The message of SkyServer's one-column ``error_message`` answer (what astroquery looks for), else None."""
+    lines = [ln.strip() for ln in text.strip().splitlines()[:4] if ln.strip() and not ln.startswith("#")]
+    if lines and lines[0].lower() == "error_message":
+        return " ".join(lines[1:]) or "no message"
+    return None
+
+
+def _looks_like_csv(text):
+    """A body that is neither HTML nor an error text of SkyServer: data, never searched for SQL errors."""
+    return not (_is_html(text) or text.lstrip()[:5].upper() == "ERROR" or _error_table(text))
 
 
 def _check_number(value):
@@ -225,6 +243,12 @@ class SkyServerClient:
                 last = f"{type(err).__name__}: {err}"
             else:
                 status = resp.status_code
+                sql_error = permanent_sql_error(resp.text) if status != 200 or not _looks_like_csv(resp.text) else None
+                if status == 200 and not sql_error and _error_table(resp.text):
+                    sql_error = _error_table(resp.text)  # SkyServer's own refusal of the query, whatever it says
+                if sql_error:
+                    raise QueryError(f"{label}: SkyServer refused the query (HTTP {status}): {sql_error} "
+                                     "(an error in the query, which no retry can fix)")
                 if status in RETRYABLE_STATUS:
                     last = f"HTTP {status}"
                     try:

@@ -30,7 +30,14 @@ It is as strict as SkyServer's documented limits, whatever the faults:
 * at most ``max_rows`` (500,000) rows are returned per query (the rest is
   silently cut, as SkyServer does);
 * more than ``max_per_minute`` (60) queries in any 60 seconds get HTTP 429
-  with ``Retry-After``.
+  with ``Retry-After``;
+* a query SQL Server would refuse (bad syntax, unknown column or table) gets
+  SQL Server's own message (:func:`photoz.sdss.sqlerrors.sqlserver_message`),
+  wrapped as SkyServer wraps it: ``sql_error_style="page"`` (the default) as
+  ``x_sql.aspx`` does, HTTP 200 with ``<h1>ERROR</h1><h2>MESSAGE</h2>``;
+  ``"json"`` as SciServer's REST services do, HTTP 500 with
+  ``{"ErrorCode", "ErrorType", "ErrorMessage", ...}``; ``"table"`` as the
+  one-column ``error_message`` CSV that astroquery's SDSS client checks for.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from .loopback import serving
 from .query import MAX_QUERY_STRING, MAX_ROWS, to_sqlite
+from .sqlerrors import sciserver_error_json, skyserver_error_page, sqlserver_message
 
 __all__ = ["SkyServerHandler", "SkyServerServer", "serve_sqlite", "format_csv", "main", "QUERY_STRING_MESSAGE",
            "RateWindow"]
@@ -112,8 +120,11 @@ class SkyServerServer(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(self, address, db_path, faults=(), fault_delay=5.0, retry_after=0,
-                 max_query_string=MAX_QUERY_STRING, max_rows=MAX_ROWS, max_per_minute=60):
+                 max_query_string=MAX_QUERY_STRING, max_rows=MAX_ROWS, max_per_minute=60, sql_error_style="page"):
         super().__init__(address, SkyServerHandler)
+        if sql_error_style not in ("page", "json", "table"):
+            raise ValueError(f"sql_error_style must be 'page', 'json' or 'table', not {sql_error_style!r}")
+        self.sql_error_style = sql_error_style
         self.max_query_string, self.max_rows = int(max_query_string), int(max_rows)
         self.rate = RateWindow(max_per_minute)
         self.db_path = str(db_path)
@@ -217,7 +228,13 @@ class SkyServerHandler(BaseHTTPRequestHandler):
         try:
             names, rows = self.server.run_sql(cmd)
         except sqlite3.Error as err:
-            self._reply(400, f"error_message: SQL error: {err}\n")
+            message = sqlserver_message(err, cmd)
+            if self.server.sql_error_style == "json":
+                self._reply(500, sciserver_error_json(500, "InternalServerError", message), "application/json")
+            elif self.server.sql_error_style == "table":
+                self._reply(200, format_csv(["error_message"], [[message]]))
+            else:
+                self._reply(200, skyserver_error_page(message), "text/html")
             return
         text = format_csv(names, rows)
         if fault in ("truncated", "cut", "midrow") and rows:

@@ -111,8 +111,15 @@ def test_all_execution_keys_at_once_schedule_nothing(finished):
 
 def test_learning_rate_change_retrains(finished):
     repo, run = finished
+    from photoz import trials
+    from photoz.config import load_config
+
+    cfg = load_config(repo / "config.yaml")
+    models = sum(len(trials.trial_folds(cfg, t)) * len(trials.trial_seeds(cfg, t)) for t in trials.trained_trials(cfg))
+    assert models >= 7
     jobs = scheduled(repo, run, "--config", _override("training", "learning_rate", 0.002))
-    assert jobs.get("train") == 16 and jobs.get("predict") == 16 and jobs.get("ensemble") == 7
+    assert jobs.get("train") == models and jobs.get("predict") == models
+    assert jobs.get("ensemble") == len(trials.trained_trials(cfg))
     assert "paper" in jobs and "cutouts" not in jobs and "query" not in jobs
 
 

@@ -115,11 +115,11 @@ def test_learning_rate_change_retrains(finished):
     from photoz.config import load_config
 
     cfg = load_config(repo / "config.yaml")
-    models = sum(len(trials.trial_folds(cfg, t)) * len(trials.trial_seeds(cfg, t)) for t in trials.trained_trials(cfg))
+    models = sum(len(trials.trial_folds(cfg, t)) * len(trials.trial_seeds(cfg, t)) for t in cfg["trials"])
     assert models >= 7
     jobs = scheduled(repo, run, "--config", _override("training", "learning_rate", 0.002))
     assert jobs.get("train") == models and jobs.get("predict") == models
-    assert jobs.get("ensemble") == len(trials.trained_trials(cfg))
+    assert jobs.get("ensemble") == len(cfg["trials"])
     assert "paper" in jobs and "cutouts" not in jobs and "query" not in jobs
 
 

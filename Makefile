@@ -51,8 +51,10 @@ setup: $(VENV)/.installed system-tools profiles
 paper: setup
 	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/snakemake --cores $(CORES) --rerun-incomplete --printshellcmds --show-failed-logs
 
+# pytest-xdist: one worker per core; --dist loadfile keeps each test file (and its
+# module fixtures: the e2e run, the loopback SLURM cluster) on one worker.
 test: setup
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/python -m pytest -n $(CORES) --dist loadfile
 
 lint: setup
 	$(BIN)/snakemake --lint

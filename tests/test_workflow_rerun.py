@@ -88,6 +88,7 @@ def _override(section, key, value):
 def _changed_value(section, key):
     """A valid value different from the default config's, for every execution key."""
     special = {"device": "cpu", "amp": "none", "channels_last": "false", "compile": "false", "fused": "true",
+               "cuda_graph": "false",
                "resident": "false", "resident_dtype": "bfloat16", "stack_members": "true", "mem_mb": 9000,
                "max_requests_per_minute": 30, "max_retries": 9, "parallel_downloads": 2,
                "network_jobs": "compute_nodes"}
@@ -111,8 +112,15 @@ def test_all_execution_keys_at_once_schedule_nothing(finished):
 
 def test_learning_rate_change_retrains(finished):
     repo, run = finished
+    from photoz import trials
+    from photoz.config import load_config
+
+    cfg = load_config(repo / "config.yaml")
+    models = sum(len(trials.trial_folds(cfg, t)) * len(trials.trial_seeds(cfg, t)) for t in cfg["trials"])
+    assert models >= 7
     jobs = scheduled(repo, run, "--config", _override("training", "learning_rate", 0.002))
-    assert jobs.get("train") == 16 and jobs.get("predict") == 16 and jobs.get("ensemble") == 7
+    assert jobs.get("train") == models and jobs.get("predict") == models
+    assert jobs.get("ensemble") == len(cfg["trials"])
     assert "paper" in jobs and "cutouts" not in jobs and "query" not in jobs
 
 

@@ -48,6 +48,15 @@ def write_results(root, n=1500, n_images=48, members=2, n_folds=5, seed=0):
     res = Path(root) / "results"
     for d in ("shards", "ensemble", "knn", "cutouts", "tables", "paper", "figures"):
         (res / d).mkdir(parents=True, exist_ok=True)
+    # the SWarp check of a run cut with the native resampler (the default), in its format
+    band = {"n_galaxies": 40, "n_no_sigma": 0, "n_pixels": 40 * 4096, "median_abs_diff_sigma": 2e-6,
+            "p95_abs_diff_sigma": 3e-5, "max_abs_diff_sigma": 0.05, "n_flux_ratio": 30, "median_flux_ratio": 1.0,
+            "max_abs_ratio_minus_1": 1e-5, "median_sigma": 0.02}
+    check = {"n_requested": 40, "n_pool": n, "n_drawn": 40, "n_compared": 40, "n_failed": 0,
+             "bands": {b: dict(band) for b in BANDS}, "worst_median_abs_diff_sigma": 2e-6,
+             "worst_p95_abs_diff_sigma": 3e-5, "worst_abs_flux_ratio_minus_1": 1e-5, "agree_sigma": 0.1,
+             "background_radius_pix": 24.0, "aperture_radius_pix": 8.0, "ratio_min_snr": 10.0, "agree": True}
+    (res / "cutouts" / "swarp_check.json").write_text(json.dumps(check, indent=1) + "\n")
     ids = np.arange(n, dtype=np.int64) * 1000 + 7
     s82 = rng.random(n) < 0.15
     sz = (~s82) & (rng.random(n) < 0.1)

@@ -81,8 +81,13 @@ def sky_image(allsky):
     return rows[y0] * (1 - wy)[:, None] + rows[y0 + 1] * wy[:, None]
 
 
-def _truncate_float(img, bits=10):
-    """Keep ``bits`` mantissa bits of float32 values (SDSS FLOATCOMPRESS)."""
+def _truncate_float(img, bits=9):
+    """Keep ``bits`` explicit mantissa bits of float32 values (SDSS FLOATCOMPRESS).
+
+    SDSS writes "Floats truncated at 10 binary digits": 10 significant digits,
+    the implicit leading one and 9 stored bits (a real frame's pixels have
+    their 14 lowest mantissa bits zero: ``benchmarks/bench_mock_frames.txt``).
+    """
     a = np.ascontiguousarray(img, dtype=np.float32).view(np.uint32)
     mask = np.uint32((0xFFFFFFFF << (23 - bits)) & 0xFFFFFFFF)
     return (a & mask).view(np.float32)
@@ -170,6 +175,10 @@ def render_frame(mock, fr, objects, cond):
         dn = model / calib_true[None, :] + sky
         gain, dv = cond["gain"][j], cond["darkVariance"][j]
         noisy = rng.poisson(np.clip(dn, 0, None) * gain) / gain + rng.normal(0, np.sqrt(dv), dn.shape)
+        # whole DN, as the real corrected frame (fpC, 16-bit integers) before
+        # sky subtraction and calibration: a real frame's values step by one
+        # DN times the calibration (1/12 DN^2 of quantisation variance)
+        noisy = np.rint(noisy)
         one_band = err_band is not None
         # grey (one_band False): catalogue and frames both off; one band: only the frames served
         calib_cat = calib_true * (1.0 if one_band else 10 ** (-0.4 * err_mag))

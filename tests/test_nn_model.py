@@ -140,10 +140,13 @@ def test_members_are_plain_networks_of_their_seeds():
 
 def test_format2_checkpoint_loads_with_the_same_numbers(tmp_path):
     """A checkpoint written by the stacked model (format 2, dense layers as one-member stacks) loads into
-    the plain network and gives the logits it gave then (bit for bit)."""
+    the plain network with the same weights and gives the logits it gave then (to float32 rounding: the
+    CPU kernels' summation order depends on the thread count)."""
     ref = torch.load(DATA / "checkpoint_format2.pt", weights_only=False)
     torch.save(ref["checkpoint"], tmp_path / "best.pt")
     model, ck = load_member(tmp_path / "best.pt")
     assert ck["format"] == 2 and model.fc1.weight.dim() == 2
+    for key, t in ref["checkpoint"]["model"].items():
+        assert torch.equal(model.state_dict()[key].flatten(), t.flatten()), key
     with torch.no_grad():
-        assert torch.equal(model(ref["x"], ref["ebv"]), ref["logits"])
+        torch.testing.assert_close(model(ref["x"], ref["ebv"]), ref["logits"], rtol=1e-5, atol=1e-6)

@@ -62,30 +62,28 @@ def _bare(name):
     return name.strip().strip('"[]`').split(".")[-1]
 
 
+#: SQLite's error text -> SQL Server's message for the same mistake (``{}``: the name, unquoted
+#: by ``_bare`` unless the entry says otherwise). Used by the loopback servers.
+_SQLITE_TO_SQLSERVER = (
+    (r"no such column: (.+)$", "Invalid column name '{}'.", _bare),
+    (r'near "(.*)": syntax error$', "Incorrect syntax near '{}'.", str),
+    (r"no such table: (.+)$", "Invalid object name '{}'.", _bare),
+    (r"no such function: (.+)$", "'{}' is not a recognized built-in function name.", str.strip),
+    (r"ambiguous column name: (.+)$", "Ambiguous column name '{}'.", _bare),
+    (r"table (.+) already exists$", "There is already an object named '{}' in the database.", _bare),
+)
+
+
 def sqlserver_message(sqlite_error, sql=""):
     """SQL Server's message for the mistake behind ``sqlite_error`` (an SQLite error text)."""
     err = str(sqlite_error)
-    m = re.match(r"no such column: (.+)$", err)
-    if m:
-        return f"Invalid column name '{_bare(m.group(1))}'."
-    m = re.match(r'near "(.*)": syntax error$', err)
-    if m:
-        return f"Incorrect syntax near '{m.group(1)}'."
     if err.startswith("incomplete input"):
         words = sql.split()
         return f"Incorrect syntax near '{words[-1] if words else ''}'."
-    m = re.match(r"no such table: (.+)$", err)
-    if m:
-        return f"Invalid object name '{_bare(m.group(1))}'."
-    m = re.match(r"no such function: (.+)$", err)
-    if m:
-        return f"'{m.group(1).strip()}' is not a recognized built-in function name."
-    m = re.match(r"ambiguous column name: (.+)$", err)
-    if m:
-        return f"Ambiguous column name '{_bare(m.group(1))}'."
-    m = re.match(r"table (.+) already exists$", err)
-    if m:
-        return f"There is already an object named '{_bare(m.group(1))}' in the database."
+    for pattern, message, name in _SQLITE_TO_SQLSERVER:
+        m = re.match(pattern, err)
+        if m:
+            return message.format(name(m.group(1)))
     return err
 
 

@@ -114,3 +114,22 @@ def test_rank_is_a_permutation_independent_of_row_order(table):
     again = make_splits(shuffled.specObjID.to_numpy(), shuffled.stripe82.to_numpy(), seed=2019, n_folds=5,
                         validation_fraction=0.05)
     assert np.array_equal(again["rank"].to_numpy(), shuffled["rank"].to_numpy())
+
+
+def test_train_share_follows_the_trials_training_counts(table, default_config):
+    """The train jobs' scheduling priority (photoz.trials.train_share) orders trials by their training sets."""
+    from photoz.trials import train_share
+
+    cfg = dict(default_config, dataset=dict(default_config["dataset"], n_folds=5))
+    counts, shares = {}, {}
+    for name, spec in cfg["trials"].items():
+        train, _, _ = trial_indices(table, spec, 0)
+        counts[name], shares[name] = len(train), train_share(cfg, name)
+    for name, spec in cfg["trials"].items():
+        if spec["train"] == "cv_train":
+            # the share of the catalogue it trains on, before the validation subset is taken out
+            assert counts[name] == pytest.approx(shares[name] * len(table), rel=0.08), name
+    assert shares["s82only"] == 0.0  # one stripe: counted as small, it starts last
+    by_share = sorted((n for n in shares if shares[n] > 0), key=lambda n: shares[n])
+    assert by_share[0] == "frac2" and set(by_share[-3:]) == {"main", "noebv", "nos82"}
+    assert [counts[n] for n in ("frac2", "frac20", "frac50", "main")] == sorted(counts[n] for n in ("frac2", "frac20", "frac50", "main"))

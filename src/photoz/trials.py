@@ -15,7 +15,7 @@ from __future__ import annotations
 __all__ = [
     "MAIN", "main_trial", "folds", "trial_folds", "trial_seeds", "network_name", "ensemble_path",
     "knn_path", "table2_trials", "knn_trials", "table1_trial", "learning_curve", "trained_trials",
-    "SPLIT_KEYS", "split_spec", "noebv_trial",
+    "SPLIT_KEYS", "split_spec", "noebv_trial", "train_share",
 ]
 
 #: Name of the paper's main trial (80% training, 5-fold cross-validation).
@@ -65,6 +65,27 @@ def noebv_trial(cfg):
         if spec.get("ebv_input", True) is False and same and whole and 0 in folds(spec, cfg["dataset"]["n_folds"]):
             return name
     return None
+
+
+def train_share(cfg, name):
+    """The share of the catalogue one member of trial ``name`` trains on, as far as the config tells.
+
+    ``cv_train``: the ``(n_folds - 1) / n_folds`` of a fold's training side, or the
+    trial's ``train_fraction`` of the catalogue; ``{selection}_train``: the
+    selection's ``train_fraction`` of its pool, a pool ``all`` or ``no_s82``
+    counting as the whole catalogue and ``s82`` (one stripe) as none of it. A
+    ``train_size`` trial counts as 0 (its count is not a share before the
+    catalogue exists). Only an ordering: the train rule's ``priority`` starts the
+    longest jobs first, so that no long job is left to run alone at the end.
+    """
+    spec = cfg["trials"][name]
+    if spec["train"] == "cv_train":
+        if "train_size" in spec:
+            return 0.0
+        n_folds = int(cfg["dataset"]["n_folds"])
+        return float(spec.get("train_fraction", (n_folds - 1) / n_folds))
+    sel = cfg["dataset"]["selections"][spec["train"].removesuffix("_train")]
+    return float(sel["train_fraction"]) if sel.get("pool", "all") in ("all", "no_s82") else 0.0
 
 
 #: Keys of a trial entry that decide its galaxies (``photoz.dataset.splits.selection_masks``).

@@ -88,6 +88,15 @@ def trial_seeds(trial):
     return _trials.trial_seeds(config, trial)
 
 
+def train_priority(trial, members=1):
+    """Scheduling priority of a train job: its share of the catalogue times the members it trains.
+
+    Longest jobs first (all become ready together after the shards), so that the
+    last one does not run alone on an otherwise idle machine. Never changes a result.
+    """
+    return int(round(100 * _trials.train_share(config, trial) * members))
+
+
 def table2_trials():
     return _trials.table2_trials(config)
 

@@ -47,6 +47,7 @@ if not TRAINING["stack_members"]:
             out_root=_models_root,
             compile_cache=COMPILE_CACHE,
         threads: TRAINING["num_threads"]
+        priority: lambda w: train_priority(w.trial)
         resources:
             gpu=TRAIN_GPU,
             mem_mb=TRAINING["mem_mb"],
@@ -87,6 +88,7 @@ if TRAINING["stack_members"]:
                 out_root=_models_root,
                 compile_cache=COMPILE_CACHE,
             threads: TRAINING["num_threads"]
+            priority: train_priority(_trial, len(trial_seeds(_trial)))
             resources:
                 gpu=TRAIN_GPU,
                 mem_mb=TRAINING["mem_mb"],

@@ -53,14 +53,15 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "tests"))  # the synthetic frames are a test fixture
 
 from photoz.cutouts.group import _write_stamp, make_cutouts  # noqa: E402
 from photoz.cutouts.native import combine_median, resample_frame  # noqa: E402
 from photoz.cutouts.stamps import cut_stamp, grid_world, project, stamp_box  # noqa: E402
 from photoz.cutouts.swarp import run_swarp  # noqa: E402
 from photoz.cutouts.swarp_check import compare_cubes  # noqa: E402
-from photoz.cutouts.synthetic import synthetic_frame  # noqa: E402
 from photoz.sdss.frames import BANDS, noise_sigma, read_frame, read_photofield_calibration  # noqa: E402
+from synthetic_frames import synthetic_frame  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "sdss-field-2583-2-136"
 

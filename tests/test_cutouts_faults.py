@@ -20,7 +20,7 @@ import pytest
 from astropy.io import fits
 
 from photoz.cutouts import group as cg
-from photoz.cutouts.synthetic import synthetic_frame
+from synthetic_frames import synthetic_frame
 from photoz.sdss.frames import BANDS
 from photoz.sdss.sas import frame_name, retrieve_group
 

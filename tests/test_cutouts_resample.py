@@ -10,7 +10,7 @@ import pytest
 from photoz.cutouts.group import make_cutouts, read_group, write_group
 from photoz.cutouts.native import combine_median, lanczos3, resample_frame
 from photoz.cutouts.stamps import grid_world, output_header
-from photoz.cutouts.synthetic import synthetic_frame
+from synthetic_frames import synthetic_frame
 from photoz.sdss.frames import BANDS, noise_sigma, read_frame, read_photofield_calibration
 
 needs_swarp = pytest.mark.skipif(shutil.which("SWarp") is None and shutil.which("swarp") is None,

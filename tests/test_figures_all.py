@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photoz.figures import FIGURES, common
-from photoz.figures.synthetic import write_results
+from photoz.figures import FIGURES, common, figure_inputs
+from synthetic_results import write_results
 
 
 @pytest.fixture(scope="module")
@@ -17,18 +17,18 @@ def results(tmp_path_factory):
     return write_results(tmp_path_factory.mktemp("fig"), n=600, n_images=16)
 
 
-def _args(mod, res):
+def _args(name, res, cfg):
     args = []
-    for key, default in mod.INPUTS.items():
-        args += [f"--{key.replace('_', '-')}", str(res.parent / default)]
+    for key, path in figure_inputs(name, cfg).items():
+        args += [f"--{key.replace('_', '-')}", str(res.parent / path)]
     return args
 
 
 @pytest.mark.parametrize("name", [n for n in FIGURES if n != "fig04_architecture"])
-def test_figure_writes_pdf_and_png(name, results):
+def test_figure_writes_pdf_and_png(name, results, default_config):
     mod = importlib.import_module(FIGURES[name])
     out = results / "figures" / f"{name}.pdf"
-    assert mod.main(_args(mod, results) + ["--out", str(out)]) == 0
+    assert common.run(mod, _args(name, results, default_config) + ["--out", str(out)]) == 0
     assert out.stat().st_size > 1000
     png = out.with_suffix(".png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -39,7 +39,7 @@ def test_missing_column_names_file(results, tmp_path):
     pd.read_parquet(results / "ensemble" / "main.parquet").drop(columns=["z_phot"]).to_parquet(bad)
     mod = importlib.import_module(FIGURES["fig06_dz"])
     with pytest.raises(common.FigureInputError, match="ens.parquet.*z_phot"):
-        mod.main(["--ensemble", str(bad), "--out", str(tmp_path / "x.pdf")])
+        common.run(mod, ["--ensemble", str(bad), "--out", str(tmp_path / "x.pdf")])
     assert not (tmp_path / "x.pdf").exists()
 
 
@@ -92,7 +92,7 @@ def test_fig07_writes_the_scores_of_what_it_plots_and_names_b16_by_mode(results,
 
     mod = importlib.import_module(FIGURES["fig07_zphot_zspec"])
     cfg = {**default_config, "mode": mode}
-    inputs = {k: str(results.parent / v) for k, v in mod.INPUTS.items()}
+    inputs = {k: str(results.parent / v) for k, v in figure_inputs("fig07_zphot_zspec", cfg).items()}
     fig = mod.make(inputs, cfg, common.silence("t"))
     texts = _texts(fig)
     df = common.test_sample(inputs["ensemble"], inputs["catalog"], ["zphot"])
@@ -109,7 +109,7 @@ def test_fig07_writes_the_scores_of_what_it_plots_and_names_b16_by_mode(results,
 def test_fig08_and_fig11_legends_name_b16_by_mode(results, default_config):
     for fig_name in ("fig08_bias", "fig11_ebv_inclination"):
         mod = importlib.import_module(FIGURES[fig_name])
-        inputs = {k: str(results.parent / v) for k, v in mod.INPUTS.items()}
+        inputs = {k: str(results.parent / v) for k, v in figure_inputs(fig_name, default_config).items()}
         labels = _legend_labels(mod.make(inputs, {**default_config, "mode": "mock"}, common.silence("t")))
         assert any("B16-like (mock)" in s for s in labels), (fig_name, labels)
         assert not any(s.endswith("B16") for s in labels), (fig_name, labels)
@@ -125,7 +125,7 @@ def test_fig12_outlines_the_cells_the_search_found(results, default_config, tmp_
     from photoz.figures import skymap
 
     mod = importlib.import_module(FIGURES["fig12_sky_maps"])
-    inputs = {k: str(results.parent / v) for k, v in mod.INPUTS.items()}
+    inputs = {k: str(results.parent / v) for k, v in figure_inputs("fig12_sky_maps", default_config).items()}
     z = json.loads((results / "zone" / "zone.json").read_text())
     cat = pd.read_parquet(results / "shards" / "catalog.parquet", columns=["ra", "dec"])
     cells = sorted(set(zmod.cell_of(cat["ra"], cat["dec"], z["nside"]).tolist()))[:3]
@@ -147,7 +147,7 @@ def test_fig12_outlines_the_cells_the_search_found(results, default_config, tmp_
 def test_fig15_writes_the_slopes_of_the_curve_file(results, default_config):
     """The fit labels of Fig. 15 carry the slopes and errors of results/learning_curve.csv, per estimator."""
     mod = importlib.import_module(FIGURES["fig15_learning_curve"])
-    inputs = {k: str(results.parent / v) for k, v in mod.INPUTS.items()}
+    inputs = {k: str(results.parent / v) for k, v in figure_inputs("fig15_learning_curve", default_config).items()}
     df = pd.read_csv(inputs["learning_curve"])
     fig = mod.make(inputs, default_config, common.silence("t"))
     labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
@@ -155,3 +155,24 @@ def test_fig15_writes_the_slopes_of_the_curve_file(results, default_config):
         r = df[df["estimator"] == est].iloc[0]
         want = f"{name} fit $\\propto N^{{{r['slope_sigma_mad']:.2f} \\pm {r['slope_sigma_mad_err']:.2f}}}$"
         assert want in labels, (want, labels)
+
+
+def test_figures_find_their_trials_by_role(results, default_config):
+    """INPUTS name trials by role: another main trial's name is followed, and a config without a
+    trial lacking the E(B-V) input draws Fig. 11 without that curve (the input is left out)."""
+    from photoz.figures import declared_inputs, resolve_inputs
+
+    assert set(FIGURES) == {p.stem for p in (common.STYLE.parent).glob("fig*.py")}
+    assert declared_inputs("fig11_ebv_inclination")["ensemble_noebv"] == "results/ensemble/{noebv}.parquet"
+    trials = {k: v for k, v in default_config["trials"].items() if v.get("ebv_input", True)}
+    cfg = {**default_config, "trials": {"paper": trials["main"], **{k: v for k, v in trials.items() if k != "main"}}}
+    got = figure_inputs("fig11_ebv_inclination", cfg)
+    assert got["ensemble"] == "results/ensemble/paper.parquet" and "ensemble_noebv" not in got
+    assert figure_inputs("fig11_ebv_inclination", default_config)["ensemble_noebv"] == "results/ensemble/noebv.parquet"
+    with pytest.raises(ValueError, match="unknown role"):
+        resolve_inputs({"x": "results/{nope}.csv"}, default_config)
+    inputs = {k: str(results.parent / v) for k, v in figure_inputs("fig11_ebv_inclination", default_config).items()}
+    inputs.pop("ensemble_noebv")
+    mod = importlib.import_module(FIGURES["fig11_ebv_inclination"])
+    labels = _legend_labels(mod.make(inputs, default_config, common.silence("t")))
+    assert not any("without" in s for s in labels) and any("with $E(B-V)$" in s for s in labels)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from photoz.cutouts.synthetic import synthetic_frame
+from synthetic_frames import synthetic_frame
 from photoz.sdss.frames import (FrameError, interpolate_sky, noise_sigma, read_frame,
                                 read_photofield_calibration)
 

@@ -278,13 +278,13 @@ def test_ratio_bootstrap_is_paired():
 
 
 def test_figure_renders_from_small_csv(tmp_path):
-    from photoz.figures import fig15_learning_curve as fig
-    from photoz.figures.synthetic import _learning_curve
+    from photoz.figures import common, fig15_learning_curve as fig
+    from synthetic_results import _learning_curve
 
     (tmp_path / "results" / "tables").mkdir(parents=True)
     _learning_curve(tmp_path / "results", np.random.default_rng(1))
     out = tmp_path / "fig15.pdf"
-    assert fig.main(["--learning-curve", str(tmp_path / "results" / "learning_curve.csv"), "--out", str(out)]) == 0
+    assert common.run(fig, ["--learning-curve", str(tmp_path / "results" / "learning_curve.csv"), "--out", str(out)]) == 0
     assert out.stat().st_size > 1000
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     pts, b16 = fig.published_points()
@@ -297,7 +297,7 @@ def test_figure_names_a_bad_file(tmp_path):
 
     pd.DataFrame({"trial": ["a"], "estimator": ["cnn"]}).to_csv(tmp_path / "lc.csv", index=False)
     with pytest.raises(common.FigureInputError, match=r"lc\.csv.*n_train"):
-        fig.main(["--learning-curve", str(tmp_path / "lc.csv"), "--out", str(tmp_path / "x.pdf")])
+        common.run(fig, ["--learning-curve", str(tmp_path / "lc.csv"), "--out", str(tmp_path / "x.pdf")])
 
 
 def test_wording_picks_every_outcome():
@@ -321,7 +321,7 @@ def test_wording_picks_every_outcome():
 
 
 def test_paper_macros_follow_the_curve(tmp_path):
-    from photoz.figures.synthetic import _learning_curve
+    from synthetic_results import _learning_curve
 
     (tmp_path / "tables").mkdir()
     _learning_curve(tmp_path, np.random.default_rng(2))

@@ -168,3 +168,42 @@ def test_without_validation_galaxies(small, tmp_path):
     hist = train_members(cfg, tr, zt, et, empty, zv[:0], ev[:0], [1], [tmp_path / "v"])[0]
     assert len(hist) == 1 and np.isnan(hist[0]["val_loss"])
     assert (tmp_path / "v" / "best.pt").exists()
+
+
+def test_train_command_skips_a_finished_member_and_force_retrains(tmp_path):
+    """``photoz train`` keeps a member that finished with the same settings; --force or new settings retrain it."""
+    import json
+
+    from photoz.nn.data import SplitArrays
+    from photoz.nn.train import main
+
+    x, z, e = synthetic_galaxies(64, seed=5)
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    np.save(shards / "shard-0000.npy", x)
+    ids = np.arange(64, dtype=np.int64)
+    part = lambda sl: SplitArrays(ids[sl], np.zeros(64, np.int64)[sl], ids[sl], z[sl], e[sl])  # noqa: E731
+    SplitArrays.save_npz(shards / "split.npz", {"train": part(slice(0, 48)), "val": part(slice(48, 64)),
+                                                "test": part(slice(0, 0))})
+
+    def run(*extra, epochs=1):
+        cfg = {"training": dict(TINY, epochs=epochs, learning_rate=1e-3)}
+        log = tmp_path / f"train{len(list(tmp_path.glob('train*.log')))}.log"
+        assert main(["--shards", str(shards), "--split-npz", str(shards / "split.npz"), "--trial", "t", "--fold", "0",
+                     "--seeds", "0", "1", "--config-json", json.dumps(cfg), "--out-root", str(tmp_path / "models"),
+                     "--log", str(log), *extra]) == 0
+        return log.read_text()
+
+    ck = [tmp_path / "models" / "t" / "fold0" / f"seed{s}" / "checkpoint.pt" for s in (0, 1)]
+    first = run()
+    assert "training 2 member(s)" in first and all(f.exists() for f in ck)
+    stamp = [f.stat().st_mtime_ns for f in ck]
+    again = run()
+    assert again.count("already trained with these settings") == 2 and "member(s)" not in again
+    assert [f.stat().st_mtime_ns for f in ck] == stamp
+    ck[1].unlink()                                   # one member lost: only it is trained again
+    one = run()
+    assert one.count("already trained") == 1 and "training 1 member(s)" in one
+    assert ck[0].stat().st_mtime_ns == stamp[0]
+    assert "training 2 member(s)" in run("--force")
+    assert "training 2 member(s)" in run(epochs=2)  # other settings: not the same member

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from photoz import paper
-from photoz.figures import FIGURES
-from photoz.figures.synthetic import write_results
+from photoz.figures import FIGURES, common, figure_inputs
+from synthetic_results import write_results
 
 
 def test_fmt_and_macro_names():
@@ -55,8 +55,8 @@ def test_pdf_prints_table2_numbers(tmp_path, root, default_config):
     res = write_results(tmp_path, n=300, n_images=8)
     for name, modname in FIGURES.items():  # figures are needed by \includegraphics; fig04 drawn too
         mod = importlib.import_module(modname)
-        args = sum(([f"--{k.replace('_', '-')}", str(tmp_path / v)] for k, v in mod.INPUTS.items()), [])
-        mod.main(args + ["--out", str(res / "figures" / f"{name}.pdf")])
+        args = sum(([f"--{k.replace('_', '-')}", str(tmp_path / v)] for k, v in figure_inputs(name, default_config).items()), [])
+        common.run(mod, args + ["--out", str(res / "figures" / f"{name}.pdf")])
     paper.write_variables(paper.collect(res, default_config, data_mode="synthetic-test"), res / "paper" / "variables.tex")
     pdf = paper.build_pdf(root / "paper" / "ms.tex", res, tmp_path / "ms.pdf")
     text = _plain(subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True).stdout)

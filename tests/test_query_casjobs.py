@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_query_fixtures import make_skyserver_db
 
-from photoz.sdss import skyserver
+from photoz.sdss import catalog_query, skyserver
 from photoz.sdss import query as Q
 from photoz.sdss.casjobs import (CasJobsAuthError, CasJobsClient, CasJobsJobFailed, CasJobsUnanswered,
                                  catalog_table_name, fetch_casjobs, run_casjobs_catalog, token_from_env)
@@ -110,7 +110,7 @@ def test_query_command_with_service_casjobs_in_mock_mode(db, reference, tmp_path
     args = ["--sdss-json", json.dumps(sdss), "--selection-json", json.dumps(SEL), "--mock-db", str(db[0]),
             "--pages", str(tmp_path / "pages"), "--out", str(tmp_path / "cat.parquet"),
             "--rejected", str(tmp_path / "rej.csv"), "--log", str(tmp_path / "query.log")]
-    assert skyserver.main(args) == 0
+    assert catalog_query.main(args) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cat.parquet"), reference)
     assert "6 repeat spectra left out" in (tmp_path / "query.log").read_text()
 

@@ -236,7 +236,7 @@ def test_pages_of_a_regenerated_mock_database_are_not_reused(tmp_path):
 def test_query_command_in_mock_mode(db, reference, tmp_path):
     import json
 
-    from photoz.sdss import skyserver
+    from photoz.sdss import catalog_query
 
     path, _ = db
     sdss = {"data_release": 12, "rerun": 301,
@@ -245,7 +245,7 @@ def test_query_command_in_mock_mode(db, reference, tmp_path):
     args = ["--sdss-json", json.dumps(sdss), "--selection-json", json.dumps(SEL), "--mock-db", str(path),
             "--pages", str(tmp_path / "pages"), "--out", str(tmp_path / "cat.parquet"),
             "--rejected", str(tmp_path / "rej.csv"), "--log", str(tmp_path / "query.log")]
-    assert skyserver.main(args) == 0
+    assert catalog_query.main(args) == 0
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "cat.parquet"), reference)
     assert f"catalog: {N} rows written" in (tmp_path / "query.log").read_text()
     assert len(pd.read_csv(tmp_path / "rej.csv")) == 0

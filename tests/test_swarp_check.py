@@ -16,7 +16,7 @@ import pytest
 from photoz.config import ConfigError, load_config, validate_config
 from photoz.cutouts import group as cg
 from photoz.cutouts import swarp_check as sc
-from photoz.cutouts.synthetic import synthetic_frame
+from synthetic_frames import synthetic_frame
 from photoz.sdss.frames import BANDS
 from photoz.sdss.sas import frame_name, retrieve_group
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from photoz import paper, wording
-from photoz.figures.synthetic import write_results
+from synthetic_results import write_results
 
 
 def render(tex, macros):

@@ -92,13 +92,14 @@ def test_nested_override_that_is_not_a_number_still_fails(raw):
     assert "training.epochs = 'ten' has the wrong type" in _error(raw)
 
 
-def test_nested_config_override_reaches_the_workflow(root, tmp_path):
+def test_nested_config_override_reaches_the_workflow(root, tmp_path, default_config):
     proc = subprocess.run([str(SNAKEMAKE), "-s", str(root / "Snakefile"), "--directory", str(tmp_path), "-n",
                            "--quiet", "rules", "--config", "trials={main: {members: 3}}"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    # main: 5 folds x 3 members, six one-split trials with one member each
-    assert any(line.split() == ["train", "21"] for line in (proc.stdout + proc.stderr).splitlines())
+    # main: every fold x 3 members, the one-split trials with one member each
+    n_jobs = 3 * default_config["dataset"]["n_folds"] + len(default_config["trials"]) - 1
+    assert any(line.split() == ["train", str(n_jobs)] for line in (proc.stdout + proc.stderr).splitlines())
 
 
 def test_result_settings_leave_out_execution_keys_only(default_config):

@@ -14,7 +14,7 @@ COMMANDS = {
     # name: module with main(argv)
     "mock-sky-chunk": "photoz.mock.chunk",
     "mock-sky-merge": "photoz.mock.merge",
-    "query": "photoz.sdss.skyserver",
+    "query": "photoz.sdss.catalog_query",
     "frame-index": "photoz.frame_index",
     "retrieve": "photoz.sdss.sas",
     "skyserver-serve": "photoz.sdss.skyserver_server",

@@ -15,7 +15,7 @@ import jsonschema
 import yaml
 
 __all__ = ["ConfigError", "SCHEMA_PATH", "EXECUTION_KEYS", "load_config", "validate_config", "load_schema",
-           "result_settings", "execution_settings", "coerce_overrides", "run_dir", "RUN_DIRS"]
+           "result_settings", "coerce_overrides", "run_dir", "RUN_DIRS"]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_PATH = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -55,11 +55,6 @@ def result_settings(cfg, section=None):
             for key in keys:
                 out[sec].pop(key, None)
     return out
-
-
-def execution_settings(cfg, section):
-    """The ``EXECUTION_KEYS`` of ``cfg[section]`` present in the config."""
-    return {k: cfg[section][k] for k in EXECUTION_KEYS.get(section, ()) if k in cfg[section]}
 
 
 def load_schema(path=SCHEMA_PATH):

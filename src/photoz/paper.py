@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from photoz import latex, trials
+from photoz import latex, trials, wording
 from photoz.io import atomic_path, setup_logging
+from photoz.wording import PaperInputError
 
 __all__ = ["fmt", "macro", "result_paths", "collect", "write_variables", "build_pdf", "main"]
 
@@ -47,10 +48,6 @@ PACKAGES = ["numpy", "scipy", "pandas", "astropy", "torch", "matplotlib", "snake
 #: Table 2 rows the text talks about, by (estimator, subset, widest-removed) of the trial of the full row.
 NAMED_ROWS = {"Main": ("cnn", "all", 0.0), "Bsixteen": ("b16", "all", 0.0), "Knn": ("knn", "all", 0.0),
               "NoSuspect": ("cnn", "no_suspect", 0.0), "Widest": ("cnn", "all", 0.2), "Seightytwo": ("cnn", "s82", 0.0)}
-
-
-class PaperInputError(ValueError):
-    """A result file the paper needs is missing or malformed."""
 
 
 _isnum = latex.isnum
@@ -165,8 +162,6 @@ def collect(inputs, cfg, data_mode=None, root=None, date=None):
     m.update(_published_macros())
     m.update(_learning_curve_macros(paths.get("learning_curve"), cfg))
     # words and sentences that compare numbers: chosen by the numbers (photoz.wording)
-    from photoz import wording
-
     m.update(wording.macros(paths, cfg, data_mode or cfg.get("mode", "unknown")))
     return m
 

@@ -36,7 +36,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["K_SIGMA", "P_AGREE", "EQUIV_REL", "SLOPE_MARGIN", "REMOVED_FRACTION", "CANNOT_TELL", "compare", "folds_agree", "size_words", "zone_sentence",
+
+class PaperInputError(ValueError):
+    """A result file the paper needs is missing or malformed (raised here and by :mod:`photoz.paper`)."""
+
+
+__all__ = ["PaperInputError", "K_SIGMA", "P_AGREE", "EQUIV_REL", "SLOPE_MARGIN", "REMOVED_FRACTION", "CANNOT_TELL", "compare", "folds_agree", "size_words", "zone_sentence",
            "validation_sentence", "learning_curve_end", "learning_curve_slopes", "swarp_check_sentence",
            "resampler_macros", "TREND_SIGMA", "ebv_trend_sentence", "ebv_trend", "macros"]
 
@@ -123,9 +128,9 @@ def size_words(ours, theirs):
 
 
 def _f(x, spec=".5f"):
-    from photoz.paper import fmt
+    from photoz.latex import number
 
-    return fmt(x, "bias") if spec == ".5f" else (f"{x:{spec}}" if _num(x) is not None else "--")
+    return number(x, "bias") if spec == ".5f" else (f"{x:{spec}}" if _num(x) is not None else "--")
 
 
 def zone_sentence(z):
@@ -393,8 +398,6 @@ def ebv_trend(paths, cfg):
     Empty without a no-E(B-V) trial (:func:`photoz.trials.noebv_trial`) or its ensemble.
     """
     from photoz import metrics, trials
-    from photoz.paper import PaperInputError
-
     if trials.noebv_trial(cfg) is None or not paths.get("ensemble") or not paths.get("ensemble_noebv"):
         return ""
     cols = ["specObjID", "fold", "z_spec", "z_phot"]
@@ -514,15 +517,11 @@ def resampler_macros(paths, cfg):
         dev = check["worst_abs_flux_ratio_minus_1"]
         m["SwarpCheckFluxRatioPercent"] = "--" if dev is None else _sig(100 * dev)
     except (KeyError, TypeError) as err:
-        from photoz.paper import PaperInputError
-
         raise PaperInputError(f"{paths['swarp_check']}: malformed SWarp check ({type(err).__name__}: {err})") from None
     return m
 
 
 def _read_json(path):
-    from photoz.paper import PaperInputError
-
     path = Path(path)
     if not path.exists():
         raise PaperInputError(f"result file {path} does not exist")

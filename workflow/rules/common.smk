@@ -2,6 +2,7 @@
 # and the helpers the other rule files use.
 import json
 import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -13,7 +14,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from photoz import trials as _trials  # noqa: E402
 from photoz.config import (  # noqa: E402
-    ConfigError, coerce_overrides, execution_settings, result_settings, run_dir, validate_config,
+    ConfigError, coerce_overrides, result_settings, run_dir, validate_config,
 )
 from photoz.figures import FIGURES, figure_inputs, figure_source  # noqa: E402
 
@@ -123,7 +124,7 @@ def reddening_ensembles():
 
 def run_figures():
     """The figures this run draws: every one of FIGURES, those reading the learning curve only when it has trials."""
-    return [n for n in FIGURES if LEARNING_CURVE_CSV not in figure_inputs(n).values() or learning_curve_trials()]
+    return [n for n in FIGURES if LEARNING_CURVE_CSV not in figure_inputs(n, config).values() or learning_curve_trials()]
 
 
 def table1_trial():
@@ -197,6 +198,18 @@ def _train_config(trial):
     return config_json("training", "bins", network=_train_network(trial))
 
 
+def _member_files(name, trial):
+    """A train rule's outputs ``name`` (checkpoint.pt, ...): one {seed}, or every seed of ``trial`` (stacked)."""
+    if trial is None:
+        return f"results/models/{{trial}}/fold{{fold}}/seed{{seed}}/{name}"
+    return expand(f"results/models/{{{{trial}}}}/fold{{{{fold}}}}/seed{{seed}}/{name}", seed=trial_seeds(trial))
+
+
+def train_rules():
+    """The train rules: ``{"train": None}`` (one job per member), or one ``train_stacked_<trial>`` per trial."""
+    return {f"train_stacked_{t}": t for t in TRIALS} if TRAINING["stack_members"] else {"train": None}
+
+
 def _checkpoints(output):
     cps = output.checkpoint
     return [cps] if isinstance(cps, str) else list(cps)
@@ -215,7 +228,7 @@ def _models_root(wildcards, output):
 # --- used by figures.smk and paper.smk ---
 def figure_input_files(wildcards):
     """A figure's inputs, as its module declares them (``INPUTS``), and the module's own source."""
-    return {**figure_inputs(wildcards.name), "code": str(figure_source(wildcards.name))}
+    return {**figure_inputs(wildcards.name, config), "code": str(figure_source(wildcards.name))}
 
 
 def figure_args(inputs):

@@ -22,20 +22,27 @@ COMPILE_CACHE = "results/.cache/torchinductor"
 
 
 # One job per member, or (training.stack_members, a speed setting) one per
-# (trial, fold): both rules run the same command with the same settings, so
-# switching between them redoes no work.
-if not TRAINING["stack_members"]:
+# (trial, fold) training all its members: both run the same command with the
+# same settings, so switching between them redoes no work. The rule is written
+# once: plain, it is `train` with a {seed} wildcard; stacked, one rule per trial
+# (`train_stacked_<trial>`, since its outputs list the trial's seeds), on a GPU
+# all members' steps side by side in one CUDA graph (train_rules(), common.smk).
+for _rule_name, _trial in train_rules().items():
 
-    rule train:
+    rule:
+        name:
+            _rule_name
         input:
             manifest="results/shards/manifest.json",
             catalog="results/shards/catalog.parquet",
         output:
-            checkpoint="results/models/{trial}/fold{fold}/seed{seed}/checkpoint.pt",
-            best="results/models/{trial}/fold{fold}/seed{seed}/best.pt",
-            metrics="results/models/{trial}/fold{fold}/seed{seed}/metrics.csv",
+            checkpoint=_member_files("checkpoint.pt", _trial),
+            best=_member_files("best.pt", _trial),
+            metrics=_member_files("metrics.csv", _trial),
+        wildcard_constraints:
+            trial=".+" if _trial is None else re.escape(_trial),
         log:
-            "logs/train/{trial}/fold{fold}/seed{seed}.log",
+            "logs/train/{trial}/fold{fold}/" + ("seed{seed}.log" if _trial is None else "stacked.log"),
         params:
             settings=lambda w: _train_settings(w.trial),
             cfg=lambda w, threads: _train_config(w.trial)(w, threads),
@@ -47,7 +54,7 @@ if not TRAINING["stack_members"]:
             out_root=_models_root,
             compile_cache=COMPILE_CACHE,
         threads: TRAINING["num_threads"]
-        priority: lambda w: train_priority(w.trial)
+        priority: lambda w: train_priority(w.trial, len(trial_seeds(w.trial)) if TRAINING["stack_members"] else 1)
         resources:
             gpu=TRAIN_GPU,
             mem_mb=TRAINING["mem_mb"],
@@ -58,47 +65,6 @@ if not TRAINING["stack_members"]:
             "python -m photoz train --shards {params.shards:q} --trial {params.trial_name} --trial-json {params.trial:q}"
             " --fold {wildcards.fold} --seeds {params.seeds} --master-seed {params.master_seed}"
             " --config-json {params.cfg:q} --out-root {params.out_root:q} --compile-cache {params.compile_cache:q} 2> {log:q}"
-
-if TRAINING["stack_members"]:
-    # All members of a (trial, fold) in one process (on a GPU their steps run
-    # side by side in one CUDA graph): more images/s on a GPU at batch 128 per
-    # member. One rule per trial, since its outputs list the trial's seeds.
-    for _trial in TRIALS:
-
-        rule:
-            name:
-                f"train_stacked_{_trial}"
-            input:
-                manifest="results/shards/manifest.json",
-                catalog="results/shards/catalog.parquet",
-            output:
-                checkpoint=expand("results/models/{trial}/fold{{fold}}/seed{seed}/checkpoint.pt", trial=_trial, seed=trial_seeds(_trial)),
-                best=expand("results/models/{trial}/fold{{fold}}/seed{seed}/best.pt", trial=_trial, seed=trial_seeds(_trial)),
-                metrics=expand("results/models/{trial}/fold{{fold}}/seed{seed}/metrics.csv", trial=_trial, seed=trial_seeds(_trial)),
-            log:
-                f"logs/train/{_trial}/fold{{fold}}/stacked.log",
-            params:
-                trial_name=_trial,
-                settings=_train_settings(_trial),
-                cfg=_train_config(_trial),
-                trial=json.dumps(config["trials"][_trial], sort_keys=True),
-                seeds=_output_seeds,
-                master_seed=config["seed"],
-                shards=lambda w, input: str(Path(input.manifest).parent),
-                out_root=_models_root,
-                compile_cache=COMPILE_CACHE,
-            threads: TRAINING["num_threads"]
-            priority: train_priority(_trial, len(trial_seeds(_trial)))
-            resources:
-                gpu=TRAIN_GPU,
-                mem_mb=TRAINING["mem_mb"],
-                runtime=TRAINING["runtime_min"],
-            conda:
-                "../../envs/train.yaml"
-            shell:
-                "python -m photoz train --shards {params.shards:q} --trial {params.trial_name} --trial-json {params.trial:q}"
-                " --fold {wildcards.fold} --seeds {params.seeds} --master-seed {params.master_seed}"
-                " --config-json {params.cfg:q} --out-root {params.out_root:q} --compile-cache {params.compile_cache:q} 2> {log:q}"
 
 
 rule predict:

@@ -1,36 +1,33 @@
-"""The paper's figures: one module per figure (``main(argv)``), shared style and helpers in ``common``.
+"""The paper's figures: one module per figure, shared style and helpers in ``common``.
 
-``python -m photoz figure NAME [options]`` runs one of them; ``FIGURES`` lists
-them (the one list: the workflow's ``figure`` rule and the paper take it from
-here). Each module declares its input files in ``INPUTS`` (option name ->
-path, a literal dict); :func:`figure_inputs` reads that declaration from the
-module's source without importing it (no matplotlib at workflow parse time).
+A figure is a module ``figNN_name.py`` of this package (its file name is its
+name); it declares ``INPUTS`` (option name -> path, a literal dict) and
+``make(inputs, cfg, log)`` returning a matplotlib figure. ``FIGURES`` lists
+them by file (the one list: the workflow's ``figure`` rule and the paper take
+it from here); ``python -m photoz figure NAME [options]`` runs one
+(:func:`photoz.figures.common.run`). An ``INPUTS`` path may name a trial by
+its role in braces, ``{main}`` or ``{noebv}`` (:data:`ROLES`, resolved from the
+config by :mod:`photoz.trials`); an input whose role has no trial in the
+config is left out, and the figure draws without it. :func:`figure_inputs`
+reads the declaration from the module's source without importing it (no
+matplotlib at workflow parse time).
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-__all__ = ["FIGURES", "figure_source", "figure_inputs"]
+from photoz import trials
 
-FIGURES = {
-    "fig01_sky_and_nz": "photoz.figures.fig01_sky_and_nz",
-    "fig02_gallery": "photoz.figures.fig02_gallery",
-    "fig04_architecture": "photoz.figures.fig04_architecture",
-    "fig05_protocol": "photoz.figures.fig05_protocol",
-    "fig06_dz": "photoz.figures.fig06_dz",
-    "fig07_zphot_zspec": "photoz.figures.fig07_zphot_zspec",
-    "fig08_bias": "photoz.figures.fig08_bias",
-    "fig09_pdfs": "photoz.figures.fig09_pdfs",
-    "fig10_pit": "photoz.figures.fig10_pit",
-    "fig11_ebv_inclination": "photoz.figures.fig11_ebv_inclination",
-    "fig12_sky_maps": "photoz.figures.fig12_sky_maps",
-    "fig13_mean_pdfs": "photoz.figures.fig13_mean_pdfs",
-    "fig14_snr_psf": "photoz.figures.fig14_snr_psf",
-    "fig15_learning_curve": "photoz.figures.fig15_learning_curve",
-    "figA_image_quality": "photoz.figures.figA_image_quality",
-}
+__all__ = ["FIGURES", "ROLES", "figure_source", "declared_inputs", "resolve_inputs", "figure_inputs"]
+
+#: Figure name -> module, one per ``fig*.py`` file of this package, in file-name order.
+FIGURES = {p.stem: f"{__name__}.{p.stem}" for p in sorted(Path(__file__).parent.glob("fig*.py"))}
+
+#: Roles an ``INPUTS`` path may name (``{role}``) -> the function giving the config's trial of that role (or None).
+ROLES = {"main": trials.main_trial, "noebv": trials.noebv_trial}
 
 
 def figure_source(name):
@@ -40,8 +37,8 @@ def figure_source(name):
     return Path(__file__).with_name(FIGURES[name].rsplit(".", 1)[1] + ".py")
 
 
-def figure_inputs(name):
-    """The ``INPUTS`` declaration of figure ``name`` (option -> path), read from its source."""
+def declared_inputs(name):
+    """The ``INPUTS`` declaration of figure ``name`` (option -> path, roles unresolved), read from its source."""
     path = figure_source(name)
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in tree.body:
@@ -54,3 +51,27 @@ def figure_inputs(name):
                 raise ValueError(f"{path}: INPUTS must be a literal dict of option -> path")
             return value
     raise ValueError(f"{path}: no INPUTS declaration")
+
+
+def resolve_inputs(declared, cfg, figure="figure"):
+    """``declared`` (option -> path) with every ``{role}`` replaced by the config's trial of that role.
+
+    An input naming a role the config has no trial for is left out.
+    """
+    out = {}
+    for key, path in declared.items():
+        roles = re.findall(r"{(\w*)}", path)
+        unknown = sorted(set(roles) - set(ROLES))
+        if unknown:
+            raise ValueError(f"{figure}: INPUTS[{key!r}] = {path!r} names unknown role(s) {unknown}; known: {', '.join(ROLES)}")
+        if roles and "trials" not in cfg:
+            raise ValueError(f"{figure}: the config has no trials to resolve {path!r}; give --{key.replace('_', '-')}")
+        names = {r: ROLES[r](cfg) for r in set(roles)}
+        if all(v is not None for v in names.values()):
+            out[key] = path.format(**names)
+    return out
+
+
+def figure_inputs(name, cfg):
+    """The input files of figure ``name`` for config ``cfg`` (option -> path)."""
+    return resolve_inputs(declared_inputs(name), cfg, name)

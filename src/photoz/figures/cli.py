@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from photoz.figures import FIGURES
+from photoz.figures import FIGURES, common
 
 
 def main(argv=None):
@@ -15,4 +15,4 @@ def main(argv=None):
             print(f"photoz figure: unknown figure {argv[0]!r}", file=sys.stderr)
         print(__doc__ + "\nfigures:\n  " + "\n  ".join(FIGURES))
         return 0 if not argv or argv[0] in ("-h", "--help") else 2
-    return importlib.import_module(FIGURES[argv[0]]).main(argv[1:])
+    return common.run(importlib.import_module(FIGURES[argv[0]]), argv[1:])

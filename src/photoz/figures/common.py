@@ -1,10 +1,11 @@
 """Shared pieces of the figure scripts: style, command line, inputs, scores, saving.
 
-Every figure module defines ``NAME`` (``figNN_name``), ``INPUTS`` (option name
--> default path, following docs/dataflow.md) and ``make(inputs, cfg, log)``
-returning a matplotlib figure; its ``main(argv)`` is ``run(module, argv)``,
-which parses ``--<input> PATH`` options, ``--config-json``, ``--out`` and
-``--log``, and writes ``<out>.pdf`` and ``<out>.png`` atomically.
+Every figure module (``figNN_name.py``; :mod:`photoz.figures`) defines
+``INPUTS`` (option name -> default path, following docs/dataflow.md, with
+trial roles in braces) and ``make(inputs, cfg, log)`` returning a matplotlib
+figure; :func:`run` is its command line: it parses ``--<input> PATH`` options,
+``--config-json``, ``--out`` and ``--log``, and writes ``<out>.pdf`` and
+``<out>.png`` atomically.
 """
 
 from __future__ import annotations
@@ -250,19 +251,24 @@ def load_cfg(config_json):
 
 
 def run(module, argv=None):
-    """Command line of a figure module: parse, make the figure, save it."""
-    parser = argparse.ArgumentParser(prog=f"photoz figure {module.NAME}", description=module.__doc__.split("\n")[0])
+    """Command line of figure ``module``: parse, make the figure, save it."""
+    from photoz.figures import resolve_inputs
+
+    name = module.__name__.rpartition(".")[2]
+    parser = argparse.ArgumentParser(prog=f"photoz figure {name}", description=module.__doc__.split("\n")[0])
     for key, default in module.INPUTS.items():
-        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=default,
-                            help=f"input (default: {default})")
+        parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
+                            help=f"input (default: {default}, a role in braces naming the config's trial)")
     parser.add_argument("--config-json", default=None, help="the whole config, as JSON (default: config.yaml)")
-    parser.add_argument("--out", default=f"results/figures/{module.NAME}.pdf", help="output (.pdf; the .png goes beside)")
+    parser.add_argument("--out", default=f"results/figures/{name}.pdf", help="output (.pdf; the .png goes beside)")
     parser.add_argument("--log", default=None, help="log file")
     args = parser.parse_args(argv)
-    log = setup_logging(args.log, name=f"photoz.figures.{module.NAME}")
+    log = setup_logging(args.log, name=f"photoz.figures.{name}")
     cfg = load_cfg(args.config_json)
-    inputs = {k: getattr(args, k) for k in module.INPUTS}
-    log.info("%s from %s", module.NAME, ", ".join(f"{k}={v}" for k, v in inputs.items()))
+    given = {k: getattr(args, k) for k in module.INPUTS if getattr(args, k) is not None}
+    rest = {k: v for k, v in module.INPUTS.items() if k not in given}
+    inputs = {**resolve_inputs(rest, cfg, name), **given}
+    log.info("%s from %s", name, ", ".join(f"{k}={v}" for k, v in inputs.items()))
     plt = use_style()
     fig = module.make(inputs, cfg, log)
     paths = save_figure(fig, args.out)

@@ -11,7 +11,6 @@ import numpy as np
 
 from photoz.figures import common, skymap
 
-NAME = "fig01_sky_and_nz"
 INPUTS = {"catalog": "results/catalog.parquet"}
 
 
@@ -35,7 +34,3 @@ def make(inputs, cfg, log):
     ax.text(0.95, 0.95, f"$N$ = {len(cat)}\nmedian $z$ = {np.median(cat['z']):.3f}", transform=ax.transAxes,
             ha="right", va="top", fontsize=7)
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

@@ -6,7 +6,6 @@ import numpy as np
 
 from photoz.figures import common
 
-NAME = "fig02_gallery"
 INPUTS = {"catalog": "results/shards/catalog.parquet", "manifest": "results/shards/manifest.json"}
 N_GALAXIES = 5
 
@@ -42,7 +41,3 @@ def make(inputs, cfg, log):
     size = cubes.shape[-1] * scale if n else 0
     fig.suptitle(f"{cubes.shape[-1]}x{cubes.shape[-1]} pixels ({size:.1f} arcsec), asinh scaled", fontsize=7)
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

@@ -6,7 +6,6 @@ from matplotlib.patches import FancyBboxPatch
 
 from photoz.figures import common
 
-NAME = "fig04_architecture"
 INPUTS = {}
 
 
@@ -53,7 +52,3 @@ def make(inputs, cfg, log):
     ax.text(0.95, n + 0.55, "parameters", ha="right", fontsize=6.5, style="italic")
     ax.text(0.5, -0.5, f"total trainable parameters: {total:,}", ha="center", fontsize=7.5)
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

@@ -7,7 +7,6 @@ from matplotlib.patches import Rectangle
 from photoz import trials
 from photoz.figures import common
 
-NAME = "fig05_protocol"
 INPUTS = {}
 
 
@@ -47,7 +46,3 @@ def make(inputs, cfg, log):
         ax.text(0.6 + 2.6 * k, -0.75, label, va="center", fontsize=6.5)
     log.info("%d folds, %d members", n_folds, members)
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

@@ -6,8 +6,7 @@ import numpy as np
 
 from photoz.figures import common
 
-NAME = "fig06_dz"
-INPUTS = {"ensemble": "results/ensemble/main.parquet"}
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet"}
 
 
 def make(inputs, cfg, log):
@@ -37,7 +36,3 @@ def make(inputs, cfg, log):
     ax.set_ylabel("probability density")
     ax.legend(loc="upper left")
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

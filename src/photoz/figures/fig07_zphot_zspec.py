@@ -7,8 +7,7 @@ from matplotlib.colors import LogNorm
 
 from photoz.figures import common
 
-NAME = "fig07_zphot_zspec"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet"}
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet"}
 
 
 def make(inputs, cfg, log):
@@ -35,7 +34,3 @@ def make(inputs, cfg, log):
     axes[0].set_ylabel(r"$z_{\rm phot}$")
     fig.colorbar(im, ax=axes, shrink=0.85, label="galaxies per cell")
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

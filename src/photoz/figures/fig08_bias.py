@@ -6,8 +6,7 @@ import numpy as np
 
 from photoz.figures import common
 
-NAME = "fig08_bias"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet"}
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet"}
 EUCLID = 0.002
 
 
@@ -45,7 +44,3 @@ def make(inputs, cfg, log):
     fig.legend(handles, labels, loc="outside upper center", ncol=3)
     axes[1, 1].legend(loc="upper right")
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

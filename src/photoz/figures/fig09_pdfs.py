@@ -7,8 +7,7 @@ import numpy as np
 from photoz import bins
 from photoz.figures import common
 
-NAME = "fig09_pdfs"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet",
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet",
           "manifest": "results/shards/manifest.json"}
 N_ROWS, N_COLS = 4, 3
 
@@ -48,7 +47,3 @@ def make(inputs, cfg, log):
         if c == 0:
             ax.set_ylabel("$p(z)$")
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

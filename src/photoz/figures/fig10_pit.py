@@ -6,8 +6,7 @@ import numpy as np
 
 from photoz.figures import common
 
-NAME = "fig10_pit"
-INPUTS = {"ensemble": "results/ensemble/main.parquet"}
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet"}
 
 
 def make(inputs, cfg, log):
@@ -32,7 +31,3 @@ def make(inputs, cfg, log):
     ax.set_ylabel("normalised count")
     ax.legend(loc="lower center")
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

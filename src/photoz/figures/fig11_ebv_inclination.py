@@ -10,8 +10,7 @@ import numpy as np
 
 from photoz.figures import common
 
-NAME = "fig11_ebv_inclination"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "ensemble_noebv": "results/ensemble/noebv.parquet",
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "ensemble_noebv": "results/ensemble/{noebv}.parquet",
           "catalog": "results/shards/catalog.parquet"}
 
 
@@ -25,19 +24,22 @@ def make(inputs, cfg, log):
     plt = common.use_style()
     cols = ["ebv", "zphot", "expAB_r", "deVAB_r", "fracDeV_r"]
     df = common.test_sample(inputs["ensemble"], inputs["catalog"], cols)
-    no = common.read_parquet(inputs["ensemble_noebv"], ["specObjID", "z_phot", "z_spec"])
-    no = no.set_index("specObjID").reindex(df["specObjID"])
-    dz_no = common.delta_z(no["z_phot"].to_numpy(), no["z_spec"].to_numpy())
+    dz_no = None  # the config may have no trial without the E(B-V) input (photoz.trials.noebv_trial)
+    if inputs.get("ensemble_noebv"):
+        no = common.read_parquet(inputs["ensemble_noebv"], ["specObjID", "z_phot", "z_spec"])
+        no = no.set_index("specObjID").reindex(df["specObjID"])
+        dz_no = common.delta_z(no["z_phot"].to_numpy(), no["z_spec"].to_numpy())
     fig, axes = plt.subplots(1, 2, figsize=(7.0, 2.8))
     ebv_edges = common.quantile_edges(df["ebv"], 10)
     inc = inclination(df["expAB_r"], df["deVAB_r"], df["fracDeV_r"])
     curves = [("CNN with $E(B-V)$ input", df["dz"], common.COLORS["cnn"], "o"),
-              ("CNN without $E(B-V)$ input", dz_no, common.COLORS["noebv"], "s"),
               (common.b16_name(cfg), df["dz_b16"], common.COLORS["b16"], "^")]
+    if dz_no is not None:
+        curves.insert(1, ("CNN without $E(B-V)$ input", dz_no, common.COLORS["noebv"], "s"))
     for label, dz, color, m in curves:
         t = common.binned_scores(df["ebv"], dz, ebv_edges, min_count=10)
         axes[0].errorbar(t["x"], t["bias"], yerr=t["bias_err"], color=color, marker=m, ms=3, capsize=1.5, label=label)
-    for label, dz, color, m in (curves[0], curves[2]):
+    for label, dz, color, m in (curves[0], curves[-1]):
         t = common.binned_scores(inc, dz, np.linspace(0, 90, 10), min_count=10)
         axes[1].errorbar(t["x"], t["bias"], yerr=t["bias_err"], color=color, marker=m, ms=3, capsize=1.5, label=label)
     axes[0].set_xlabel(r"$E(B-V)$ (mag)")
@@ -47,9 +49,6 @@ def make(inputs, cfg, log):
         ax.axhline(0, color="0.4", lw=0.5)
         ax.set_ylabel(r"bias $\langle\Delta z\rangle$")
         ax.legend(loc="best")
-    log.info("%d galaxies; noebv matched for %d", len(df), int(np.isfinite(dz_no).sum()))
+    log.info("%d galaxies; noebv matched for %s", len(df), "none (no such trial)" if dz_no is None
+             else int(np.isfinite(dz_no).sum()))
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

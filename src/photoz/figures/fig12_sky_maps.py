@@ -13,8 +13,7 @@ import numpy as np
 
 from photoz.figures import common, skymap
 
-NAME = "fig12_sky_maps"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet",
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet",
           "zone": "results/zone/zone.json"}
 
 
@@ -42,7 +41,3 @@ def make(inputs, cfg, log):
     log.info("%d test galaxies, %s footprint, nside %d, %d found cells outlined", len(df),
              "small (zoomed)" if small else "wide (whole sky)", nside, len(zone.get("cells") or []))
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

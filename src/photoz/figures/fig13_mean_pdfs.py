@@ -14,8 +14,7 @@ import numpy as np
 from photoz import bins
 from photoz.figures import common
 
-NAME = "fig13_mean_pdfs"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet",
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet",
           "zone": "results/zone/zone.json"}
 
 
@@ -62,7 +61,3 @@ def make(inputs, cfg, log):
     ax.set_ylim(0, None)
     ax.legend(loc="upper left")
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

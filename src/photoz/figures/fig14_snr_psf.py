@@ -11,8 +11,7 @@ from matplotlib.ticker import NullFormatter
 
 from photoz.figures import common
 
-NAME = "fig14_snr_psf"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet"}
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet"}
 BAND_COLORS = ["#CC79A7", "#0072B2", "#009E73", "#E69F00", "#D55E00"]
 PAIRS = [("u", "g"), ("g", "r"), ("r", "i"), ("i", "z")]
 
@@ -56,7 +55,3 @@ def make(inputs, cfg, log):
     axes[0, 0].legend(ncol=2, title="band")
     axes[0, 2].legend(title="bands")
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

@@ -15,7 +15,6 @@ import numpy as np
 
 from photoz.figures import common
 
-NAME = "fig15_learning_curve"
 INPUTS = {"learning_curve": "results/learning_curve.csv"}
 #: The published points of the curve: Table 2 keys of ``photoz.published`` (ascending training size).
 PUBLISHED_KEYS = ("frac2", "frac20", "frac50", "full")
@@ -99,7 +98,3 @@ def make(inputs, cfg, log):
     log.info("%d points per estimator; published points at %s", int((df["estimator"] == "cnn").sum()),
              ", ".join(str(int(p["n_train"])) for p in pub))
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

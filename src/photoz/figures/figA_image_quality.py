@@ -11,8 +11,7 @@ import numpy as np
 
 from photoz.figures import common
 
-NAME = "figA_image_quality"
-INPUTS = {"ensemble": "results/ensemble/main.parquet", "catalog": "results/shards/catalog.parquet",
+INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet",
           "failures": "results/cutouts/failures.csv"}
 
 
@@ -49,7 +48,3 @@ def make(inputs, cfg, log):
     axes[1].legend(loc="upper right")
     log.info("%d test galaxies, %d lost", len(df), fail["specObjID"].nunique())
     return fig
-
-
-def main(argv=None):
-    return common.run(__import__(__name__, fromlist=["x"]), argv)

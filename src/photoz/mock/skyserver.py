@@ -24,12 +24,11 @@ from __future__ import annotations
 
 import sqlite3
 
-import numpy as np
 import pandas as pd
 
 from ..sdss.query import to_sqlite
 
-__all__ = ["translate_sql", "run_query", "write_database", "photoz_knn"]
+__all__ = ["translate_sql", "run_query", "write_database"]
 
 BANDS = ("u", "g", "r", "i", "z")
 
@@ -47,34 +46,6 @@ def run_query(db_path, sql):
         raise RuntimeError(f"mock SkyServer {db_path}: query failed: {err}\n{to_sqlite(sql)}") from err
     finally:
         con.close()
-
-
-def photoz_knn(train_mags, train_z, mags, k=20):
-    """kNN photometric redshifts from dereddened r and the u-g, g-r, r-i, i-z colours.
-
-    Returns (z, zErr, nnCount): distance-weighted mean and standard deviation of
-    the ``k`` nearest training redshifts.
-    """
-    from sklearn.neighbors import NearestNeighbors
-
-    def feats(m):
-        m = np.asarray(m, dtype=np.float64)
-        return np.column_stack([m[:, 2], m[:, 0] - m[:, 1], m[:, 1] - m[:, 2], m[:, 2] - m[:, 3], m[:, 3] - m[:, 4]])
-
-    ft = feats(train_mags)
-    fq = feats(mags)
-    ok = np.all(np.isfinite(fq), axis=1)
-    nn = NearestNeighbors(n_neighbors=k).fit(ft)
-    z = np.full(len(fq), -9999.0)
-    ze = np.full(len(fq), -9999.0)
-    if ok.any():
-        d, idx = nn.kneighbors(fq[ok])
-        w = 1.0 / np.maximum(d, 1e-6)
-        zz = np.asarray(train_z)[idx]
-        mean = (w * zz).sum(1) / w.sum(1)
-        z[ok] = mean
-        ze[ok] = np.sqrt((w * (zz - mean[:, None]) ** 2).sum(1) / w.sum(1))
-    return z, ze, np.where(ok, k, 0)
 
 
 def write_database(path, spec, photo, photoz, galspec, field):

@@ -402,6 +402,25 @@ def _write_metrics_csv(path, rows):
 RESUME_NAME = "resume.pt"
 
 
+def finished_member(out_dir, fingerprint):
+    """Whether ``out_dir`` holds a member that finished training with these settings.
+
+    Its ``checkpoint.pt`` (written only at the end, from ``resume.pt``), ``best.pt``
+    and ``metrics.csv`` exist, and the checkpoint is of this format, marked
+    finished, with ``fingerprint`` (the settings, the member's seed and the
+    number of training galaxies, as :func:`train_members` stores it).
+    """
+    d = Path(out_dir)
+    if not all((d / f).exists() for f in ("checkpoint.pt", "best.pt", "metrics.csv")):
+        return False
+    try:
+        ck = torch.load(d / "checkpoint.pt", map_location="cpu", weights_only=False)
+    except Exception:  # unreadable (a truncated copy): not finished, train it again
+        return False
+    return (ck.get("format") == CHECKPOINT_FORMAT and bool(ck.get("finished"))
+            and dict(ck.get("fingerprint", {})) == dict(fingerprint))
+
+
 def load_member(path, map_location="cpu"):
     """A :class:`PhotoZNet` with the weights of a checkpoint or best file (format 2 or 3)."""
     ck = torch.load(path, map_location=map_location, weights_only=False)
@@ -718,6 +737,8 @@ def main(argv=None):
     ap.add_argument("--out-root", default="results/models", help="members go to OUT_ROOT/<trial>/fold<f>/seed<s>/")
     ap.add_argument("--compile-cache", help="torch.compile's on-disk cache (TORCHINDUCTOR_CACHE_DIR), shared by "
                     "the jobs of a run so that only the first compiles each network shape")
+    ap.add_argument("--force", action="store_true",
+                    help="retrain members that already finished with the same settings (default: skip them)")
     ap.add_argument("--log")
     a = ap.parse_args(argv)
     logger = setup_logging(a.log, name="photoz")
@@ -740,6 +761,15 @@ def main(argv=None):
         SplitArrays.save_npz(a.export_split, parts)
         logger.info("split written to %s", a.export_split)
         return 0
+    seeds = [member_seed(a.master_seed, a.trial, a.fold, s) for s in a.seeds]
+    out_dirs = [Path(a.out_root) / a.trial / f"fold{a.fold}" / f"seed{s}" for s in a.seeds]
+    todo = [g for g, (seed, d) in enumerate(zip(seeds, out_dirs))
+            if a.force or not finished_member(d, dict(cfg.fingerprint(), seeds=[seed], n_train=len(parts["train"])))]
+    for g in sorted(set(range(len(seeds))) - set(todo)):
+        logger.info("member %d (%s) already trained with these settings: kept (--force retrains it)", a.seeds[g], out_dirs[g])
+    if not todo:
+        return 0
+    seeds, out_dirs = [seeds[g] for g in todo], [out_dirs[g] for g in todo]
     device = resolve_device(cfg.device)
     if not a.split_npz:
         try:  # cheap check (shapes and sizes) of the shards against their manifest
@@ -757,8 +787,6 @@ def main(argv=None):
     val_src = make_source(store, va, device, resident, dtype)
     logger.info("trial %s fold %d: %d train, %d validation galaxies loaded in %.1f s (%s)", a.trial, a.fold, len(tr),
                 len(va), time.time() - t0, type(train_src).__name__)
-    seeds = [member_seed(a.master_seed, a.trial, a.fold, s) for s in a.seeds]
-    out_dirs = [Path(a.out_root) / a.trial / f"fold{a.fold}" / f"seed{s}" for s in a.seeds]
     train_members(cfg, train_src, tr.z, tr.ebv, val_src, va.z, va.ebv, seeds, out_dirs, logger=logger)
     import resource
 

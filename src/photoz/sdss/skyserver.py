@@ -29,7 +29,6 @@ Completeness, without trusting the service:
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
 import hashlib
@@ -45,13 +44,13 @@ from typing import Callable, Sequence
 import pandas as pd
 import requests
 
-from ..io import atomic_path, atomic_write_bytes, setup_logging
+from ..io import atomic_path, atomic_write_bytes
 from . import query as Q
 from .sqlerrors import permanent_sql_error
 
 __all__ = ["QueryError", "PageError", "RateLimiter", "SkyServerClient", "PagedQuery",
            "fetch_paged", "source_identity", "open_client", "finish_catalog", "catalog_paged_query", "field_paged_query", "skyserver_base_url",
-           "parse_csv_page", "main"]
+           "parse_csv_page"]
 
 log = logging.getLogger("photoz.skyserver")
 
@@ -503,32 +502,3 @@ def run_catalog_query(client, selection, pages_dir, page_size, out, rejected_out
     """Fetch the catalog through SkyServer SQL paging, then :func:`finish_catalog`."""
     rows = fetch_paged(client, catalog_paged_query(selection), pages_dir, page_size, source)
     return finish_catalog(rows, out, rejected_out)
-
-
-def main(argv=None):
-    """``python -m photoz query``: the catalog query -> results/catalog.parquet."""
-    p = argparse.ArgumentParser(prog="photoz query", description=main.__doc__)
-    p.add_argument("--sdss-json", required=True, help="the sdss config section as JSON")
-    p.add_argument("--selection-json", required=True, help="the selection config section as JSON")
-    p.add_argument("--mock-db", help="serve this SQLite mock database on loopback and query it")
-    p.add_argument("--pages", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--rejected", required=True)
-    p.add_argument("--log")
-    a = p.parse_args(argv)
-    setup_logging(a.log)
-    sdss_cfg, selection = json.loads(a.sdss_json), json.loads(a.selection_json)
-    service = sdss_cfg.get("service", "skyserver")
-    try:
-        if service == "casjobs":
-            from .casjobs import run_casjobs_catalog
-
-            run_casjobs_catalog(sdss_cfg, selection, a.pages, a.out, a.rejected, mock_db=a.mock_db)
-        else:
-            with open_client(sdss_cfg, a.mock_db) as (client, source):
-                run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out,
-                                  a.rejected, source)
-    except QueryError as err:
-        log.error("%s", err)
-        return 1
-    return 0

@@ -43,6 +43,7 @@ def make(inputs, cfg, log):
         t = common.binned_scores(inc, dz, np.linspace(0, 90, 10), min_count=10)
         axes[1].errorbar(t["x"], t["bias"], yerr=t["bias_err"], color=color, marker=m, ms=3, capsize=1.5, label=label)
     axes[0].set_xlabel(r"$E(B-V)$ (mag)")
+    axes[0].xaxis.set_major_locator(plt.MaxNLocator(5))  # the default's narrow E(B-V) range crowds the labels
     axes[1].set_xlabel(r"inclination $\arccos(b/a)$ (deg)")
     axes[1].set_xlim(0, 90)
     for ax in axes:

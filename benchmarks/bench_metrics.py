@@ -76,7 +76,7 @@ def main():
         x = rng.normal(size=(a.knn_train + n // 5, 5))
         zz = 0.1 + 0.02 * x[:, 0] + 0.01 * rng.normal(size=len(x))
         t = time.perf_counter()
-        fit_predict(x[: a.knn_train], zz[: a.knn_train], x[a.knn_train:], k=100)
+        fit_predict(x[: a.knn_train], zz[: a.knn_train], x[a.knn_train:], k=100, clip_sigma=3.0)
         print(f"{f'knn k=100: {a.knn_train:,} train, {n // 5:,} test':<34s} {time.perf_counter() - t:8.2f} s")
 
 

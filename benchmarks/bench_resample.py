@@ -61,7 +61,7 @@ from photoz.cutouts.stamps import cut_stamp, grid_world, project, stamp_box  # n
 from photoz.cutouts.swarp import run_swarp  # noqa: E402
 from photoz.cutouts.swarp_check import compare_cubes  # noqa: E402
 from photoz.sdss.frames import BANDS, noise_sigma, read_frame, read_photofield_calibration  # noqa: E402
-from synthetic_frames import synthetic_frame  # noqa: E402
+from synthetic_frames import cutouts_section, synthetic_frame  # noqa: E402
 
 REAL = ROOT.parent / "shared" / "data" / "sdss-field-2583-2-136"
 
@@ -96,7 +96,7 @@ class Clock:
 
 def _timed(gal, frame_dir, resampler):
     with Clock() as c:
-        res = make_cutouts(gal, frame_dir, resampler=resampler, threads=1, chunk_galaxies=10_000)
+        res = make_cutouts(gal, frame_dir, cutouts_section(resampler=resampler, threads=1, chunk_galaxies=10_000))
     return res, c
 
 

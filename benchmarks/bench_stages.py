@@ -122,13 +122,11 @@ def main():
         g = load_group_galaxies(res / "frames" / "galaxies.parquet", res / "catalog.parquet", a.group)
         g = g.sort_values("specObjID").iloc[: a.galaxies]
         frames = FrameSet.from_manifest(res / "frames" / f"group-{a.group}" / "MANIFEST.json")
-        common = dict(size=cut["size"], pixel_scale=cut["pixel_scale"], partial_coverage=cut["partial_coverage"],
-                      min_coverage=cut["min_coverage"], bad_frame=cut["bad_frame"], group=a.group)
         with Timer() as t:
-            sw = make_cutouts(g, frames, resampler="swarp", chunk_galaxies=256, workdir=tmp, **common)
+            sw = make_cutouts(g, frames, dict(cut, resampler="swarp", chunk_galaxies=256), workdir=tmp, group=a.group)
         rows.append(("cutouts", "before (SWarp, chunks of 256)", t.cpu, len(g), ""))
         with Timer() as t:
-            nat = make_cutouts(g, frames, resampler="native", chunk_galaxies=8192, **common)
+            nat = make_cutouts(g, frames, dict(cut, resampler="native", chunk_galaxies=8192), group=a.group)
         rows.append(("cutouts", "after (native, one chunk)", t.cpu, len(g), ""))
         both = np.intersect1d(sw.specObjID, nat.specObjID)
         i_s = np.searchsorted(sw.specObjID, both)

@@ -37,7 +37,8 @@ sys.path.insert(0, str(ROOT / "src"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from photoz.nn.bench import PROTOCOL, bench_inference, bench_step, count_flops, environment, matmul_rate  # noqa: E402
+from photoz.nn.bench import (PAPER_SETTINGS, PROTOCOL, bench_inference, bench_step, count_flops,  # noqa: E402
+                             environment, matmul_rate, paper_config)
 from photoz.nn.data import SplitArrays  # noqa: E402
 
 T0 = time.time()
@@ -71,11 +72,16 @@ def write_shards(d, n_train, n_val, shard_size=4096, seed=0):
 
 def train_job(name, work, seeds, epochs, cache, width, dense, batch, device):
     """One ``python -m photoz train`` process; returns the per-epoch rates read from its metrics.csv files."""
-    cfg = {"training": {"epochs": epochs, "batch_size": batch, "learning_rate": 1e-4, "device": device},
-           "network": {"width": width, "dense": dense}, "bins": {"n": 180, "z_min": 0.0, "z_max": 0.4}}
+    net_bins = ("width", "dense", "n_bins", "z_min", "z_max", "ebv_input")
+    training = {k: v for k, v in PAPER_SETTINGS.items() if k not in net_bins}
+    cfg = {"training": dict(training, epochs=epochs, batch_size=batch, device=device),
+           "network": {"width": width, "dense": dense},
+           "bins": {"n": PAPER_SETTINGS["n_bins"], "z_min": PAPER_SETTINGS["z_min"], "z_max": PAPER_SETTINGS["z_max"]}}
     out = work / "models" / name
     cmd = [sys.executable, "-m", "photoz", "train", "--shards", str(work / "shards"), "--split-npz",
-           str(work / "shards" / "split.npz"), "--trial", "bench", "--fold", "0", "--seeds", *map(str, seeds),
+           str(work / "shards" / "split.npz"), "--trial", "bench",
+           "--trial-json", json.dumps({"ebv_input": PAPER_SETTINGS["ebv_input"]}), "--fold", "0",
+           "--master-seed", "2019", "--seeds", *map(str, seeds),
            "--config-json", json.dumps(cfg), "--out-root", str(out), "--compile-cache", str(cache),
            "--log", str(work / f"{name}.log")]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
@@ -106,9 +112,9 @@ def profile_step(device, width, dense, batch, members=6, top=25):
 
     from torch.profiler import ProfilerActivity, profile
 
-    from photoz.nn.train import SpeedSettings, TrainConfig, _build, _configure_torch, train_step
+    from photoz.nn.train import SpeedSettings, _build, _configure_torch, train_step
 
-    cfg = TrainConfig(width=width, dense=dense, batch_size=batch, device="cuda", learning_rate=1e-4, cuda_graph="false")
+    cfg = paper_config(width=width, dense=dense, batch_size=batch, device="cuda", cuda_graph="false")
     sp = SpeedSettings.resolve(cfg)
     _configure_torch(cfg, sp)
     nets, opts, fwds = _build(cfg, sp, list(range(members)))

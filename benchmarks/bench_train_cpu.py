@@ -194,7 +194,8 @@ def learning(epochs, n_train, n_val, seeds, threads=1):
     from test_nn_train import synthetic_galaxies
 
     from photoz.nn.data import ResidentImages
-    from photoz.nn.train import TrainConfig, train_members
+    from nn_settings import train_config
+    from photoz.nn.train import train_members
 
     x, z, e = synthetic_galaxies(n_train + n_val, seed=11)
     tr, va = ResidentImages(x[:n_train], "cpu"), ResidentImages(x[n_train:], "cpu")
@@ -202,7 +203,7 @@ def learning(epochs, n_train, n_val, seeds, threads=1):
     with tempfile.TemporaryDirectory() as tmp:
         for s in seeds:
             for name, (cl, amp, comp) in (("old", ("false", "none", "false")), ("new", ("true", "bf16", "true"))):
-                cfg = TrainConfig(epochs=epochs, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=threads,
+                cfg = train_config(epochs=epochs, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=threads,
                                   channels_last=cl, amp=amp, compile=comp, fused=comp, **NETWORKS["reduced"])
                 t = time.perf_counter()
                 hist = train_members(cfg, tr, z[:n_train], e[:n_train], va, z[n_train:], e[n_train:], [s],
@@ -219,10 +220,11 @@ t0 = time.perf_counter()
 sys.path[:0] = [{src!r}, {tests!r}]
 from test_nn_train import synthetic_galaxies
 from photoz.nn.data import ResidentImages
-from photoz.nn.train import TrainConfig, train_members
+from nn_settings import train_config
+from photoz.nn.train import train_members
 x, z, e = synthetic_galaxies(200, seed=1)
 tr, va = ResidentImages(x[:160], "cpu"), ResidentImages(x[160:], "cpu")
-cfg = TrainConfig(epochs=1, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=1, width={width}, dense={dense},
+cfg = train_config(epochs=1, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=1, width={width}, dense={dense},
                   channels_last="true", amp={amp!r}, compile={comp!r}, fused={comp!r})
 with tempfile.TemporaryDirectory() as tmp:
     train_members(cfg, tr, z[:160], e[:160], va, z[160:], e[160:], [1], [Path(tmp) / "m"])

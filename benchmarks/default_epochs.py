@@ -77,7 +77,7 @@ def run_variant(cfg, v, run_dir, scratch, fold):
          "--out-root", str(out), "--compile-cache", str(Path(run_dir) / "results" / ".cache" / "torchinductor")],
         [sys.executable, "-m", "photoz", "predict", "--checkpoint", str(out / "main" / f"fold{fold}" / f"seed{seed}" / "best.pt"),
          "--shards", shards, "--trial-json", trial_json, "--fold", str(fold), "--device", "cpu", "--num-threads", "1",
-         "--out", str(out / "test.npz")],
+         "--batch-size", str(cfg["training"]["eval_batch_size"]), "--out", str(out / "test.npz")],
     ]
     wall = 0.0
     for cmd in cmds:

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from photoz import metrics  # noqa: E402
+from photoz.config import load_config  # noqa: E402
 
 STAMP = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$")
 START = re.compile(r"^(?:local)?rule (\w+):$")
@@ -136,7 +137,7 @@ def _pm(z_phot, z_spec, seed=0):
     return m, e
 
 
-def reddening_control(cat_path, k=100):
+def reddening_control(cat_path, knn_cfg):
     """Slope of the kNN's bias against E(B-V) with and without the reddening correction (fold 0).
 
     A reddening-blind estimator shows the trend the mock's reddening can produce;
@@ -145,6 +146,7 @@ def reddening_control(cat_path, k=100):
     from photoz import knn
     from photoz.mock.reddening import EXTINCTION_COEFF
 
+    k = int(knn_cfg["k"])
     cols = ["fold", "z", "ebv"] + [f"dered_petro_{b}" for b in knn.BANDS]
     c = pd.read_parquet(cat_path, columns=cols)
     tr, te = c[c.fold != 0], c[c.fold == 0]
@@ -159,7 +161,7 @@ def reddening_control(cat_path, k=100):
 
     for label, fix in (("kNN, dereddened magnitudes", lambda df: df),
                        ("kNN, observed magnitudes (no correction)", observed)):
-        zp = knn.fit_predict(knn.features(fix(tr)), tr.z.to_numpy(), knn.features(fix(te)), k=k)[0]
+        zp = knn.fit_predict(knn.features(fix(tr)), tr.z.to_numpy(), knn.features(fix(te)), k=k, clip_sigma=knn_cfg["clip_sigma"])[0]
         dz = metrics.delta_z(zp, te.z.to_numpy())
         b, be, n = metrics.bias_slope(ebv, dz)
         print(f"{label:<42} N={n:>5}  sigma_MAD {metrics.sigma_mad(dz):.4f}  slope {b:+.4f} +- {be:.4f}")
@@ -211,6 +213,7 @@ def main(argv=None):
     p.add_argument("--run-dir", default=".", help="the run's working directory")
     p.add_argument("--command", default="snakemake --cores 2 --configfile config/mock-science.yaml",
                    help="the command that made the run (printed)")
+    p.add_argument("--configfile", default="config/mock-science.yaml", help="the run's --configfile (its knn settings)")
     a = p.parse_args(argv)
     run = Path(a.run_dir)
     res = run / "results"
@@ -315,7 +318,7 @@ def main(argv=None):
                     line += f"   {bi:+.4f} +- {bei:.4f}"
                 print(line)
             brightness_and_reddening(rows, cat_path)
-            reddening_control(cat_path)
+            reddening_control(cat_path, load_config(a.configfile)["knn"])
     prov = run / "results/paper/variables.tex"
     if prov.exists():
         digest = re.search(r"\\newcommand\{\\ConfigDigest\}\{([^}]*)\}", prov.read_text())

@@ -49,7 +49,8 @@ def predict_command(cfg, run, trial, checkpoint, out):
     """``python -m photoz predict`` of ``checkpoint`` on fold 0's test galaxies of ``trial``."""
     return [sys.executable, "-m", "photoz", "predict", "--checkpoint", str(checkpoint), "--shards",
             str(run / "results/shards"), "--trial-json", json.dumps(cfg["trials"][trial], sort_keys=True),
-            "--fold", "0", "--device", "cpu", "--num-threads", "1", "--out", str(out)]
+            "--fold", "0", "--device", "cpu", "--num-threads", "1", "--batch-size",
+            str(cfg["training"]["eval_batch_size"]), "--out", str(out)]
 
 
 def test_scores(pred_npz, cat, cfg):
@@ -84,7 +85,7 @@ def ebv_response(checkpoint, run, cfg, trial="main", delta=0.05):
     test = split_from_catalog(run / "results/shards/catalog.parquet", cfg["trials"][trial], 0)["test"]
     src = make_source(ShardStore(run / "results/shards"), test, torch.device("cpu"))
     mid = bins.midpoints(**cfg["bins"])
-    zp = [metrics.z_phot(predict_pdfs(model, src, test.ebv + d), mid) for d in (0.0, delta)]
+    zp = [metrics.z_phot(predict_pdfs(model, src, test.ebv + d, cfg["training"]["eval_batch_size"]), mid) for d in (0.0, delta)]
     return float(np.mean((zp[1] - zp[0]) / (1.0 + test.z)) / delta)
 
 

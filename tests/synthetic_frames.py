@@ -13,6 +13,15 @@ import numpy as np
 __all__ = ["synthetic_frame"]
 
 
+
+def cutouts_section(**override):
+    """A ``cutouts`` config section for ``make_cutouts``: 64 x 64 at SDSS's 0.396"/pixel, zero-filled
+    partial coverage, the schema's defaults for the rest, and ``override``."""
+    from photoz.config import fill_section
+
+    return fill_section("cutouts", {"resampler": "native", "size": 64, "pixel_scale": 0.396,
+                                    "partial_coverage": "zero_fill", **override})
+
 def synthetic_frame(path, ra_c, dec_c, band="r", run=9001, camcol=1, field=11, shape=(400, 600),
                     sources=(), noise=0.03, seed=0, truncate=False, pixscale=0.396127):
     """Write a synthetic frame ``path`` (``.fits`` or ``.fits.bz2``).

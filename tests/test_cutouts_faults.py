@@ -20,7 +20,7 @@ import pytest
 from astropy.io import fits
 
 from photoz.cutouts import group as cg
-from synthetic_frames import synthetic_frame
+from synthetic_frames import cutouts_section, synthetic_frame
 from photoz.sdss.frames import BANDS
 from photoz.sdss.sas import frame_name, retrieve_group
 
@@ -71,8 +71,7 @@ def _retrieve(tmp_path, sas, gal):
 
 
 def _cutouts(tmp_path, manifest, resampler="native", extra=(), **cfg):
-    conf = {"resampler": resampler, "size": 64, "pixel_scale": 0.396, "partial_coverage": "zero_fill",
-            "min_coverage": 0.9, **cfg}
+    conf = cutouts_section(resampler=resampler, **cfg)
     out = Path(os.path.relpath(tmp_path / "cutouts"))  # relative, as the rules give them
     args = ["--group", "0", "--manifest", str(manifest), "--galaxies", str(tmp_path / "galaxies.parquet"),
             "--catalog", str(tmp_path / "catalog.parquet"), "--config-json", json.dumps(conf),
@@ -196,8 +195,7 @@ def test_sigterm_removes_the_stamps(setup):
     slow.parent.mkdir()
     slow.write_text("#!/bin/sh\ncase \"$1\" in -v) echo 'SWarp version 2.41.5';; *) exec sleep 30;; esac\n")
     slow.chmod(0o755)
-    conf = {"resampler": "swarp", "size": 64, "pixel_scale": 0.396, "partial_coverage": "zero_fill",
-            "swarp_binary": str(slow)}
+    conf = cutouts_section(resampler="swarp", swarp_binary=str(slow))
     out = tmp_path / "cutouts"
     cmd = [sys.executable, "-m", "photoz", "cutouts", "--group", "0", "--manifest", str(manifest),
            "--galaxies", str(tmp_path / "galaxies.parquet"), "--catalog", str(tmp_path / "catalog.parquet"),

@@ -10,7 +10,7 @@ import pytest
 from photoz.cutouts.group import make_cutouts, read_group, write_group
 from photoz.cutouts.native import combine_median, lanczos3, resample_frame
 from photoz.cutouts.stamps import grid_world, output_header
-from synthetic_frames import synthetic_frame
+from synthetic_frames import cutouts_section, synthetic_frame
 from photoz.sdss.frames import BANDS, noise_sigma, read_frame, read_photofield_calibration
 
 needs_swarp = pytest.mark.skipif(shutil.which("SWarp") is None and shutil.which("swarp") is None,
@@ -78,8 +78,8 @@ def _epochs(tmp_path, n_epochs=3, ra=150.0, dec=30.0, shape=(200, 220)):
 def test_swarp_and_native_agree_on_synthetic_epochs(tmp_path):
     keys = _epochs(tmp_path, 3)
     gal = _galaxies([7, 3], [(150.0, 30.0), (150.003, 29.999)], [keys, keys])
-    nat = make_cutouts(gal, tmp_path, resampler="native")
-    sw = make_cutouts(gal, tmp_path, resampler="swarp", threads=2)
+    nat = make_cutouts(gal, tmp_path, cutouts_section(resampler="native"))
+    sw = make_cutouts(gal, tmp_path, cutouts_section(resampler="swarp", threads=2))
     assert list(nat.specObjID) == [3, 7] == list(sw.specObjID)
     assert (nat.nframes == 3).all() and (sw.nframes == 3).all()
     np.testing.assert_allclose(nat.coverage, 1.0)
@@ -93,16 +93,16 @@ def test_partial_coverage_policy(tmp_path):
     f = read_frame(tmp_path / "frame-r-009001-1-0011.fits.bz2")
     ra, dec = f.wcs.all_pix2world([[139.0, 60.0]], 0)[0]  # on the last column: half covered
     gal = _galaxies([1, 2], [(150.0, 30.0), (ra, dec)], [keys, keys])
-    drop = make_cutouts(gal, tmp_path, resampler="native", partial_coverage="drop")
+    drop = make_cutouts(gal, tmp_path, cutouts_section(resampler="native", partial_coverage="drop"))
     assert list(drop.specObjID) == [1]
     row = drop.failures[drop.failures.specObjID == 2]
     assert len(row) == 1 and "partial coverage" in row.reason.iloc[0]
-    keep = make_cutouts(gal, tmp_path, resampler="native", partial_coverage="zero_fill", min_coverage=0.3)
+    keep = make_cutouts(gal, tmp_path, cutouts_section(resampler="native", partial_coverage="zero_fill", min_coverage=0.3))
     assert list(keep.specObjID) == [1, 2] and keep.failures.empty
     cov = keep.coverage[1]
     assert np.all((cov > 0.3) & (cov < 0.7))
     assert (keep.cube[1] == 0).sum() >= 5 * 64 * 20  # uncovered pixels are zeros
-    strict = make_cutouts(gal, tmp_path, resampler="native", partial_coverage="zero_fill", min_coverage=0.9)
+    strict = make_cutouts(gal, tmp_path, cutouts_section(resampler="native", partial_coverage="zero_fill", min_coverage=0.9))
     assert "below min_coverage" in strict.failures.reason.iloc[0]
 
 
@@ -118,7 +118,7 @@ def test_corrupt_and_missing_frames_fail_only_their_galaxies(tmp_path, resampler
                             field=13, shape=(200, 220), seed=b)
     gal = _galaxies([10, 11, 12, 13], [(150.0, 30.0)] * 4,
                     [keys, ["9001-1-12"], ["9001-1-13"], []])
-    res = make_cutouts(gal, tmp_path, resampler=resampler)
+    res = make_cutouts(gal, tmp_path, cutouts_section(resampler=resampler))
     assert list(res.specObjID) == [10]
     f = res.failures.set_index("specObjID")
     assert "frame-g-009001-1-0012" in f.loc[11, "reason"] and f.loc[11, "band"] == "g"
@@ -145,8 +145,8 @@ def real_cutouts(real_field, tmp_path_factory):
     top = np.argsort(sm[y, x])[::-1][:4]
     ra, dec = f.wcs.all_pix2world(x[top] + 0.37, y[top] - 0.21, 0)
     gal = _galaxies(np.arange(1, 5), list(zip(ra, dec)), [["2583-2-136"]] * 4)
-    nat = make_cutouts(gal, real_field, resampler="native")
-    sw = make_cutouts(gal, real_field, resampler="swarp", threads=2)
+    nat = make_cutouts(gal, real_field, cutouts_section(resampler="native"))
+    sw = make_cutouts(gal, real_field, cutouts_section(resampler="swarp", threads=2))
     cal = read_photofield_calibration(real_field / "photoField-002583-2.fits", 136)
     sig = {}
     for band in BANDS:

@@ -9,6 +9,9 @@ import pandas as pd
 import pytest
 
 from photoz import knn, metrics
+from photoz.config import fill_section
+
+KNN = fill_section("knn", {})  # the schema's k and clip_sigma
 
 
 def synthetic_catalog(n=3000, seed=0):
@@ -53,7 +56,7 @@ def test_local_linear_fit_is_exact_on_a_linear_relation():
     coef = np.array([0.01, -0.02, 0.03, 0.005, 0.0])
     z = 0.2 + x @ coef
     xq = rng.normal(size=(200, 5)) * 0.5
-    zq, zerr, fb = knn.fit_predict(x, z, xq, k=50)
+    zq, zerr, fb = knn.fit_predict(x, z, xq, k=50, clip_sigma=3.0)
     np.testing.assert_allclose(zq, 0.2 + xq @ coef, atol=1e-10)
     assert not fb.any() and np.all(zerr < 1e-10)
     # the neighbour mean alone (no regression) would be far worse
@@ -81,7 +84,7 @@ def test_trial_split_follows_the_contract():
 
 def test_predict_trial_covers_each_test_galaxy_once_and_beats_the_mean():
     cat = synthetic_catalog(3000)
-    out = knn.predict_trial(cat, {"train": "cv_train", "test": "cv_test", "folds": "all"}, range(5), k=60)
+    out = knn.predict_trial(cat, {"train": "cv_train", "test": "cv_test", "folds": "all"}, range(5), dict(KNN, k=60))
     assert sorted(out["specObjID"]) == sorted(cat["specObjID"])
     merged = out.merge(cat[["specObjID", "fold", "z"]], on="specObjID")
     assert np.all(merged["fold_x"] == merged["fold_y"]) and np.allclose(merged["z_spec"], merged["z"])
@@ -98,7 +101,7 @@ def test_a_test_galaxy_is_never_its_own_neighbour():
     # give the fold-0 galaxies absurd redshifts: if they leaked into training,
     # their own predictions (k=1 would pick themselves) would be absurd too
     cat.loc[cat.fold == 0, "z"] = 5.0
-    out = knn.predict_trial(cat, {"train": "cv_train", "test": "cv_test", "folds": "single"}, [0], k=1, clip_sigma=0)
+    out = knn.predict_trial(cat, {"train": "cv_train", "test": "cv_test", "folds": "single"}, [0], dict(KNN, k=1, clip_sigma=0))
     assert np.all(out["z_phot"] < 1.0)
 
 
@@ -107,7 +110,7 @@ def test_command_writes_predictions(tmp_path):
     cat.to_parquet(tmp_path / "catalog.parquet")
     trial = {"train": "frac50_train", "test": "frac50_test", "folds": "single", "members": 1}
     rc = knn.main(["--catalog", str(tmp_path / "catalog.parquet"), "--trial", "frac50",
-                   "--trial-json", json.dumps(trial), "--n-folds", "5", "--knn-json", '{"k": 40}',
+                   "--trial-json", json.dumps(trial), "--n-folds", "5", "--k", "40", "--clip-sigma", "3.0",
                    "--output", str(tmp_path / "knn" / "frac50.parquet"), "--log", str(tmp_path / "knn.log")])
     assert rc == 0
     out = pd.read_parquet(tmp_path / "knn" / "frac50.parquet")
@@ -124,7 +127,7 @@ def test_command_trains_on_a_nested_subset(tmp_path):
     cat.to_parquet(tmp_path / "catalog.parquet")
     trial = {"train": "cv_train", "test": "cv_test", "folds": "single", "train_size": 150}
     rc = knn.main(["--catalog", str(tmp_path / "catalog.parquet"), "--trial", "lc150",
-                   "--trial-json", json.dumps(trial), "--n-folds", "5", "--knn-json", '{"k": 40}',
+                   "--trial-json", json.dumps(trial), "--n-folds", "5", "--k", "40", "--clip-sigma", "3.0",
                    "--output", str(tmp_path / "lc150.parquet")])
     assert rc == 0
     out = pd.read_parquet(tmp_path / "lc150.parquet")

@@ -9,11 +9,12 @@ import pandas as pd
 import pytest
 
 from photoz import knn
-from photoz.config import ConfigError, load_config, validate_config
+from photoz.config import ConfigError, fill_section, load_config, validate_config
 
 from test_knn_basic import synthetic_catalog
 
 GRID = [10, 20, 50, 100, 200]
+KNN = fill_section("knn", {})  # the schema's k and clip_sigma
 CV = {"train": "cv_train", "test": "cv_test", "folds": "all"}
 
 
@@ -35,50 +36,50 @@ def noisy_linear(n, seed=0):
 
 def test_without_grid_the_fixed_k_predictions_are_unchanged():
     cat = synthetic_catalog(1000)
-    out = knn.predict_trial(cat, CV, range(5), k=60)
+    out = knn.predict_trial(cat, CV, range(5), dict(KNN, k=60))
     x, zs = knn.features(cat), cat["z"].to_numpy()
     for f in range(5):
         train, test = knn.trial_split(cat, CV, f)
-        ref = knn.fit_predict(x[train], zs[train], x[test], k=60)
+        ref = knn.fit_predict(x[train], zs[train], x[test], k=60, clip_sigma=KNN["clip_sigma"])
         got = out[out.fold == f]
         np.testing.assert_array_equal(got["z_phot"], ref[0])
         np.testing.assert_array_equal(got["z_err"], ref[1])
         assert set(got["k"]) == {60}
     # a one-value grid is that k: identical outputs
-    pd.testing.assert_frame_equal(knn.predict_trial(cat, CV, range(5), k=100, k_grid=[60], seed=1), out)
+    pd.testing.assert_frame_equal(knn.predict_trial(cat, CV, range(5), dict(KNN, k=100, k_grid=[60]), seed=1), out)
 
 
 def test_grid_predict_equals_fit_predict_per_k():
     x, z, _ = curved(400)
-    zg = knn.grid_predict(x[:300], z[:300], x[300:], [10, 50])
+    zg = knn.grid_predict(x[:300], z[:300], x[300:], [10, 50], KNN["clip_sigma"])
     for i, k in enumerate([10, 50]):
-        np.testing.assert_allclose(zg[i], knn.fit_predict(x[:300], z[:300], x[300:], k=k)[0], atol=1e-12)
+        np.testing.assert_allclose(zg[i], knn.fit_predict(x[:300], z[:300], x[300:], k=k, clip_sigma=KNN["clip_sigma"])[0], atol=1e-12)
     with pytest.raises(ValueError, match="exceeds the 300 training"):
-        knn.grid_predict(x[:300], z[:300], x[300:], [400])
+        knn.grid_predict(x[:300], z[:300], x[300:], [400], KNN["clip_sigma"])
 
 
 def test_a_curved_relation_picks_a_small_k():
     x, z, ids = curved(300)
-    k, scores = knn.choose_k(x, z, ids, GRID, seed=7)
+    k, scores = knn.choose_k(x, z, ids, GRID, KNN["clip_sigma"], seed=7)
     assert k <= 20, scores
     assert set(scores) == {10, 20, 50, 100, 200} and scores[k] == min(scores.values())
 
 
 def test_a_noisy_linear_relation_picks_a_large_k():
     x, z, ids = noisy_linear(1000)
-    k, scores = knn.choose_k(x, z, ids, GRID, seed=7)
+    k, scores = knn.choose_k(x, z, ids, GRID, KNN["clip_sigma"], seed=7)
     assert k >= 100, scores
 
 
 def test_chosen_k_never_exceeds_the_training_size():
     x, z, ids = curved(60)
-    k, scores = knn.choose_k(x, z, ids, GRID, seed=7)
+    k, scores = knn.choose_k(x, z, ids, GRID, KNN["clip_sigma"], seed=7)
     assert set(scores) <= {10, 20} and k <= 20  # 48 galaxies per inner fit: 50 and above untried
-    k, scores = knn.choose_k(x[:8], z[:8], ids[:8], GRID, seed=7)
+    k, scores = knn.choose_k(x[:8], z[:8], ids[:8], GRID, KNN["clip_sigma"], seed=7)
     assert scores == {} and k == 8
     cat = synthetic_catalog(400)
     out = knn.predict_trial(cat, {"train": "frac50_train", "test": "frac50_test", "folds": "single"}, [0],
-                            k_grid=[10, 50, 1000], seed=3)
+                            dict(KNN, k_grid=[10, 50, 1000]), seed=3)
     assert (out["k"] <= out["n_train"]).all() and set(out["k"]) <= {10, 50}
 
 
@@ -103,9 +104,9 @@ def test_inner_folds_depend_on_the_ids_and_seed_not_the_row_order():
 
 def test_choice_is_deterministic_and_independent_of_row_order():
     cat = synthetic_catalog(800)
-    one = knn.predict_trial(cat, CV, range(5), k_grid=GRID, seed=11)
+    one = knn.predict_trial(cat, CV, range(5), dict(KNN, k_grid=GRID), seed=11)
     shuffled = cat.sample(frac=1, random_state=4).reset_index(drop=True)
-    two = knn.predict_trial(shuffled, CV, range(5), k_grid=GRID, seed=11)
+    two = knn.predict_trial(shuffled, CV, range(5), dict(KNN, k_grid=GRID), seed=11)
     key = ["fold", "specObjID"]
     pd.testing.assert_frame_equal(one.sort_values(key).reset_index(drop=True),
                                   two.sort_values(key).reset_index(drop=True))
@@ -116,13 +117,13 @@ def test_command_passes_grid_and_seed_and_logs_the_choice(tmp_path):
     cat = synthetic_catalog(600)
     cat.to_parquet(tmp_path / "catalog.parquet")
     args = ["--catalog", str(tmp_path / "catalog.parquet"), "--trial", "main", "--trial-json", json.dumps(CV),
-            "--n-folds", "5", "--knn-json", json.dumps({"k": 100, "k_grid": [10, 50], "clip_sigma": 3.0})]
+            "--n-folds", "5", "--k", "100", "--clip-sigma", "3.0", "--k-grid", "10,50"]
     with pytest.raises(SystemExit):  # a grid without the master seed is refused
         knn.main([*args, "--output", str(tmp_path / "x.parquet")])
     rc = knn.main([*args, "--seed", "5", "--output", str(tmp_path / "main.parquet"), "--log", str(tmp_path / "knn.log")])
     assert rc == 0
     out = pd.read_parquet(tmp_path / "main.parquet")
-    ref = knn.predict_trial(cat, CV, range(5), k_grid=[10, 50], seed=5)
+    ref = knn.predict_trial(cat, CV, range(5), dict(KNN, k_grid=[10, 50]), seed=5)
     pd.testing.assert_frame_equal(out, ref)
     text = (tmp_path / "knn.log").read_text()
     for f in range(5):

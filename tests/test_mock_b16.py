@@ -7,11 +7,15 @@ import pandas as pd
 import pytest
 
 from photoz.knn import fit_predict
+from photoz.config import fill_section
 from photoz.metrics import sigma_mad
 from photoz.mock import geometry as geo
-from photoz.mock.merge import b16_like, catalog_noise, training_sample
+from photoz.mock.merge import B16_CLIP_SIGMA, b16_like, catalog_noise, training_sample
 from photoz.mock.population import R_LIMIT, sample_galaxies
-from photoz.mock.reddening import EXTINCTION_COEFF, SFD_SCATTER, sfd_estimate
+from photoz.mock.reddening import EXTINCTION_COEFF, sfd_estimate
+
+MOCK = fill_section("mock", {})  # the schema's defaults
+K, SFD_SCATTER = MOCK["photoz_k"], MOCK["ebv_sfd_scatter"]
 
 BANDS = geo.BANDS
 
@@ -31,7 +35,7 @@ def synthetic_catalog(n=6000, seed=3, r_true_max=R_LIMIT):
     gal = gal[r <= r_true_max].iloc[:n].reset_index(drop=True)
     m = len(gal)
     ebv = rng.uniform(0.01, 0.12, m)
-    ebv_sfd = sfd_estimate(ebv, rng)
+    ebv_sfd = sfd_estimate(ebv, rng, SFD_SCATTER)
     # aperture loss, and a tail of galaxies measured too bright (blended neighbours)
     aperture = rng.normal(0.08, 0.04, m) - np.where(rng.random(m) < 0.1, rng.exponential(0.3, m), 0.0)
     cat = pd.DataFrame({"class": "GALAXY", "z": gal["z"]})
@@ -97,11 +101,11 @@ def test_b16_like_and_knn_agree_when_trained_on_equivalent_samples(setup):
     x = _dered(cat)
     zs = cat["z"].to_numpy()
     half = np.arange(len(cat)) % 2 == 0
-    zb, _, nn = b16_like(tm, tz, x[~half])
-    zk, _, _ = fit_predict(_feats(x[half]), zs[half], _feats(x[~half]), k=100, clip_sigma=3.0)
+    zb, _, nn = b16_like(tm, tz, x[~half], K)
+    zk, _, _ = fit_predict(_feats(x[half]), zs[half], _feats(x[~half]), k=100, clip_sigma=B16_CLIP_SIGMA)
     assert (nn == 100).all()
     # same method: on the same training sample the two give the same redshifts
-    zs_same, _, _ = fit_predict(_feats(tm), tz, _feats(x[~half]), k=100, clip_sigma=3.0)
+    zs_same, _, _ = fit_predict(_feats(tm), tz, _feats(x[~half]), k=100, clip_sigma=B16_CLIP_SIGMA)
     np.testing.assert_allclose(zb, zs_same)
     sb, sk = _sigma(zb, zs[~half]), _sigma(zk, zs[~half])
     eb, ek = _boot_err(zb, zs[~half]), _boot_err(zk, zs[~half])
@@ -110,7 +114,7 @@ def test_b16_like_and_knn_agree_when_trained_on_equivalent_samples(setup):
     # the test has power: training photometry 0.1 mag noisier per band (the old handicap
     # was larger) is detected as a worse estimator
     rng = np.random.default_rng(5)
-    zh, _, _ = b16_like(tm + rng.normal(0, 0.1, tm.shape), tz, x[~half])
+    zh, _, _ = b16_like(tm + rng.normal(0, 0.1, tm.shape), tz, x[~half], K)
     sh = _sigma(zh, zs[~half])
     print(f'handicapped {sh:.5f}')
     assert sh - sk > 2.5 * np.hypot(_boot_err(zh, zs[~half]), ek), (sh, sk)
@@ -148,8 +152,8 @@ def test_b16_like_is_unbiased_when_targets_are_selected_on_measured_magnitudes()
     x = _dered(cat)
     zs = cat["z"].to_numpy()
     half = np.arange(len(cat)) % 2 == 0
-    zb, _, _ = b16_like(tm, tz, x[~half])
-    zk, _, _ = fit_predict(_feats(x[half]), zs[half], _feats(x[~half]), k=100, clip_sigma=3.0)
+    zb, _, _ = b16_like(tm, tz, x[~half], K)
+    zk, _, _ = fit_predict(_feats(x[half]), zs[half], _feats(x[~half]), k=100, clip_sigma=B16_CLIP_SIGMA)
     db, dk = (zb - zs[~half]) / (1 + zs[~half]), (zk - zs[~half]) / (1 + zs[~half])
     err = np.hypot(db.std(), dk.std()) / np.sqrt(len(db))
     print(f"bias B16-like {db.mean():.5f}, kNN {dk.mean():.5f} +- {err:.5f}")

@@ -8,11 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from photoz.config import fill_section
 from photoz.mock import geometry as geo
 from photoz.mock.chunk import frame_path, run_chunk
 from photoz.mock.render import psf_profile, render_frame
 
-TINY = {
+#: the schema fills what is not given, as in the workflow
+TINY = fill_section("mock", {
     "seed": 5,
     "n_chunks": 1,
     "target_density": 1500.0,
@@ -23,7 +25,7 @@ TINY = {
     "faint_r_max": 21.0,
     "star_density": 800.0,
     "photoz_training_size": 500,
-}
+})
 
 
 def _sha(path):
@@ -212,12 +214,12 @@ def test_one_reader_for_real_and_mock_frames(real_field, tiny_chunk):
 
 def test_catalogue_ebv_is_a_noisy_estimate_and_the_truth_stays_in_the_truth_table(tiny_chunk):
     from photoz.mock.merge import build_tables
-    from photoz.mock.reddening import SFD_SCATTER
 
     _, cat, fields = tiny_chunk
     ratio = cat["ebv_sfd"] / cat["ebv_true"]
     assert np.allclose(cat["extinction_r"], 2.751 * cat["ebv_sfd"])
-    assert 0.5 * SFD_SCATTER < np.std(np.log(ratio)) < 1.5 * SFD_SCATTER
+    scatter = TINY["mock"]["ebv_sfd_scatter"]
+    assert 0.5 * scatter < np.std(np.log(ratio)) < 1.5 * scatter
     t = build_tables(TINY, cat, fields)
     # one row per spectrum: a repeat spectrum (specObjID with REPEAT_SPECOBJID_BIT set) has its galaxy's E(B-V)
     from photoz.mock.merge import REPEAT_SPECOBJID_BIT

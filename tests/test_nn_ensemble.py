@@ -126,6 +126,8 @@ def test_commands_end_to_end(tmp_path):
     splits = pytest.importorskip("photoz.dataset.splits")
     from test_nn_train import synthetic_galaxies
 
+    from nn_settings import config_json
+    from photoz.config import fill_section
     from photoz.nn import ensemble, predict, train
 
     n = 150
@@ -139,12 +141,13 @@ def test_commands_end_to_end(tmp_path):
                         "row": list(range(100)) + list(range(50))})
     cat = pd.concat([cat, splits.make_splits(ids, np.zeros(n, bool), seed=1, n_folds=5, validation_fraction=0.1)], axis=1)
     cat.to_parquet(shards / "catalog.parquet")
-    trial = json.dumps({"train": "cv_train", "test": "cv_test", "folds": "all", "members": 2})
-    cfg = json.dumps({"training": {"network": "tiny", "epochs": 1, "batch_size": 32, "learning_rate": 1e-3,
-                                   "device": "cpu", "num_threads": 1, "predict_from": "best"},
-                      "network": {"width": 0.0625, "dense": 16}, "bins": {"n": 180, "z_min": 0.0, "z_max": 0.4}})
+    trial = json.dumps(fill_section("trials", {"main": {"train": "cv_train", "test": "cv_test", "folds": "all",
+                                                        "members": 2}})["main"])
+    cfg = json.dumps(config_json(epochs=1, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=1,
+                                 width=0.0625, dense=16))
     models = tmp_path / "models"
     assert train.main(["--shards", str(shards), "--trial", "main", "--trial-json", trial, "--fold", "2",
+                       "--master-seed", "2019",
                        "--seeds", "0", "1", "--config-json", cfg, "--out-root", str(models)]) == 0
     preds = []
     for s in (0, 1):
@@ -152,7 +155,8 @@ def test_commands_end_to_end(tmp_path):
         assert (d / "checkpoint.pt").exists() and (d / "metrics.csv").exists()
         out = tmp_path / "pred" / "fold2" / f"seed{s}.npz"
         assert predict.main(["--checkpoint", str(d / "best.pt"), "--shards", str(shards), "--trial-json", trial,
-                             "--fold", "2", "--device", "cpu", "--out", str(out)]) == 0
+                             "--fold", "2", "--device", "cpu", "--num-threads", "1",
+                             "--batch-size", "1024", "--out", str(out)]) == 0
         preds.append(str(out))
     with np.load(preds[0]) as f:
         test_ids = set(cat.specObjID[cat.fold == 2])
@@ -161,7 +165,8 @@ def test_commands_end_to_end(tmp_path):
     with np.load(preds[0]) as a, np.load(preds[1]) as b:
         assert not np.allclose(a["pdf"], b["pdf"])  # members differ
     ens = tmp_path / "ensemble" / "main.parquet"
-    assert ensemble.main(preds + ["--catalog", str(shards / "catalog.parquet"), "--out", str(ens)]) == 0
+    assert ensemble.main(preds + ["--catalog", str(shards / "catalog.parquet"), "--n-bins", "180", "--z-min", "0",
+                                  "--z-max", "0.4", "--out", str(ens)]) == 0
     t = pd.read_parquet(ens)
     assert len(t) == len(test_ids) and (t.fold == 2).all()
     assert np.allclose(t.z_spec.to_numpy(), cat.set_index("specObjID").loc[t.specObjID, "z"].to_numpy())

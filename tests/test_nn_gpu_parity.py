@@ -31,7 +31,8 @@ from test_nn_train import synthetic_galaxies  # noqa: E402
 from photoz import bins  # noqa: E402
 from photoz.nn.data import ResidentImages  # noqa: E402
 from photoz.nn.model import PhotoZNet  # noqa: E402
-from photoz.nn.train import TrainConfig, augment_codes, batch_order, load_member, member_step, train_members  # noqa: E402
+from nn_settings import train_config  # noqa: E402
+from photoz.nn.train import augment_codes, batch_order, load_member, member_step, train_members  # noqa: E402
 
 REFERENCE = Path(__file__).parent / "data" / "gpu_parity_reference.json"
 N_TRAIN, N_VAL, SEED = 400, 48, 2019
@@ -55,7 +56,7 @@ def _data():
 def _first_losses(n=FIRST):
     """Losses of the first ``n`` iterations of member ``SEED`` (fp32 CPU), as the loop runs them."""
     x, z, e, *_ = _data()
-    cfg = TrainConfig(**FP32_CPU)
+    cfg = train_config(**FP32_CPU)
     torch.manual_seed(0)
     net = PhotoZNet(width=cfg.width, dense=cfg.dense, seed=SEED)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.learning_rate)
@@ -72,7 +73,7 @@ def _first_losses(n=FIRST):
 def _run_loop(settings, out):
     """The real loop on the parity data; returns the per-epoch rows and the final z_phot of the validation galaxies."""
     x, z, e, xv, zv, ev = _data()
-    cfg = TrainConfig(**settings)
+    cfg = train_config(**settings)
     dev = "cuda" if settings["device"] == "cuda" else "cpu"
     hist = train_members(cfg, ResidentImages(x, dev), z, e, ResidentImages(xv, dev), zv, ev, [SEED], [out])[0]
     model, _ = load_member(Path(out) / "checkpoint.pt")

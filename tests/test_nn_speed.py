@@ -34,7 +34,8 @@ import torch
 from photoz import bins
 from photoz.nn.data import MemmapImages, ResidentImages, ShardStore, SplitArrays
 from photoz.nn.model import PhotoZNet
-from photoz.nn.train import CUDA_ONLY, SpeedSettings, TrainConfig, cpu_compiler, load_member, train_members
+from nn_settings import train_config
+from photoz.nn.train import CUDA_ONLY, SpeedSettings, cpu_compiler, load_member, train_members
 from test_nn_train import synthetic_galaxies
 
 REFERENCE = dict(width=0.0625, dense=32, batch_size=16, device="cpu", num_threads=1, epochs=2, learning_rate=1e-3,
@@ -62,7 +63,7 @@ def shards(tmp_path_factory):
 
 
 def _run(shards, out, source="memmap", **settings):
-    cfg = TrainConfig(**dict(REFERENCE, **settings))
+    cfg = train_config(**dict(REFERENCE, **settings))
     tr, va = shards["train"], shards["val"]
     trs, vas = shards[source]
     hist = train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [out])[0]
@@ -112,16 +113,16 @@ def test_auto_resolves_to_the_measured_cpu_settings(monkeypatch):
     """auto on a CPU: channels-last; bf16 + compile (+ fused heads) only with native bf16 AND a C++ compiler."""
     from photoz.nn import train
 
-    cfg = TrainConfig(device="cpu")
+    cfg = train_config(device="cpu")
     for bf16, cxx, want in [(True, "/usr/bin/g++", (True, True)), (True, None, (False, False)),
                             (False, "/usr/bin/g++", (False, False))]:
         monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: bf16)
         monkeypatch.setattr(train, "cpu_compiler", lambda: cxx)
         sp = SpeedSettings.resolve(cfg)
         assert (sp.amp, sp.compile, sp.fused) == want + (want[1],) and sp.channels_last
-        assert SpeedSettings.resolve(TrainConfig(device="cpu", amp="none", compile="false")).amp is False
+        assert SpeedSettings.resolve(train_config(device="cpu", amp="none", compile="false")).amp is False
     # explicit settings win over auto
-    sp = SpeedSettings.resolve(TrainConfig(device="cpu", amp="bf16", compile="true", channels_last="false"))
+    sp = SpeedSettings.resolve(train_config(device="cpu", amp="bf16", compile="true", channels_last="false"))
     assert (sp.amp, sp.compile, sp.channels_last) == (True, True, False)
 
 
@@ -140,7 +141,7 @@ def test_new_cpu_default_compiled_bf16_learns_like_fp32_and_resumes_bit_identica
     run = _run(shards, tmp_path / "c", batch_size=24, **NEW_CPU)
     _assert_close(run, ref, "bf16")
     assert run[0] != ref[0]  # bf16 did run
-    cfg = TrainConfig(**dict(REFERENCE, batch_size=24, **NEW_CPU))
+    cfg = train_config(**dict(REFERENCE, batch_size=24, **NEW_CPU))
     tr, va = shards["train"], shards["val"]
     trs, vas = shards["memmap"]
     assert train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [tmp_path / "k"], stop_after_iterations=9) is None
@@ -171,7 +172,7 @@ def test_kill_and_resume_bit_identical_with_channels_last(shards, tmp_path):
     """Channels-last (the CPU default without native bf16) keeps a killed run bit-identical to an unkilled one."""
     fast = {"channels_last": "true"}
     a = _run(shards, tmp_path / "a", **fast)
-    cfg = TrainConfig(**dict(REFERENCE, **fast))
+    cfg = train_config(**dict(REFERENCE, **fast))
     tr, va = shards["train"], shards["val"]
     trs, vas = shards["memmap"]
     assert train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [tmp_path / "b"], stop_after_iterations=13) is None

@@ -8,7 +8,8 @@ import torch
 
 from photoz import metrics
 from photoz.nn.data import ResidentImages
-from photoz.nn.train import TrainConfig, augment, batch_order, load_member, n_epochs, train_members
+from nn_settings import config_json, train_config
+from photoz.nn.train import augment, batch_order, load_member, n_epochs, train_members
 
 
 def synthetic_galaxies(n, seed=0):
@@ -47,7 +48,7 @@ def small():
 
 def test_tiny_run_learns(data, tmp_path):
     tr, zt, et, va, zv, ev = data
-    cfg = TrainConfig(epochs=4, learning_rate=1e-3, **dict(TINY, dense=64))
+    cfg = train_config(epochs=4, learning_rate=1e-3, **dict(TINY, dense=64))
     hist = train_members(cfg, tr, zt, et, va, zv, ev, [7], [tmp_path / "m"])[0]
     assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
     assert hist[-1]["iteration"] == 4 * 30
@@ -74,7 +75,7 @@ def test_tiny_run_learns(data, tmp_path):
 
 def test_kill_and_resume_is_identical(small, tmp_path):
     tr, zt, et, va, zv, ev = small
-    cfg = TrainConfig(epochs=3, learning_rate=1e-3, **TINY)
+    cfg = train_config(epochs=3, learning_rate=1e-3, **TINY)
     ref = train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "a"])[0]
     # killed in the middle of epoch 2 (after 10 + 7 iterations), then restarted twice
     assert train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"], stop_after_iterations=17) is None
@@ -103,9 +104,9 @@ def test_kill_and_resume_is_identical(small, tmp_path):
 
 def test_settings_change_restarts(small, tmp_path):
     tr, zt, et, va, zv, ev = small
-    cfg = TrainConfig(epochs=2, learning_rate=1e-3, **TINY)
+    cfg = train_config(epochs=2, learning_rate=1e-3, **TINY)
     train_members(cfg, tr, zt, et, va, zv, ev, [1], [tmp_path / "c"], stop_after_iterations=12)
-    cfg2 = TrainConfig(epochs=2, learning_rate=5e-4, **TINY)
+    cfg2 = train_config(epochs=2, learning_rate=5e-4, **TINY)
     hist = train_members(cfg2, tr, zt, et, va, zv, ev, [1], [tmp_path / "c"], stop_after_iterations=None)[0]
     ref = train_members(cfg2, tr, zt, et, va, zv, ev, [1], [tmp_path / "d"])[0]
     assert [r["val_loss"] for r in hist] == [r["val_loss"] for r in ref]
@@ -113,24 +114,24 @@ def test_settings_change_restarts(small, tmp_path):
 
 def test_max_iterations_stops_mid_epoch(small, tmp_path):
     tr, zt, et, va, zv, ev = small
-    cfg = TrainConfig(epochs=5, max_iterations=14, learning_rate=1e-3, **TINY)
+    cfg = train_config(epochs=5, max_iterations=14, learning_rate=1e-3, **TINY)
     hist = train_members(cfg, tr, zt, et, va, zv, ev, [2], [tmp_path / "e"])[0]
     assert [(r["epoch"], r["iteration"]) for r in hist] == [(1, 10), (2, 14)]
 
 
 def test_min_iterations_adds_epochs_to_small_sets(small, tmp_path):
     tr, zt, et, va, zv, ev = small
-    cfg = TrainConfig(epochs=1, min_iterations=25, learning_rate=1e-3, **TINY)
+    cfg = train_config(epochs=1, min_iterations=25, learning_rate=1e-3, **TINY)
     hist = train_members(cfg, tr, zt, et, va, zv, ev, [2], [tmp_path / "m"])[0]
     # 10 steps per epoch: 3 epochs reach 25 iterations
     assert [(r["epoch"], r["iteration"]) for r in hist] == [(1, 10), (2, 20), (3, 30)]
-    assert n_epochs(TrainConfig(epochs=4, min_iterations=25, **TINY), 1000) == 4
+    assert n_epochs(train_config(epochs=4, min_iterations=25, **TINY), 1000) == 4
 
 
 def test_members_trained_together_equal_separate_runs(small, tmp_path):
     """Two members in one process: each learns exactly (bit for bit on the CPU) what it learns alone."""
     tr, zt, et, va, zv, ev = small
-    cfg = TrainConfig(epochs=1, learning_rate=1e-3, **TINY)
+    cfg = train_config(epochs=1, learning_rate=1e-3, **TINY)
     both = train_members(cfg, tr, zt, et, va, zv, ev, [4, 9], [tmp_path / "s4", tmp_path / "s9"])
     one = train_members(cfg, tr, zt, et, va, zv, ev, [9], [tmp_path / "t9"])[0]
     assert both[1][0]["val_loss"] == one[0]["val_loss"] and both[1][0]["train_loss"] == one[0]["train_loss"]
@@ -164,7 +165,7 @@ def test_batch_order_depends_on_seed_and_epoch_only():
 def test_without_validation_galaxies(small, tmp_path):
     tr, zt, et, va, zv, ev = small
     empty = ResidentImages(np.zeros((0, 5, 64, 64), np.float32), "cpu")
-    cfg = TrainConfig(epochs=1, max_iterations=3, learning_rate=1e-3, **TINY)
+    cfg = train_config(epochs=1, max_iterations=3, learning_rate=1e-3, **TINY)
     hist = train_members(cfg, tr, zt, et, empty, zv[:0], ev[:0], [1], [tmp_path / "v"])[0]
     assert len(hist) == 1 and np.isnan(hist[0]["val_loss"])
     assert (tmp_path / "v" / "best.pt").exists()
@@ -187,9 +188,10 @@ def test_train_command_skips_a_finished_member_and_force_retrains(tmp_path):
                                                 "test": part(slice(0, 0))})
 
     def run(*extra, epochs=1):
-        cfg = {"training": dict(TINY, epochs=epochs, learning_rate=1e-3)}
+        cfg = config_json(**dict(TINY, epochs=epochs, learning_rate=1e-3))
         log = tmp_path / f"train{len(list(tmp_path.glob('train*.log')))}.log"
-        assert main(["--shards", str(shards), "--split-npz", str(shards / "split.npz"), "--trial", "t", "--fold", "0",
+        assert main(["--shards", str(shards), "--split-npz", str(shards / "split.npz"), "--trial", "t",
+                     "--trial-json", '{"ebv_input": true}', "--fold", "0", "--master-seed", "2019",
                      "--seeds", "0", "1", "--config-json", json.dumps(cfg), "--out-root", str(tmp_path / "models"),
                      "--log", str(log), *extra]) == 0
         return log.read_text()

@@ -16,7 +16,7 @@ import pytest
 from photoz.config import ConfigError, load_config, validate_config
 from photoz.cutouts import group as cg
 from photoz.cutouts import swarp_check as sc
-from synthetic_frames import synthetic_frame
+from synthetic_frames import cutouts_section, synthetic_frame
 from photoz.sdss.frames import BANDS
 from photoz.sdss.sas import frame_name, retrieve_group
 
@@ -27,8 +27,7 @@ FIELDS = [(9001, 1, 11), (9002, 1, 11)]  # two epochs of the same field
 # group -> galaxies (specObjID, ra, dec)
 GROUPS = {0: [(11, 150.0, 30.0), (12, 150.003, 29.999), (13, 149.998, 30.002)],
           1: [(21, 150.001, 29.998), (22, 149.999, 30.001)]}
-CUTCFG = {"resampler": "native", "size": 64, "pixel_scale": 0.396, "partial_coverage": "zero_fill",
-          "min_coverage": 0.9, "swarp_check_galaxies": 200}
+CUTCFG = cutouts_section(swarp_check_galaxies=200)
 
 
 def _sas_frame(path, ra, dec, band, run, seed):

@@ -14,6 +14,7 @@ import pytest
 from scipy.stats import norm
 
 from photoz import bins, metrics, published, tables
+from photoz.config import fill_section
 
 N = 2500
 EDGES = bins.edges()
@@ -24,7 +25,7 @@ TRIALS = {
     "main": {"train": "cv_train", "test": "cv_test", "folds": "all", "members": 2},
     "s82only": {"train": "s82_train", "test": "s82_test", "folds": "single", "members": 1},
 }
-ROWS = [
+ROWS = fill_section("table2", [
     {"label": "80% training, full test sample", "trial": "main", "subset": "all", "published": "full"},
     {"label": "B16 on the same galaxies", "trial": "main", "subset": "all", "estimator": "b16", "published": "b16"},
     {"label": "kNN on the same galaxies", "trial": "main", "subset": "all", "estimator": "knn"},
@@ -32,7 +33,7 @@ ROWS = [
     {"label": "Widest 20% of PDFs removed", "trial": "main", "subset": "all", "remove_widest": 0.2, "published": "widest20"},
     {"label": "Stripe 82, widest 20% removed", "trial": "main", "subset": "s82", "remove_widest": 0.2, "published": "s82_widest20"},
     {"label": "Trained on Stripe 82, tested outside", "trial": "s82only", "subset": "no_s82", "published": "s82only_out"},
-]
+])
 
 
 def make_catalog(rng):
@@ -100,7 +101,7 @@ def world(tmp_path_factory):
 
 
 def cfg_json():
-    return json.dumps({"table2": ROWS, "regions": REGIONS, "trials": TRIALS, "n_folds": 5,
+    return json.dumps({"mode": "mock", "table2": ROWS, "regions": REGIONS, "trials": TRIALS, "n_folds": 5,
                        "bins": {"n": 180, "z_min": 0.0, "z_max": 0.4}, "bootstrap": 30, "seed": 5})
 
 
@@ -320,7 +321,7 @@ def test_empty_subset_gives_an_empty_row(world):
     d = world
     ens = tables.read_ensemble(d / "results/ensemble/s82only.parquet")
     cat = pd.read_parquet(d / "results/shards/catalog.parquet")
-    rows = [{"label": "inside", "trial": "s82only", "subset": "s82", "published": "s82only_in"}]
+    rows = fill_section("table2", [{"label": "inside", "trial": "s82only", "subset": "s82", "published": "s82only_in"}])
     t = tables.table2(rows, {"s82only": ens}, cat, REGIONS, TRIALS, 5, n_bootstrap=5)
     assert t["n_test"].iloc[0] == 0 and np.isnan(t["sigma_mad"].iloc[0]) and t["pub_n_test"].iloc[0] == 3942
     assert "--" in tables.latex_table2(t)

@@ -118,9 +118,21 @@ def _fill_defaults(instance, schema, root):
             _fill_defaults(item, schema["items"], root)
 
 
+def fill_section(name, values, schema=None):
+    """A copy of ``values`` (one config section, e.g. ``"mock"`` or the list ``"table2"``) with the schema's defaults filled in.
+
+    For code that builds one section by hand (tests, benchmarks): the section as the
+    workflow's validated config would hold it. Nothing is validated.
+    """
+    schema = load_schema() if schema is None else schema
+    out = copy.deepcopy(values)
+    _fill_defaults(out, schema["properties"][name], schema)
+    return out
+
+
 def _selection_names(cfg):
     """Selection names a trial may use: ``cv_{train,test}`` and ``{name}_{train,test}`` per dataset selection."""
-    prefixes = ["cv"] + list(cfg["dataset"].get("selections", {}))
+    prefixes = ["cv"] + list(cfg["dataset"]["selections"])
     return [f"{p}_{side}" for p in prefixes for side in ("train", "test")]
 
 
@@ -155,8 +167,8 @@ def _check_boxes(cfg):
 def _check_swarp_check(cfg):
     """The SWarp check of a native run rereads the frames, so they must outlive the cutouts."""
     cut = cfg["cutouts"]
-    n = cut.get("swarp_check_galaxies", 0)
-    if cut["resampler"] == "native" and n > 0 and cfg.get("tiles", {}).get("delete_frames_after_cutouts", False):
+    n = cut["swarp_check_galaxies"]
+    if cut["resampler"] == "native" and n > 0 and cfg["tiles"]["delete_frames_after_cutouts"]:
         raise ConfigError(
             f"cutouts.swarp_check_galaxies = {n} with cutouts.resampler = 'native' remakes that many cutouts with "
             "SWarp from the frames after the cutouts, but tiles.delete_frames_after_cutouts = true deletes them; "
@@ -189,14 +201,14 @@ def _cross_checks(cfg):
         if frac is not None and frac > (n_folds - 1) / n_folds:
             errors.append(f"trials.{name}.train_fraction = {frac} exceeds the training side of a fold "
                           f"({n_folds - 1}/{n_folds} of the galaxies with dataset.n_folds = {n_folds})")
-    for i, name in enumerate(cfg.get("learning_curve", [])):
+    for i, name in enumerate(cfg["learning_curve"]):
         trial = cfg["trials"].get(name)
         if trial is None:
             errors.append(f"learning_curve[{i}] = {name!r} is not a key of trials; allowed values: {', '.join(map(repr, cfg['trials']))}")
         elif (trial["train"], trial["test"]) != ("cv_train", "cv_test"):
             errors.append(f"learning_curve[{i}] = {name!r} must train on cv_train and test on cv_test (the same "
                           f"fold-0 test galaxies for every point); it has train: {trial['train']!r}, test: {trial['test']!r}")
-    grid = cfg.get("knn", {}).get("k_grid")
+    grid = cfg["knn"].get("k_grid")
     if grid and list(grid) != sorted(grid):
         errors.append(f"knn.k_grid = {grid} must be sorted in increasing order")
     from photoz.published import TABLE2_KEYS
@@ -314,7 +326,7 @@ RUN_DIRS = {"mock": ".", "sdss": "runs/sdss"}
 
 def run_dir(cfg):
     """The run's working directory (``run_dir``; ``auto``: ``RUN_DIRS[mode]``), relative to the launch folder."""
-    value = cfg.get("run_dir", "auto")
+    value = cfg["run_dir"]
     return RUN_DIRS[cfg["mode"]] if value == "auto" else value
 
 

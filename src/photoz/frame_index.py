@@ -259,9 +259,11 @@ def main(argv=None):
     """``python -m photoz frame-index``: frames.parquet and galaxies.parquet."""
     p = argparse.ArgumentParser(prog="photoz frame-index", description=main.__doc__)
     p.add_argument("--sdss-json", required=True)
-    p.add_argument("--tiles-json", required=True)
+    p.add_argument("--nside", type=int, required=True, help="tiles.nside: HEALPix tiles of the galaxies")
+    p.add_argument("--n-groups", type=int, required=True, help="tiles.n_groups: retrieval/cutout groups")
     p.add_argument("--stripe82-json", required=True, help="regions.stripe82 box as JSON")
-    p.add_argument("--cutouts-json", default='{"size": 64, "pixel_scale": 0.396}')
+    p.add_argument("--size", type=int, required=True, help="cutouts.size (pixels): the overlap margin of a frame")
+    p.add_argument("--pixel-scale", type=float, required=True, help="cutouts.pixel_scale (arcsec/pixel)")
     p.add_argument("--catalog", default="results/catalog.parquet")
     p.add_argument("--mock-db", help="serve this SQLite mock SkyServer on loopback and query it")
     p.add_argument("--pages", default="results/frames/pages")
@@ -272,9 +274,8 @@ def main(argv=None):
     setup_logging(a.log)
     from .sdss.skyserver import QueryError, fetch_paged, field_paged_query, open_client
 
-    sdss_cfg, tiles = json.loads(a.sdss_json), json.loads(a.tiles_json)
-    s82, cut = json.loads(a.stripe82_json), json.loads(a.cutouts_json)
-    page_size = sdss_cfg.get("page_size", 50000)
+    sdss_cfg, s82 = json.loads(a.sdss_json), json.loads(a.stripe82_json)
+    page_size = sdss_cfg["page_size"]
     try:
         # the Field table is read through SkyServer SQL paging whatever sdss.service is
         with open_client(sdss_cfg, a.mock_db) as (client, source):
@@ -285,9 +286,8 @@ def main(argv=None):
     frames = frames_table(fields, s82)
     log.info("frames: %d fields (%d in Stripe 82)", len(frames), int(frames["stripe82"].sum()))
     catalog = pd.read_parquet(a.catalog, columns=["specObjID", "ra", "dec"])
-    table = galaxy_index(catalog, frames, tiles["nside"], tiles["n_groups"], cut.get("size", 64),
-                         cut.get("pixel_scale", 0.396))
-    counts = np.bincount(table["group"].to_numpy(), minlength=tiles["n_groups"])
+    table = galaxy_index(catalog, frames, a.nside, a.n_groups, a.size, a.pixel_scale)
+    counts = np.bincount(table["group"].to_numpy(), minlength=a.n_groups)
     log.info("galaxies: %d in %d tiles; per group %s; Stripe 82: %d; epochs max %d", table.num_rows,
              len(np.unique(table["tile"].to_numpy())), counts.tolist(),
              int(np.sum(table["stripe82"].to_numpy())), int(np.max(table["n_epochs"].to_numpy(), initial=0)))

@@ -45,7 +45,7 @@ Command::
 
     python -m photoz knn --catalog results/shards/catalog.parquet \\
         --trial main --trial-json '{"train": "cv_train", ...}' --n-folds 5 \\
-        --knn-json '{"k": 100, "k_grid": [10, 20, 50, 100, 200], "clip_sigma": 3.0}' \\
+        --k 100 --clip-sigma 3.0 --k-grid 10,20,50,100,200 \\
         --seed 2019 --output results/knn/main.parquet
 """
 
@@ -167,7 +167,7 @@ def _local_estimate(dx, zn, clip_sigma):
     return est, np.sqrt((w * resid**2).sum(axis=1) / wsum), use_mean
 
 
-def fit_predict(x_train, z_train, x_test, k=100, clip_sigma=3.0, batch=4096, progress=None):
+def fit_predict(x_train, z_train, x_test, k, clip_sigma, batch=4096, progress=None):
     """Local-linear-regression kNN redshifts of ``x_test`` from ``(x_train, z_train)``.
 
     Parameters
@@ -252,7 +252,7 @@ def inner_folds(specobjid, seed, tag, n_splits=N_INNER):
     return out
 
 
-def grid_predict(x_train, z_train, x_test, ks, clip_sigma=3.0):
+def grid_predict(x_train, z_train, x_test, ks, clip_sigma):
     """Estimates of ``x_test`` for every k of ``ks`` at once: array (len(ks), M).
 
     One neighbour search with the largest k; each k uses the nearest k of those
@@ -281,7 +281,7 @@ def grid_predict(x_train, z_train, x_test, ks, clip_sigma=3.0):
     return out
 
 
-def choose_k(x, z, specobjid, k_grid, clip_sigma=3.0, seed=0, tag=0, n_splits=N_INNER):
+def choose_k(x, z, specobjid, k_grid, clip_sigma, seed=0, tag=0, n_splits=N_INNER):
     """The k of ``k_grid`` with the lowest inner cross-validated σ_MAD on one training side.
 
     Every galaxy of ``(x, z)`` is predicted from the other inner folds
@@ -316,12 +316,13 @@ def choose_k(x, z, specobjid, k_grid, clip_sigma=3.0, seed=0, tag=0, n_splits=N_
     return cand[best], dict(zip(cand, scores.tolist()))
 
 
-def predict_trial(catalog, trial, folds, k=100, clip_sigma=3.0, source="catalog", k_grid=None, seed=0):
+def predict_trial(catalog, trial, folds, knn, source="catalog", seed=0):
     """kNN predictions for every test galaxy of a trial (all its folds).
 
-    With ``k_grid`` (a list of ints) each fold's k is chosen from the grid on
-    the fold's training side (``choose_k``, inner folds drawn from ``seed``);
-    without it every fold uses ``k``.
+    ``knn`` is the validated ``knn`` config section (``k``, ``clip_sigma``,
+    optional ``k_grid``). With ``k_grid`` (a list of ints) each fold's k is
+    chosen from the grid on the fold's training side (``choose_k``, inner folds
+    drawn from ``seed``); without it every fold uses ``k``.
 
     Returns a DataFrame ``specObjID, fold, z_spec, z_phot, z_err, fallback,
     n_train, k`` (``k``: the neighbours used in that fold, at most ``n_train``).
@@ -329,6 +330,7 @@ def predict_trial(catalog, trial, folds, k=100, clip_sigma=3.0, source="catalog"
     for col in ("specObjID", "z"):
         if col not in catalog.columns:
             raise ValueError(f"{source}: missing column {col!r}")
+    k, clip_sigma, k_grid = int(knn["k"]), knn["clip_sigma"], knn.get("k_grid")
     x = features(catalog, source)
     zs = catalog["z"].to_numpy(dtype=np.float64)
     ids = catalog["specObjID"].to_numpy()
@@ -380,14 +382,16 @@ def main(argv=None):
     p.add_argument("--trial", required=True, help="trial name (for messages)")
     p.add_argument("--trial-json", required=True, help="the trial's config entry, as JSON")
     p.add_argument("--n-folds", type=int, required=True, help="dataset.n_folds")
-    p.add_argument("--knn-json", default="{}", help='{"k": 100, "k_grid": [10, 50, 100], "clip_sigma": 3.0}')
+    p.add_argument("--k", type=int, required=True, help="knn.k: neighbours per galaxy (without --k-grid)")
+    p.add_argument("--clip-sigma", type=float, required=True, help="knn.clip_sigma: residual clipping (0: none)")
+    p.add_argument("--k-grid", default="", help="knn.k_grid, comma-separated: k chosen per fold from these")
     p.add_argument("--seed", type=int, default=None, help="master seed (config seed): draws the inner folds of k_grid")
     p.add_argument("--output", required=True)
     p.add_argument("--log", default=None)
     a = p.parse_args(argv)
     setup_logging(a.log, name="photoz")
     trial = json.loads(a.trial_json)
-    opts = {"k": 100, "clip_sigma": 3.0, "k_grid": None, **json.loads(a.knn_json)}
+    opts = {"k": a.k, "clip_sigma": a.clip_sigma, "k_grid": [int(v) for v in a.k_grid.split(",") if v.strip()] or None}
     if opts["k_grid"] and a.seed is None:
         p.error("knn k_grid needs --seed (the config's master seed) to draw its inner folds")
     folds = trials.folds(trial, a.n_folds)
@@ -402,8 +406,7 @@ def main(argv=None):
     log.info("trial %s: %d catalog galaxies, folds %s, %s, clip=%s", a.trial, len(cat), folds,
              f"k from {opts['k_grid']} per fold (seed {a.seed})" if opts["k_grid"] else f"k={opts['k']}",
              opts["clip_sigma"])
-    out = predict_trial(cat, trial, folds, k=int(opts["k"]), clip_sigma=opts["clip_sigma"], source=a.catalog,
-                        k_grid=opts["k_grid"], seed=a.seed if a.seed is not None else 0)
+    out = predict_trial(cat, trial, folds, opts, source=a.catalog, seed=a.seed if a.seed is not None else 0)
     with atomic_path(a.output) as tmp:
         out.to_parquet(tmp, index=False)
     log.info("wrote %s (%d galaxies)", a.output, len(out))

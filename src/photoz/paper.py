@@ -152,7 +152,7 @@ def collect(inputs, cfg, data_mode=None, root=None, date=None):
     if missing:
         raise PaperInputError(f"paper variables: no path given for {', '.join(missing)}")
     m = {}
-    m.update(_run_macros(cfg, data_mode or cfg.get("mode", "unknown"), root, date))
+    m.update(_run_macros(cfg, data_mode or cfg["mode"], root, date))
     m.update(_protocol_macros(cfg))
     m.update(_parameter_macros(paths["tableA1"]))
     m.update(_count_macros(paths["catalog"], paths["failures"], paths["manifest"]))
@@ -162,7 +162,7 @@ def collect(inputs, cfg, data_mode=None, root=None, date=None):
     m.update(_published_macros())
     m.update(_learning_curve_macros(paths.get("learning_curve"), cfg))
     # words and sentences that compare numbers: chosen by the numbers (photoz.wording)
-    m.update(wording.macros(paths, cfg, data_mode or cfg.get("mode", "unknown")))
+    m.update(wording.macros(paths, cfg, data_mode or cfg["mode"]))
     return m
 
 
@@ -199,16 +199,16 @@ def _protocol_macros(cfg):
     m["HalfBinWidth"] = f"{bw / 2:.5f}"
     m["ValidationPercent"] = f"{100 * cfg['dataset']['validation_fraction']:.1f}"
     m["Epochs"] = str(cfg["training"]["epochs"])
-    n_min = int(cfg["training"].get("min_iterations", 0))
+    n_min = int(cfg["training"]["min_iterations"])
     m["MinIterations"] = str(n_min)
     m["TrainingFloor"] = (f", or for at least {latex.count(n_min)} iterations where that takes more epochs (the small "
                           "training sets of the learning curve)") if n_min else ""
     m["KeptWeights"] = ("the weights of the epoch with the lowest validation loss are kept"
-                        if cfg["training"].get("predict_from", "best") == "best" else "the last epoch's weights are kept")
-    knn = cfg.get("knn", {})
+                        if cfg["training"]["predict_from"] == "best" else "the last epoch's weights are kept")
+    knn = cfg["knn"]
     grid = knn.get("k_grid")
     m["KnnKChoice"] = (f"its $k$ chosen per fold from {{{', '.join(map(str, grid))}}} by five-fold "
-                       "cross-validation on the training side" if grid else f"$k = {int(knn.get('k', 100))}$")
+                       "cross-validation on the training side" if grid else f"$k = {int(knn['k'])}$")
     m["BatchSize"] = str(cfg["training"]["batch_size"])
     m["LearningRate"] = f"{cfg['training']['learning_rate']:g}"
     net = trials.network_name(cfg, main)

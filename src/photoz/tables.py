@@ -362,7 +362,7 @@ def _table2_row(i, row, where, c, regions, knn, knn_names, n_bootstrap, seed, ca
     ``pooled_*`` columns. A one-split trial's row is its fold's values with
     bootstrap errors (``pooled_*`` the same).
     """
-    trial, est = row["trial"], row.get("estimator", "cnn")
+    trial, est = row["trial"], row["estimator"]
     frac = row.get("remove_widest")
     subset = subset_mask(row["subset"], c["cat"], regions)
     zp, valid, n_train = _estimate(est, where, trial, c, knn, knn_names, catalog_name)
@@ -565,7 +565,7 @@ def main(argv=None):
                     ensemble_names=ens_paths, knn_names=knn_paths)
         from photoz.latex import relabel_b16
 
-        df["label"] = [relabel_b16(v, cfg.get("mode", "mock")) for v in df["label"]]
+        df["label"] = [relabel_b16(v, cfg["mode"]) for v in df["label"]]
         _write(df, a.csv, a.tex, latex_table2)
     else:
         df = tableA1(json.loads(a.network_json), n_bins=a.n_bins)

@@ -32,7 +32,7 @@ def main_trial(cfg):
 
 def folds(spec, n_folds):
     """Folds of a trial entry ``spec``: every fold for ``folds: all``, fold 0 for ``single``."""
-    return list(range(int(n_folds))) if spec.get("folds", "all") == "all" else [0]
+    return list(range(int(n_folds))) if spec["folds"] == "all" else [0]
 
 
 def trial_folds(cfg, name):
@@ -62,7 +62,7 @@ def noebv_trial(cfg):
     for name, spec in cfg["trials"].items():
         same = all(spec.get(k) == main.get(k) for k in ("train", "test"))
         whole = not any(k in spec for k in ("train_size", "train_fraction"))
-        if spec.get("ebv_input", True) is False and same and whole and 0 in folds(spec, cfg["dataset"]["n_folds"]):
+        if spec["ebv_input"] is False and same and whole and 0 in folds(spec, cfg["dataset"]["n_folds"]):
             return name
     return None
 
@@ -85,7 +85,7 @@ def train_share(cfg, name):
         n_folds = int(cfg["dataset"]["n_folds"])
         return float(spec.get("train_fraction", (n_folds - 1) / n_folds))
     sel = cfg["dataset"]["selections"][spec["train"].removesuffix("_train")]
-    return float(sel["train_fraction"]) if sel.get("pool", "all") in ("all", "no_s82") else 0.0
+    return float(sel["train_fraction"]) if sel["pool"] in ("all", "no_s82") else 0.0
 
 
 #: Keys of a trial entry that decide its galaxies (``photoz.dataset.splits.selection_masks``).
@@ -119,7 +119,7 @@ def learning_curve(cfg):
 
 def knn_trials(cfg):
     """Trials the kNN runs on: those with a kNN row in Table 2, then the learning curve's."""
-    rows = [r["trial"] for r in cfg["table2"] if r.get("estimator", "cnn") == "knn"]
+    rows = [r["trial"] for r in cfg["table2"] if r["estimator"] == "knn"]
     return list(dict.fromkeys(rows + learning_curve(cfg)))
 
 
@@ -134,6 +134,6 @@ def table1_trial(cfg):
         if row.get("published") == "full":
             return row["trial"]
     for name, spec in cfg["trials"].items():
-        if spec.get("folds", "all") == "all":
+        if spec["folds"] == "all":
             return name
     raise ValueError("Table 1 needs a trial with folds: all (none in config trials)")

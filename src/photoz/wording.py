@@ -497,7 +497,7 @@ def resampler_macros(paths, cfg):
         return m
     native = ("The cutouts of this run were made with the package's native resampler, a numpy implementation of "
               "SWarp's Lanczos-3 resampling and median of the epochs.")
-    n = int(cut.get("swarp_check_galaxies", 0))
+    n = int(cut["swarp_check_galaxies"])
     if n <= 0:
         m["ResamplerSentence"] = native + (" This run did not check it against SWarp "
                                            "(\\texttt{cutouts.swarp\\_check\\_galaxies} is 0).")
@@ -603,7 +603,7 @@ def macros(paths, cfg, mode):
     from photoz.latex import b16_name, count
 
     m["BsixteenName"] = b16_name(mode)
-    m["ComparisonRule"] = comparison_rule(main, int(cfg.get("paper", {}).get("bootstrap", 200)))
+    m["ComparisonRule"] = comparison_rule(main, int(cfg["paper"]["bootstrap"]))
     m["KnnTraining"] = knn_training(main, knn)
     m["MainVsBsixteen"] = word(main, b16)
     m["KnnVsBsixteen"] = word(knn, b16)
@@ -626,15 +626,14 @@ def macros(paths, cfg, mode):
     for name, ref in (("ParamsVsCode", a1["total_code"]), ("ParamsVsText", a1["total_paper"])):
         m[name] = "is unknown against" if ours is None else ("agrees with" if ours == int(ref) else "differs from")
     # the mock's own set-up, in numbers
-    mock = cfg.get("mock") or {}
+    mock = cfg["mock"]
     from photoz.mock.merge import DEEP_FRACTION, DEEP_R_MAX
-    from photoz.mock.reddening import SFD_SCATTER
 
-    m["PhotozTrainingSize"] = f"{int(mock.get('photoz_training_size', 4000)):,}".replace(",", "\\,")
-    m["PhotozK"] = str(int(mock.get("photoz_k", 100)))
+    m["PhotozTrainingSize"] = f"{int(mock['photoz_training_size']):,}".replace(",", "\\,")
+    m["PhotozK"] = str(int(mock["photoz_k"]))
     m["PhotozDeepPercent"] = f"{100 * DEEP_FRACTION:.0f}"
     m["PhotozDeepRMax"] = f"{DEEP_R_MAX:g}"
-    m["EbvScatterPercent"] = f"{100 * float(mock.get('ebv_sfd_scatter', SFD_SCATTER)):.0f}"
+    m["EbvScatterPercent"] = f"{100 * float(mock['ebv_sfd_scatter']):.0f}"
     # the suspect zone
     z = _read_json(paths["zone"])
     m["ZoneSearch"] = zone_sentence(z)
@@ -643,8 +642,8 @@ def macros(paths, cfg, mode):
         if "zone_validation" not in paths:
             raise ValueError("paper variables: mode %r needs the zone validation file (--zone_validation)" % mode)
         v = _read_json(paths["zone_validation"])
-        m["ZoneValidation"] = validation_sentence(v, mock.get("suspect_zone_error_mag", 0.3),
-                                                  mock.get("suspect_zone_band", "g"))
+        m["ZoneValidation"] = validation_sentence(v, mock["suspect_zone_error_mag"],
+                                                  mock["suspect_zone_band"])
     else:
         m["ZoneValidation"] = ""
     # the resampler, and the SWarp check of a native run

@@ -550,8 +550,8 @@ def run_detect(df, cfg):
     dz = _dz(df)
     res, cells = detect(df["ra"], df["dec"], dz, df["ebv"], df["dered_petro_r"] + df["extinction_r"],
                         df["z_spec"], zc["nside"], zc["alpha"], zc["min_galaxies"], zc["seed_z"],
-                        zc["grow_z"], zc["n_permutations"], int(cfg.get("seed", 0)))
-    res["mode"] = cfg.get("mode", "mock")
+                        zc["grow_z"], zc["n_permutations"], int(cfg["seed"]))
+    res["mode"] = cfg["mode"]
     res["table2_region"] = table2_region(res, zc.get("table2_within"))
     if res["mode"] == "sdss":
         res["cross_check"] = cross_check(df["ra"], df["dec"], dz, res["table2_region"],

@@ -19,7 +19,9 @@ rule knn:
         "logs/knn/{trial}.log",
     params:
         trial=lambda w: json.dumps(_trials.split_spec(config, w.trial)),
-        knn=json.dumps(config["knn"], sort_keys=True),
+        k=config["knn"]["k"],
+        clip_sigma=config["knn"]["clip_sigma"],
+        k_grid=",".join(map(str, config["knn"].get("k_grid") or [])),
         n_folds=config["dataset"]["n_folds"],
         seed=config["seed"],
     threads: 1
@@ -30,7 +32,8 @@ rule knn:
         "../../envs/analysis.yaml"
     shell:
         "python -m photoz knn --catalog {input.catalog} --trial {wildcards.trial} --trial-json {params.trial:q}"
-        " --n-folds {params.n_folds} --knn-json {params.knn:q} --seed {params.seed} --output {output} --log {log}"
+        " --n-folds {params.n_folds} --k {params.k} --clip-sigma {params.clip_sigma} --k-grid '{params.k_grid}'"
+        " --seed {params.seed} --output {output} --log {log}"
 
 
 rule table1:

@@ -81,6 +81,7 @@ rule predict:
         trial=_trial_json,
         shards=lambda w, input: str(Path(input.manifest).parent),
         device=lambda w, threads: TRAINING["device"],
+        batch=lambda w, threads: TRAINING["eval_batch_size"],
     threads: TRAINING["num_threads"]
     resources:
         gpu=TRAIN_GPU,
@@ -89,7 +90,8 @@ rule predict:
         "../../envs/train.yaml"
     shell:
         "python -m photoz predict --checkpoint {input.model} --shards {params.shards} --trial-json {params.trial:q}"
-        " --fold {wildcards.fold} --device {params.device} --num-threads {threads} --out {output}"
+        " --fold {wildcards.fold} --device {params.device} --num-threads {threads} --batch-size {params.batch}"
+        " --out {output}"
         " 2> {log}"
 
 
@@ -105,11 +107,14 @@ rule ensemble:
     log:
         "logs/ensemble/{trial}.log",
     params:
-        bins=json.dumps(config["bins"], sort_keys=True),
+        n_bins=config["bins"]["n"],
+        z_min=config["bins"]["z_min"],
+        z_max=config["bins"]["z_max"],
     resources:
         mem_mb=4000,
     conda:
         "../../envs/train.yaml"
     shell:
-        "python -m photoz ensemble {input.predictions:q} --catalog {input.catalog} --bins-json {params.bins:q}"
+        "python -m photoz ensemble {input.predictions:q} --catalog {input.catalog} --n-bins {params.n_bins}"
+        " --z-min {params.z_min} --z-max {params.z_max}"
         " --out {output} 2> {log}"

@@ -225,9 +225,7 @@ class _Output:
         self.failed[i] = True
 
 
-def make_cutouts(galaxies, frame_dir, size=64, pixel_scale=0.396, resampler="swarp",
-                 partial_coverage="zero_fill", min_coverage=0.9, threads=1, chunk_galaxies=256,
-                 swarp_binary="auto", bands=BANDS, workdir=None, bad_frame="drop_galaxy", group=0):
+def make_cutouts(galaxies, frame_dir, cut, swarp_binary=None, workdir=None, group=0, bands=BANDS):
     """Cutout cubes of a set of galaxies from the frames in ``frame_dir``.
 
     Parameters
@@ -237,9 +235,12 @@ def make_cutouts(galaxies, frame_dir, size=64, pixel_scale=0.396, resampler="swa
     frame_dir : path or FrameSet
         Directory (searched recursively) holding the frames under SAS names,
         or the frames of a retrieval manifest (:meth:`FrameSet.from_manifest`).
-    resampler : {"swarp", "native"}
-    partial_coverage : {"drop", "zero_fill"}
-    bad_frame : {"drop_galaxy", "skip_frame"}
+    cut : dict
+        The validated ``cutouts`` config section: ``resampler`` (swarp | native), ``size``,
+        ``pixel_scale``, ``partial_coverage`` (drop | zero_fill), ``min_coverage``, ``threads``,
+        ``chunk_galaxies``, ``bad_frame`` (drop_galaxy | skip_frame), ``swarp_binary``.
+    swarp_binary : str, optional
+        SWarp's path when already checked (default: ``cut["swarp_binary"]``, checked here).
     workdir : path, optional
         Where SWarp's stamps are written (default: the system's temporary folder).
 
@@ -251,6 +252,7 @@ def make_cutouts(galaxies, frame_dir, size=64, pixel_scale=0.396, resampler="swa
     ------
     SwarpError before any galaxy when ``resampler`` is swarp and SWarp is missing or broken.
     """
+    resampler, partial_coverage, bad_frame = cut["resampler"], cut["partial_coverage"], cut["bad_frame"]
     if resampler not in ("swarp", "native"):
         raise ValueError(f"cutouts.resampler = {resampler!r}; allowed: 'swarp', 'native'")
     if partial_coverage not in ("drop", "zero_fill"):
@@ -263,14 +265,15 @@ def make_cutouts(galaxies, frame_dir, size=64, pixel_scale=0.396, resampler="swa
     if resampler == "swarp":
         from .swarp import check_swarp
 
-        swarp_binary = check_swarp(swarp_binary)  # once, before any galaxy
+        swarp_binary = check_swarp(swarp_binary or cut["swarp_binary"])  # once, before any galaxy
     gal = galaxies.sort_values("specObjID", kind="stable").reset_index(drop=True)
     if gal["specObjID"].duplicated().any():
         dup = gal.loc[gal["specObjID"].duplicated(), "specObjID"].iloc[0]
         raise ValueError(f"specObjID {dup} appears twice in the galaxy table")
     frames = frame_dir if isinstance(frame_dir, FrameSet) else FrameSet.from_dir(frame_dir)
-    settings = _Settings(tuple(bands), size, pixel_scale, resampler, threads, swarp_binary, workdir, bad_frame)
-    out = _Output(gal, bands, size)
+    settings = _Settings(tuple(bands), cut["size"], cut["pixel_scale"], resampler, cut["threads"], swarp_binary, workdir,
+                         bad_frame)
+    out = _Output(gal, bands, cut["size"])
     keys = [_frame_keys(v) for v in gal["frames"]]
     for i in range(len(gal)):
         if not np.isfinite(out.ra[i]) or not np.isfinite(out.dec[i]):
@@ -281,7 +284,8 @@ def make_cutouts(galaxies, frame_dir, size=64, pixel_scale=0.396, resampler="swa
     # spatial chunks keep memory bounded and each frame read once per chunk
     order = np.lexsort((gal["dec"].to_numpy(), gal["ra"].to_numpy()))
     order = [i for i in order if not out.failed[i]]
-    chunks = [order[s:s + chunk_galaxies] for s in range(0, len(order), max(1, chunk_galaxies))]
+    step = max(1, cut["chunk_galaxies"])
+    chunks = [order[s:s + step] for s in range(0, len(order), step)]
     t0 = time.time()
     done = 0
     for ci, chunk in enumerate(chunks):
@@ -290,7 +294,7 @@ def make_cutouts(galaxies, frame_dir, size=64, pixel_scale=0.396, resampler="swa
         rate = done / max(time.time() - t0, 1e-9)
         log.info("chunk %d/%d: %d/%d galaxies (%.1f galaxies/s, %s)", ci + 1, len(chunks), done,
                  len(order), rate, resampler)
-    _apply_coverage_policy(out, partial_coverage, min_coverage)
+    _apply_coverage_policy(out, partial_coverage, cut["min_coverage"])
     return _result(out, group)
 
 
@@ -524,8 +528,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     setup_logging(a.log, name="photoz")
     cfg = json.loads(a.config_json)
-    resampler = cfg.get("resampler", "swarp")
-    binary = cfg.get("swarp_binary", "auto")
+    resampler = cfg["resampler"]
+    binary = cfg["swarp_binary"]
     if resampler == "swarp":
         from .swarp import SwarpError, check_swarp
 
@@ -545,14 +549,8 @@ def main(argv=None):
     try:
         if resampler == "swarp":
             work.mkdir(parents=True)
-        res = make_cutouts(
-            gal, frames, size=cfg.get("size", 64), pixel_scale=cfg.get("pixel_scale", 0.396),
-            resampler=resampler, partial_coverage=cfg.get("partial_coverage", "zero_fill"),
-            min_coverage=cfg.get("min_coverage", 0.9), threads=cfg.get("threads", 1),
-            chunk_galaxies=cfg.get("chunk_galaxies", 256), swarp_binary=binary,
-            workdir=work if resampler == "swarp" else None, bad_frame=cfg.get("bad_frame", "drop_galaxy"),
-            group=a.group,
-        )
+        res = make_cutouts(gal, frames, cfg, swarp_binary=binary, workdir=work if resampler == "swarp" else None,
+                           group=a.group)
     finally:
         shutil.rmtree(work, ignore_errors=True)
         signal.signal(signal.SIGTERM, previous)

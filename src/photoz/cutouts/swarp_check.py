@@ -219,7 +219,7 @@ def remake_groups(cubes, manifests, galaxies, galaxies_path, catalog_path, cfg, 
     """
     from .group import FrameSet, load_group_galaxies, make_cutouts, read_group
 
-    size = int(cfg.get("size", 64))
+    size = int(cfg["size"])
     for g, mine in galaxies.items():
         if len(mine) == 0:
             continue
@@ -228,11 +228,7 @@ def remake_groups(cubes, manifests, galaxies, galaxies_path, catalog_path, cfg, 
         absent = np.setdiff1d(mine, gal["specObjID"].to_numpy(np.int64))
         frames = FrameSet.from_manifest(manifests[g], g)
         log.info("group %d: %d galaxies remade with SWarp from the frames of %s", g, len(gal), manifests[g])
-        res = make_cutouts(gal, frames, size=size, pixel_scale=cfg.get("pixel_scale", 0.396), resampler="swarp",
-                           partial_coverage=cfg.get("partial_coverage", "zero_fill"),
-                           min_coverage=cfg.get("min_coverage", 0.9), threads=cfg.get("threads", 1),
-                           chunk_galaxies=cfg.get("chunk_galaxies", 256), swarp_binary=binary, workdir=workdir,
-                           bad_frame=cfg.get("bad_frame", "drop_galaxy"), group=g)
+        res = make_cutouts(gal, frames, dict(cfg, resampler="swarp"), swarp_binary=binary, workdir=workdir, group=g)
         if len(res) == 0:
             yield g, absent, res, None, None
             continue
@@ -271,8 +267,8 @@ def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None
 
     from .swarp import check_swarp
 
-    n = int(cfg.get("swarp_check_galaxies", 200) if n is None else n)
-    binary = check_swarp(cfg.get("swarp_binary", "auto"))  # once, before any galaxy
+    n = int(cfg["swarp_check_galaxies"] if n is None else n)
+    binary = check_swarp(cfg["swarp_binary"])  # once, before any galaxy
     by_group = {}
     for path in cubes:
         g = _group_of_cube(path)
@@ -291,7 +287,7 @@ def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None
     chosen = draw_subset(pool, n, seed)
     log.info("%d galaxies with a cube in %d groups; %d drawn for the SWarp check (seed %d, stream %d)",
              pool.size, len(ids), chosen.size, seed, SUBSET_STREAM)
-    size = int(cfg.get("size", 64))
+    size = int(cfg["size"])
     nat_parts, sw_parts, id_parts, failures = [], [], [], []
     n_nframes_differ = 0
     t0 = time.time()
@@ -354,9 +350,9 @@ def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None
         "worst_p95_abs_diff_sigma": p95,
         "worst_abs_flux_ratio_minus_1": max(abs(r - 1) for r in ratios) if ratios else None,
         "agree": (p95 is not None and p95 < AGREE_SIGMA),
-        "settings": {"size": size, "pixel_scale": cfg.get("pixel_scale", 0.396),
-                     "partial_coverage": cfg.get("partial_coverage", "zero_fill"),
-                     "min_coverage": cfg.get("min_coverage", 0.9), "bad_frame": cfg.get("bad_frame", "drop_galaxy")},
+        "settings": {"size": size, "pixel_scale": cfg["pixel_scale"],
+                     "partial_coverage": cfg["partial_coverage"],
+                     "min_coverage": cfg["min_coverage"], "bad_frame": cfg["bad_frame"]},
     }
 
 

@@ -252,7 +252,7 @@ def main(argv=None):
         m = build_shards(a.cutouts, a.catalog, a.galaxies, a.out_dir, seed=cfg["seed"], n_folds=ds["n_folds"],
                          validation_fraction=ds["validation_fraction"], shard_size=ds["shard_size"],
                          selections=ds.get("selections"), failure_files=a.failures, failures_out=a.failures_out,
-                         losses_files=a.losses, max_lost_fraction=cfg.get("max_lost_fraction", 1.0),
+                         losses_files=a.losses, max_lost_fraction=cfg["max_lost_fraction"],
                          losses_out=a.losses_out)
     except LossCeilingError as err:
         log.error("%s", err)

@@ -102,7 +102,7 @@ def make_splits(specobjid, stripe82, seed, n_folds=5, validation_fraction=0.0484
         out[f"val_{f}"] = v
     s82_sorted = s82[order]
     for name, spec in selections.items():
-        pool = spec.get("pool", "all")
+        pool = spec["pool"]
         if pool == "all":
             cand = np.arange(n)
         elif pool == "s82":

@@ -23,7 +23,7 @@ from photoz.io import atomic_path, setup_logging
 from . import geometry as geo
 from .photometry import asinh_mag, asinh_mag_err, axis_ratio, noise_map, petrosian, segment
 from .population import cell_population
-from .reddening import EXTINCTION_COEFF, SFD_SCATTER, ebv_map, sfd_estimate
+from .reddening import EXTINCTION_COEFF, ebv_map, sfd_estimate
 from .render import frame_hdul, render_frame, sky_image, write_frame
 
 BANDS = geo.BANDS
@@ -78,7 +78,7 @@ def measure_cell(mock, cell, fr, objects, rendered, cond):
     ebv = ebv_map(sel["ra"].to_numpy(), sel["dec"].to_numpy(), mock["seed"])  # truth: what the images carry
     # the catalogue's (SFD-like) estimate; its own random stream, so the rest of the cell is unchanged
     rng_ebv = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 503, cell.run, cell.camcol, cell.field]))
-    ebv_sfd = sfd_estimate(ebv, rng_ebv, mock.get("ebv_sfd_scatter", SFD_SCATTER))
+    ebv_sfd = sfd_estimate(ebv, rng_ebv, mock["ebv_sfd_scatter"])
     n = len(sel)
     for j, b in enumerate(BANDS):
         sel[f"flux_true_{b}"] = sel[f"flux_bulge_{b}"] + sel[f"flux_disk_{b}"]

@@ -111,7 +111,7 @@ def validate_mock_config(mock):
     """Check what the schema cannot: run numbers of all epochs distinct and < 65536."""
     used = {}
     for i, r in enumerate(mock["runs"]):
-        for e in range(r.get("epochs", 1)):
+        for e in range(r["epochs"]):
             run = r["run"] + e
             if run >= 65536:
                 raise ValueError(f"mock.runs[{i}]: run number {run} (epoch {e}) must be < 65536 (objID packing)")
@@ -141,7 +141,7 @@ def cells(mock):
         for c in r["camcols"]:
             for f in range(r["n_fields"]):
                 out.append(Cell(k, i, r["run"], c, FIELD0 + f, _field_ra(r, c, f), _camcol_dec(r, c),
-                                bool(r.get("stripe82", False))))
+                                bool(r["stripe82"])))
                 k += 1
     return out
 
@@ -165,14 +165,14 @@ def frames(mock, cell_subset=None):
     want = None if cell_subset is None else {(c.entry, c.camcol, c.field) for c in cell_subset}
     out = []
     for i, r in enumerate(mock["runs"]):
-        for e in range(r.get("epochs", 1)):
+        for e in range(r["epochs"]):
             drow, ddec, theta = _epoch_shift(mock["seed"], r, e)
             for c in r["camcols"]:
                 for f in range(r["n_fields"]):
                     if want is not None and (i, c, FIELD0 + f) not in want:
                         continue
                     out.append(FrameSpec(i, r["run"], e, r["run"] + e, c, FIELD0 + f, _field_ra(r, c, f, drow),
-                                         _camcol_dec(r, c) + ddec, theta, bool(r.get("stripe82", False))))
+                                         _camcol_dec(r, c) + ddec, theta, bool(r["stripe82"])))
     return out
 
 
@@ -184,7 +184,7 @@ def chunk_of_cells(all_cells, n_chunks, k, mock=None):
     """
     if not 0 <= k < n_chunks:
         raise ValueError(f"chunk {k} out of range 0..{n_chunks - 1}")
-    w = np.array([mock["runs"][c.entry].get("epochs", 1) if mock else 1 for c in all_cells], dtype=float)
+    w = np.array([mock["runs"][c.entry]["epochs"] if mock else 1 for c in all_cells], dtype=float)
     cum = np.concatenate([[0.0], np.cumsum(w)])
     edges = np.searchsorted(cum, np.linspace(0, cum[-1], n_chunks + 1)[1:-1], side="left")
     bounds = np.concatenate([[0], edges, [len(all_cells)]]).astype(int)

@@ -100,7 +100,7 @@ def training_sample(mock, catalog, return_true=False):
     from .population import R_GEN, R_LIMIT, _faint
 
     rng = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 601]))
-    n = int(mock.get("photoz_training_size", 4000))
+    n = int(mock["photoz_training_size"])
     n_deep = int(round(DEEP_FRACTION * n))
     n_main = n - n_deep
     main = sample_galaxies(rng, 3 * n_main + 50)
@@ -136,13 +136,18 @@ def training_sample(mock, catalog, return_true=False):
     return (mags, z, true) if return_true else (mags, z)
 
 
-def b16_like(train_mags, train_z, mags, k=100, clip_sigma=3.0):
+#: The B16-like Photoz table's residual clipping (the rms units of :func:`photoz.knn.fit_predict`);
+#: the table's own method setting, not the analysis kNN's (``knn.clip_sigma``).
+B16_CLIP_SIGMA = 3.0
+
+
+def b16_like(train_mags, train_z, mags, k):
     """The B16-like estimator on the mock: returns (z, zErr, nnCount) for the Photoz table.
 
     Beck et al. (2016)'s method: local linear regression on r and the u-g,
     g-r, r-i, i-z colours over the ``k`` nearest training galaxies
     (Csabai et al. 2007), the project's implementation
-    (:func:`photoz.knn.fit_predict`). Objects without finite magnitudes get
+    (:func:`photoz.knn.fit_predict`) with residuals clipped at ``B16_CLIP_SIGMA``. Objects without finite magnitudes get
     -9999 and nnCount 0, as in the SkyServer table.
     """
     from photoz.knn import fit_predict
@@ -159,7 +164,7 @@ def b16_like(train_mags, train_z, mags, k=100, clip_sigma=3.0):
     kk = int(min(k, keep.sum()))
     if ok.any():
         zp, zpe, _ = fit_predict(ft[keep], np.asarray(train_z, dtype=np.float64)[keep], fq[ok], k=kk,
-                                 clip_sigma=clip_sigma)
+                                 clip_sigma=B16_CLIP_SIGMA)
         z[ok], ze[ok] = zp, zpe
     return z, ze, np.where(ok, kk, 0)
 
@@ -233,7 +238,7 @@ def build_tables(mock, cat, fields):
         photo[f"sky_{b}"] = at[f"sky_{b}"].to_numpy()
     dered = np.column_stack([cat[f"petroMag_{b}"] - cat[f"extinction_{b}"] for b in BANDS])
     tmags, tz = training_sample(mock, cat)
-    zp, zpe, nn = b16_like(tmags, tz, dered, k=int(mock.get("photoz_k", 100)))
+    zp, zpe, nn = b16_like(tmags, tz, dered, k=int(mock["photoz_k"]))
     photoz = pd.DataFrame({"objID": cat["objID"].astype("int64"), "z": zp, "zErr": zpe, "nnCount": nn,
                            "photoErrorClass": 1})
     cat = cat_spec  # one row per spectrum again (galSpecInfo, truth)

@@ -180,8 +180,8 @@ def cell_population(mock, cell):
     gal = sample_galaxies(rng, n_gal)
     gal = gal[_total_r(gal) <= R_GEN].reset_index(drop=True)
     gal["kind"] = "galaxy"
-    nf = rng.poisson(mock.get("faint_density", 3000.0) * area)
-    fz, fbt, ffb, ffd = _faint(rng, nf, R_LIMIT, mock.get("faint_r_max", 21.5))
+    nf = rng.poisson(mock["faint_density"] * area)
+    fz, fbt, ffb, ffd = _faint(rng, nf, R_LIMIT, mock["faint_r_max"])
     faint = pd.DataFrame({"kind": "faint", "z": fz, "M_r": np.nan, "bt": fbt, "early": fbt > 0.5,
                           "hlr_bulge": 10 ** rng.uniform(-0.6, -0.1, nf), "hlr_disk": 10 ** rng.uniform(-0.4, 0.2, nf),
                           "q_bulge": rng.uniform(0.6, 1, nf), "q_disk": rng.uniform(0.25, 1, nf),
@@ -189,7 +189,7 @@ def cell_population(mock, cell):
     for j, b in enumerate(BANDS):
         faint[f"flux_bulge_{b}"] = ffb[:, j]
         faint[f"flux_disk_{b}"] = ffd[:, j]
-    ns = rng.poisson(mock.get("star_density", 1500.0) * area)
+    ns = rng.poisson(mock["star_density"] * area)
     sf = _stars(rng, ns)
     stars = pd.DataFrame({"kind": "star", "z": 0.0, "M_r": np.nan, "bt": 0.0, "early": False,
                           "hlr_bulge": 0.0, "hlr_disk": 0.0, "q_bulge": 1.0, "q_disk": 1.0, "pa": 0.0},

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EXTINCTION_COEFF", "SFD_SCATTER", "ebv_map", "sfd_estimate"]
+__all__ = ["EXTINCTION_COEFF", "ebv_map", "sfd_estimate"]
 
 # A_b / E(B-V) for u, g, r, i, z (SDSS, Schlegel et al. 1998 with the SDSS filters).
 EXTINCTION_COEFF = np.array([5.155, 3.793, 2.751, 2.086, 1.479])
-#: Default fractional (log-normal) scatter of the catalogue's E(B-V) around the truth
-#: (config key ``mock.ebv_sfd_scatter``): SFD98's quoted 16% uncertainty.
-SFD_SCATTER = 0.16
 
 
 def ebv_map(ra, dec, seed, ebv_pole=0.018, fluct=0.35, n_waves=12, b_min=3.0):
@@ -61,11 +58,12 @@ def ebv_map(ra, dec, seed, ebv_pole=0.018, fluct=0.35, n_waves=12, b_min=3.0):
     return base * np.exp(fluct * field - fluct**2 / 2)
 
 
-def sfd_estimate(ebv_true, rng, scatter=SFD_SCATTER):
+def sfd_estimate(ebv_true, rng, scatter):
     """The catalogue's E(B-V): ``ebv_true`` times an independent log-normal factor per object.
 
     The factor is ``exp(scatter * N(0, 1) - scatter**2 / 2)``: mean 1 (no bias on
-    average), fractional rms ``~scatter``. ``scatter`` 0 returns the truth.
+    average), fractional rms ``~scatter`` (config key ``mock.ebv_sfd_scatter``; SFD98
+    quote 16%). ``scatter`` 0 returns the truth.
     """
     ebv_true = np.asarray(ebv_true, dtype=np.float64)
     scatter = float(scatter)

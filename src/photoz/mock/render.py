@@ -126,8 +126,8 @@ def render_frame(mock, fr, objects, cond):
     jac = galsim.JacobianWCS(h["CD1_1"] * 3600, h["CD1_2"] * 3600, h["CD2_1"] * 3600, h["CD2_2"] * 3600)
     gsp = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3, kvalue_accuracy=1e-4)
     suspect = bool(in_suspect_zone(mock, fr.ra_c, fr.dec_c))
-    err_mag = float(mock.get("suspect_zone_error_mag", 0.3)) if suspect else 0.0
-    err_band = mock.get("suspect_zone_band", "g")
+    err_mag = float(mock["suspect_zone_error_mag"]) if suspect else 0.0
+    err_band = mock["suspect_zone_band"]
     kind = obj["kind"].to_numpy()
     # shapes (unit flux) shared by the bands
     shapes = []

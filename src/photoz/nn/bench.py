@@ -30,12 +30,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .model import PhotoZNet
+from .model import IMAGE_SIZE, N_BANDS, PhotoZNet
 
-__all__ = ["count_flops", "matmul_rate", "bench_step", "bench_inference", "environment", "PROTOCOL"]
+__all__ = ["count_flops", "matmul_rate", "bench_step", "bench_inference", "environment", "PROTOCOL", "PAPER_SETTINGS",
+           "paper_config"]
 
 #: The paper's main protocol: 30 networks (5 folds x 6 members), 30 epochs, 393,000 training galaxies.
 PROTOCOL = {"models": 30, "epochs": 30, "images": 393_000}
+
+#: ``config/sdss-dr12.yaml``'s training settings (the paper's protocol, the schema's defaults
+#: filled in) as :class:`~photoz.nn.train.TrainConfig` fields, for the benchmarks: the device
+#: machine has no YAML reader, so they are restated here, and
+#: ``tests/test_nn_settings.py`` checks them against the config.
+PAPER_SETTINGS = {
+    "epochs": 30, "max_iterations": 120000, "min_iterations": 0, "batch_size": 128, "learning_rate": 1e-4,
+    "device": "cuda", "num_threads": 8, "width": 1.0, "dense": 1096, "ebv_input": True,
+    "n_bins": 180, "z_min": 0.0, "z_max": 0.4, "amp": "auto", "channels_last": "auto", "compile": "auto",
+    "resident": "auto", "resident_dtype": "float32", "eval_batch_size": 1024, "fused": "auto", "cuda_graph": "auto",
+}
+
+
+def paper_config(**override):
+    """A ``TrainConfig`` of the paper's protocol (``PAPER_SETTINGS``) with ``override`` applied."""
+    from .train import TrainConfig
+
+    return TrainConfig(**{**PAPER_SETTINGS, **override})
 
 
 def _sync(device):
@@ -48,7 +67,7 @@ def count_flops(width=1.0, dense=1096, batch=2):
     from torch.utils.flop_counter import FlopCounterMode
 
     model = PhotoZNet(width=width, dense=dense)
-    x = torch.randn(batch, 5, 64, 64)
+    x = torch.randn(batch, N_BANDS, IMAGE_SIZE, IMAGE_SIZE)
     e = torch.rand(batch)
     y = torch.randint(0, 180, (batch,))
     with FlopCounterMode(display=False) as fc:
@@ -88,17 +107,17 @@ def bench_step(device, members=1, batch=128, iters=20, warmup=5, width=1.0, dens
     CUDA graph is on, else ``train_step``. ``warmup_s`` is the time of the first ``warmup``
     steps (compilation, cuDNN's algorithm search, the graph's capture).
     """
-    from .train import GraphedStep, SpeedSettings, TrainConfig, _build, _configure_torch, augment_codes, train_step
+    from .train import GraphedStep, SpeedSettings, _build, _configure_torch, augment_codes, train_step
 
-    cfg = TrainConfig(width=width, dense=dense, batch_size=batch, device=device.type, compile=compile,
-                      cuda_graph=cuda_graph, learning_rate=1e-4)
+    cfg = paper_config(width=width, dense=dense, batch_size=batch, device=device.type, compile=compile,
+                       cuda_graph=cuda_graph)
     sp = SpeedSettings.resolve(cfg)
     _configure_torch(cfg, sp)
     seeds = list(range(members))
     nets, opts, fwds = _build(cfg, sp, seeds)
     step = GraphedStep(fwds, opts, (members, batch), sp.amp, sp.device) if sp.graph else partial(train_step, fwds, opts, amp=sp.amp)
     gen = torch.Generator(device="cpu").manual_seed(0)
-    data = torch.randn(n_data, 5, 64, 64, generator=gen).to(device)
+    data = torch.randn(n_data, N_BANDS, IMAGE_SIZE, IMAGE_SIZE, generator=gen).to(device)
     y_all = torch.randint(0, 180, (n_data,), generator=gen).to(device)
     e_all = torch.rand(n_data, generator=gen).to(device)
     order = torch.as_tensor(np.stack([np.random.default_rng(s).integers(0, n_data, (warmup + iters) * batch) for s in seeds])).to(device)
@@ -106,7 +125,7 @@ def bench_step(device, members=1, batch=128, iters=20, warmup=5, width=1.0, dens
 
     def one(i):
         idx = order[:, i * batch:(i + 1) * batch]
-        x = data.index_select(0, idx.reshape(-1)).reshape(members, batch, 5, 64, 64)
+        x = data.index_select(0, idx.reshape(-1)).reshape(members, batch, N_BANDS, IMAGE_SIZE, IMAGE_SIZE)
         return step(x, codes[:, i * batch:(i + 1) * batch], y_all[idx], e_all[idx])
 
     t0 = time.perf_counter()
@@ -133,7 +152,7 @@ def bench_inference(device, batch=4096, n=32768, width=1.0, dense=1096, compile=
     cuda = device.type == "cuda"
     model = PhotoZNet(width=width, dense=dense)
     gen = torch.Generator(device="cpu").manual_seed(1)
-    src = ResidentImages(torch.randn(n, 5, 64, 64, generator=gen).numpy(), device)
+    src = ResidentImages(torch.randn(n, N_BANDS, IMAGE_SIZE, IMAGE_SIZE, generator=gen).numpy(), device)
     ebv = torch.rand(n, generator=gen).numpy()
     run = partial(predict_pdfs, model, src, ebv, batch, device, amp=cuda, channels_last=True, compile=compile)
     t0 = time.perf_counter()

@@ -21,6 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .model import IMAGE_SIZE, N_BANDS
+
+CUBE = (N_BANDS, IMAGE_SIZE, IMAGE_SIZE)  # one galaxy's image cube
+
 __all__ = ["ShardStore", "SplitArrays", "split_from_catalog", "ResidentImages", "MemmapImages", "make_source"]
 
 _SHARD_RE = re.compile(r"shard-(\d+)\.npy$")
@@ -47,15 +51,15 @@ class ShardStore:
             if k not in self.files:
                 raise FileNotFoundError(f"shard {k} (shard-{k:04d}.npy) is not in {self.shard_dir}")
             a = np.load(self.files[k], mmap_mode="r")
-            if a.ndim != 4 or a.shape[1:] != (5, 64, 64) or a.dtype != np.float32:
-                raise ValueError(f"{self.files[k]}: expected (N, 5, 64, 64) float32, found {a.shape} {a.dtype}")
+            if a.ndim != 4 or a.shape[1:] != CUBE or a.dtype != np.float32:
+                raise ValueError(f"{self.files[k]}: expected (N, {', '.join(map(str, CUBE))}) float32, found {a.shape} {a.dtype}")
             self._maps[k] = a
         return self._maps[k]
 
     def read(self, shard, row):
         """Images of the galaxies ``(shard[i], row[i])`` as a float32 array, in the given order."""
         shard, row = np.asarray(shard, dtype=np.int64), np.asarray(row, dtype=np.int64)
-        out = np.empty((len(shard), 5, 64, 64), dtype=np.float32)
+        out = np.empty((len(shard), *CUBE), dtype=np.float32)
         for k in np.unique(shard):
             sel = np.nonzero(shard == k)[0]
             a = self.shard(int(k))
@@ -150,7 +154,7 @@ class ResidentImages:
         """Fill a device tensor chunk by chunk (host memory holds one chunk at a time)."""
         self = cls.__new__(cls)
         self.device = torch.device(device)
-        self.images = torch.empty((len(part), 5, 64, 64), device=self.device, dtype=dtype)
+        self.images = torch.empty((len(part), *CUBE), device=self.device, dtype=dtype)
         for i in range(0, len(part), chunk):
             a = store.read(part.shard[i:i + chunk], part.row[i:i + chunk])
             self.images[i:i + len(a)] = torch.from_numpy(a).to(self.device, dtype=dtype)
@@ -191,7 +195,7 @@ def make_source(store, part, device, resident="auto", dtype=torch.float32, max_r
     ``True`` or ``False``.
     """
     device = torch.device(device)
-    nbytes = len(part) * 5 * 64 * 64 * torch.tensor([], dtype=dtype).element_size()
+    nbytes = len(part) * int(np.prod(CUBE)) * torch.tensor([], dtype=dtype).element_size()
     if resident == "auto":
         if max_resident_gb is None:
             if device.type == "cuda":

@@ -6,7 +6,7 @@ inference script used the lower edges, a shift of -0.0011), the width of the
 central 68% interval, PIT and CRPS of the ensemble PDF, and each member's PIT.
 
 ``python -m photoz ensemble --catalog results/shards/catalog.parquet
---bins-json '{"n":180,...}' --out results/ensemble/T.parquet
+--n-bins 180 --z-min 0 --z-max 0.4 --out results/ensemble/T.parquet
 results/predictions/T/fold0/seed0.npz ...``
 
 The core (:func:`ensemble_fold`) needs numpy only; writing Parquet needs pyarrow.
@@ -15,7 +15,6 @@ The core (:func:`ensemble_fold`) needs numpy only; writing Parquet needs pyarrow
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import re
 from pathlib import Path
@@ -141,15 +140,16 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="photoz ensemble", description=__doc__.splitlines()[0])
     ap.add_argument("predictions", nargs="+", help="results/predictions/<trial>/fold<f>/seed<s>.npz files")
     ap.add_argument("--catalog", default="results/shards/catalog.parquet", help="z_spec source (column z)")
-    ap.add_argument("--bins-json", default='{"n": 180, "z_min": 0.0, "z_max": 0.4}')
+    ap.add_argument("--n-bins", type=int, required=True, help="bins.n: redshift classes of the PDFs")
+    ap.add_argument("--z-min", type=float, required=True, help="bins.z_min")
+    ap.add_argument("--z-max", type=float, required=True, help="bins.z_max")
     ap.add_argument("--out", required=True)
     ap.add_argument("--log")
     a = ap.parse_args(argv)
     logger = setup_logging(a.log, name="photoz")
     import pandas as pd
 
-    b = json.loads(a.bins_json)
-    edges = zbins.edges(b["n"], b["z_min"], b["z_max"])
+    edges = zbins.edges(a.n_bins, a.z_min, a.z_max)
     cat = pd.read_parquet(a.catalog, columns=["specObjID", "z"])
     z = pd.Series(cat["z"].to_numpy(), index=cat["specObjID"].to_numpy())
     table = build_table(a.predictions, z, edges)

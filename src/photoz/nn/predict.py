@@ -26,7 +26,7 @@ log = logging.getLogger("photoz.nn.predict")
 
 
 @torch.no_grad()
-def predict_pdfs(model, source, ebv, batch_size=1024, device="cpu", amp=False, channels_last=False, compile=False):
+def predict_pdfs(model, source, ebv, batch_size, device="cpu", amp=False, channels_last=False, compile=False):
     """Softmax PDFs ``(N, n_bins)`` float32 of one network for every image of ``source``.
 
     ``compile``: full batches run through ``torch.compile`` (the last, partial batch eagerly).
@@ -58,9 +58,9 @@ def main(argv=None):
     ap.add_argument("--split-npz", help="split exported by `photoz train --export-split` (no pandas needed)")
     ap.add_argument("--trial-json", help="the trial's config entry (JSON)")
     ap.add_argument("--fold", type=int, default=0)
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--batch-size", type=int, default=1024)
-    ap.add_argument("--num-threads", type=int, default=2)
+    ap.add_argument("--device", required=True, help="training.device: auto | cpu | cuda")
+    ap.add_argument("--batch-size", type=int, required=True, help="training.eval_batch_size")
+    ap.add_argument("--num-threads", type=int, required=True, help="training.num_threads")
     ap.add_argument("--out", required=True)
     ap.add_argument("--log")
     a = ap.parse_args(argv)

@@ -44,7 +44,7 @@ import os
 import random
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from functools import partial
 from pathlib import Path
 
@@ -70,33 +70,43 @@ _NOT_TRAINING = {"network", "predict_from", "runtime_min", "mem_mb", "stack_memb
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (the ``training`` config section plus the network)."""
+    """Settings of one training run: the ``training`` config section, the network, the bins, the trial's E(B-V) input.
 
-    epochs: int = 30
-    max_iterations: int = 120000
-    min_iterations: int = 0         # small training sets run more epochs, up to this many steps
-    batch_size: int = 128
-    learning_rate: float = 1e-4
-    device: str = "auto"            # auto | cpu | cuda
-    num_threads: int = 2
-    width: float = 1.0
-    dense: int = 1096
-    ebv_input: bool = True
-    n_bins: int = 180
-    z_min: float = 0.0
-    z_max: float = 0.4
-    amp: str = "auto"               # auto (bf16 on cuda, and on a cpu with native bf16) | bf16 | none
-    channels_last: str = "auto"     # auto (on cuda and cpu) | true | false
-    compile: str = "auto"           # auto (on cuda; on cpu with bf16 on and a C++ compiler) | true | false
-    resident: str = "auto"          # auto | true | false: training images in device memory
-    resident_dtype: str = "float32"  # float32 | bfloat16 (halves GPU memory)
-    eval_batch_size: int = 1024
-    deterministic: bool = True
-    fused: str = "auto"             # fused 1x1 heads (PhotoZNet.set_fused): auto (with compile on the cpu) | true | false
-    cuda_graph: str = "auto"        # the whole step as one CUDA graph (auto: on cuda) | true | false
+    Every field but ``deterministic`` is a config key, so none has a default here: the
+    schema (``workflow/schemas/config.schema.yaml``) holds them, and :meth:`from_dicts`
+    builds this from the validated config's sections.
+    """
+
+    epochs: int
+    max_iterations: int
+    min_iterations: int             # small training sets run more epochs, up to this many steps
+    batch_size: int
+    learning_rate: float
+    device: str                     # auto | cpu | cuda
+    num_threads: int
+    width: float                    # networks.<name>
+    dense: int
+    ebv_input: bool                 # trials.<name>.ebv_input
+    n_bins: int                     # bins.n
+    z_min: float
+    z_max: float
+    amp: str                        # auto (bf16 on cuda, and on a cpu with native bf16) | bf16 | none
+    channels_last: str              # auto (on cuda and cpu) | true | false
+    compile: str                    # auto (on cuda; on cpu with bf16 on and a C++ compiler) | true | false
+    resident: str                   # auto | true | false: training images in device memory
+    resident_dtype: str             # float32 | bfloat16 (halves GPU memory)
+    eval_batch_size: int
+    fused: str                      # fused 1x1 heads (PhotoZNet.set_fused): auto (with compile on the cpu) | true | false
+    cuda_graph: str                 # the whole step as one CUDA graph (auto: on cuda) | true | false
+    deterministic: bool = True      # not a config key: cuDNN's deterministic algorithms (tests may switch it off)
 
     @classmethod
     def from_dicts(cls, training=None, network=None, bins=None, **extra):
+        """From the validated config's ``training`` section, one ``networks`` entry and ``bins``.
+
+        ``extra`` sets the other fields (``ebv_input``, ``deterministic``) or overrides a section's.
+        A missing setting raises ``KeyError`` naming its config key.
+        """
         d = {}
         for src in (training or {}, network or {}, {"n_bins": (bins or {}).get("n"), "z_min": (bins or {}).get("z_min"),
                                                        "z_max": (bins or {}).get("z_max")}, extra):
@@ -111,6 +121,11 @@ class TrainConfig:
         for k, v in list(d.items()):
             if isinstance(v, bool) and k in ("amp", "channels_last", "compile", "resident", "fused", "cuda_graph"):
                 d[k] = "true" if v else "false"
+        where = {"width": "networks.<name>.width", "dense": "networks.<name>.dense", "n_bins": "bins.n",
+                 "z_min": "bins.z_min", "z_max": "bins.z_max", "ebv_input": "trials.<name>.ebv_input"}
+        missing = [f.name for f in fields(cls) if f.name not in d and f.default is MISSING]
+        if missing:
+            raise KeyError("training settings missing: " + ", ".join(where.get(k, f"training.{k}") for k in missing))
         return cls(**d)
 
     def fingerprint(self):
@@ -729,11 +744,12 @@ def main(argv=None):
     ap.add_argument("--split-npz", help="read the split from this .npz instead of the catalog (no pandas needed)")
     ap.add_argument("--export-split", help="write the split to this .npz and exit")
     ap.add_argument("--trial", required=True)
-    ap.add_argument("--trial-json", help="the trial's config entry (JSON)")
+    ap.add_argument("--trial-json", required=True, help="the trial's config entry (JSON; with --split-npz only its ebv_input is read)")
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="member numbers; several train stacked in one process")
-    ap.add_argument("--master-seed", type=int, default=2019)
-    ap.add_argument("--config-json", default="{}", help='{"training": {...}, "network": {...}, "bins": {...}}')
+    ap.add_argument("--master-seed", type=int, required=True, help="the config's seed: each member's seed derives from it")
+    ap.add_argument("--config-json", required=True, help='{"training": {...}, "network": {...}, "bins": {...}}: the '
+                    "validated config's training section, the trial's network and the bins")
     ap.add_argument("--out-root", default="results/models", help="members go to OUT_ROOT/<trial>/fold<f>/seed<s>/")
     ap.add_argument("--compile-cache", help="torch.compile's on-disk cache (TORCHINDUCTOR_CACHE_DIR), shared by "
                     "the jobs of a run so that only the first compiles each network shape")
@@ -748,14 +764,12 @@ def main(argv=None):
     from .data import ShardStore, SplitArrays, make_source, split_from_catalog
 
     cfgd = json.loads(a.config_json)
-    trial = json.loads(a.trial_json) if a.trial_json else {}
+    trial = json.loads(a.trial_json)
     cfg = TrainConfig.from_dicts(cfgd.get("training"), cfgd.get("network"), cfgd.get("bins"),
-                                 ebv_input=trial.get("ebv_input", True))
+                                 ebv_input=trial["ebv_input"])
     if a.split_npz:
         parts = SplitArrays.load_npz(a.split_npz)
     else:
-        if not a.trial_json:
-            ap.error("give --trial-json (with --shards) or --split-npz")
         parts = split_from_catalog(Path(a.shards) / "catalog.parquet", trial, a.fold)
     if a.export_split:
         SplitArrays.save_npz(a.export_split, parts)

@@ -365,23 +365,23 @@ def _run_job(client, selection, context, pages_dir):
 @contextlib.contextmanager
 def open_casjobs(sdss_cfg, mock_db=None, sleep=time.sleep):
     """A :class:`CasJobsClient`: the real service, or ``mock_db`` behind a loopback CasJobs."""
-    kw = dict(timeout=sdss_cfg.get("timeout_s", 120), max_retries=sdss_cfg.get("max_retries", 6),
-              poll_s=sdss_cfg.get("casjobs_poll_s", 10), sleep=sleep)
+    kw = dict(timeout=sdss_cfg["timeout_s"], max_retries=sdss_cfg["max_retries"],
+              poll_s=sdss_cfg["casjobs_poll_s"], sleep=sleep)
     if mock_db:
         import secrets
 
         from .casjobs_server import serve_casjobs
 
         token = secrets.token_hex(16)  # a token of this run only, in memory
-        with serve_casjobs(mock_db, tokens={token}, context=sdss_cfg.get("casjobs_context", "DR12")) as server:
+        with serve_casjobs(mock_db, tokens={token}, context=sdss_cfg["casjobs_context"]) as server:
             log.info("mock CasJobs on %s backed by %s", server.url, mock_db)
             yield CasJobsClient(server.url, token, "<loopback>", **kw), f"sqlite:{Path(mock_db).resolve()}:" \
                 f"{Path(mock_db).stat().st_size}:{Path(mock_db).stat().st_mtime_ns}"
     else:
-        env = sdss_cfg.get("casjobs_token_env", "SCISERVER_TOKEN")
-        client = CasJobsClient(sdss_cfg.get("casjobs_url", "https://skyserver.sdss.org/CasJobs/RestApi"),
+        env = sdss_cfg["casjobs_token_env"]
+        client = CasJobsClient(sdss_cfg["casjobs_url"],
                                token_from_env(env), env, **kw)
-        yield client, f"{client.base_url} {sdss_cfg.get('casjobs_context', 'DR12')}"
+        yield client, f"{client.base_url} {sdss_cfg['casjobs_context']}"
 
 
 def fetch_casjobs(client, selection, context, pages_dir, page_size, source):
@@ -400,6 +400,6 @@ def fetch_casjobs(client, selection, context, pages_dir, page_size, source):
 def run_casjobs_catalog(sdss_cfg, selection, pages_dir, out, rejected_out=None, mock_db=None, sleep=time.sleep):
     """``python -m photoz query`` with ``sdss.service: casjobs``."""
     with open_casjobs(sdss_cfg, mock_db, sleep=sleep) as (client, source):
-        rows = fetch_casjobs(client, selection, sdss_cfg.get("casjobs_context", "DR12"), pages_dir,
-                             sdss_cfg.get("page_size", 50000), source)
+        rows = fetch_casjobs(client, selection, sdss_cfg["casjobs_context"], pages_dir,
+                             sdss_cfg["page_size"], source)
     return finish_catalog(rows, out, rejected_out)

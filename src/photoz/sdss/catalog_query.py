@@ -35,13 +35,13 @@ def main(argv=None):
     a = p.parse_args(argv)
     setup_logging(a.log)
     sdss_cfg, selection = json.loads(a.sdss_json), json.loads(a.selection_json)
-    service = sdss_cfg.get("service", "skyserver")
+    service = sdss_cfg["service"]
     try:
         if service == "casjobs":
             run_casjobs_catalog(sdss_cfg, selection, a.pages, a.out, a.rejected, mock_db=a.mock_db)
         else:
             with open_client(sdss_cfg, a.mock_db) as (client, source):
-                run_catalog_query(client, selection, a.pages, sdss_cfg.get("page_size", 50000), a.out,
+                run_catalog_query(client, selection, a.pages, sdss_cfg["page_size"], a.out,
                                   a.rejected, source)
     except QueryError as err:
         log.error("%s", err)

@@ -420,8 +420,8 @@ def main(argv=None):
     galaxies = pd.read_parquet(a.galaxies, columns=["specObjID", "group", "frames"])
     try:
         retrieve_group(galaxies, a.group, base, cfg["rerun"], manifest.parent,
-                       parallel=cfg.get("parallel_downloads", 4), timeout=cfg.get("timeout_s", 120),
-                       max_retries=cfg.get("max_retries", 6))
+                       parallel=cfg["parallel_downloads"], timeout=cfg["timeout_s"],
+                       max_retries=cfg["max_retries"])
     except RetrievalError as err:
         log.error("%s", err)
         return 1

@@ -450,8 +450,8 @@ def fetch_paged(client, pq, pages_dir, page_size, source=None):
 def client_from_config(sdss_cfg, url=None, **kw):
     """A :class:`SkyServerClient` from the ``sdss`` config section (``url`` overrides)."""
     return SkyServerClient(url or sdss_cfg["skyserver_url"], data_release=sdss_cfg["data_release"],
-                           timeout=sdss_cfg.get("timeout_s", 120), max_retries=sdss_cfg.get("max_retries", 6),
-                           max_requests_per_minute=sdss_cfg.get("max_requests_per_minute", 60), **kw)
+                           timeout=sdss_cfg["timeout_s"], max_retries=sdss_cfg["max_retries"],
+                           max_requests_per_minute=sdss_cfg["max_requests_per_minute"], **kw)
 
 
 @contextlib.contextmanager

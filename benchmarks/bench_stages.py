@@ -138,8 +138,8 @@ def main():
         with Timer() as t:
             chk = swarp_check([res / "cutouts" / f"group-{q}.npz" for q in groups],
                               [res / "frames" / f"group-{q}" / "MANIFEST.json" for q in groups],
-                              res / "frames" / "galaxies.parquet", res / "catalog.parquet", cut, cfg["seed"],
-                              n=a.check, frames_path=res / "frames" / "frames.parquet", workdir=tmp)
+                              res / "frames" / "galaxies.parquet", res / "catalog.parquet",
+                              dict(cut, swarp_check_galaxies=a.check), cfg["seed"], frames_path=res / "frames" / "frames.parquet", workdir=tmp)
         rows.append(("swarp check", f"after ({a.check} galaxies)", t.cpu, n_run,
                      f"{t.cpu / max(chk.get('n_compared', a.check), 1):.2f} s per checked galaxy"))
     print(f"{'stage':12s} {'setting':32s} {'CPU s':>8s} {'galaxies':>9s} {'CPU ms/galaxy':>14s}  note")

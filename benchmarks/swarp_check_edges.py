@@ -43,8 +43,9 @@ def worst_pixels(res_dir, per_group, cfg):
     galaxies = {g: np.intersect1d(np.load(p)["specObjID"].astype(np.int64), chosen)[:per_group] for g, p in cubes.items()}
     rows = []
     for g, _, res, native, nframes in S.remake_groups(cubes, manifests, galaxies, res_dir / "frames/galaxies.parquet",
-                                                      res_dir / "catalog.parquet", dict(cfg, threads=1),
-                                                      check_swarp("auto"), res_dir / "frames/frames.parquet"):
+                                                      res_dir / "catalog.parquet",
+                                                      dict(cfg, threads=1, swarp_binary=check_swarp("auto")),
+                                                      res_dir / "frames/frames.parquet"):
         if native is None:
             continue
         sigma = S.background_sigma(native)

@@ -68,12 +68,11 @@ def _members(cat, ens, m=3):
     return out
 
 
-def _curve(inputs, n_bootstrap=20, members=True, **kw):
+def _curve(inputs, n_bootstrap=20, members=True):
     cat, ens, knn, trials = inputs
-    if members:
-        kw["members"] = _members(cat, ens)
-    return lc.learning_curve(["small", "main"], ens, knn, cat, trials, networks={"small": "reduced", "main": "full"},
-                             bin_edges=EDGES, n_bootstrap=n_bootstrap, seed=5, **kw)
+    preds = lc.CurvePredictions(ens, knn, _members(cat, ens) if members else {})
+    return lc.learning_curve(["small", "main"], preds, cat, trials, networks={"small": "reduced", "main": "full"},
+                             bin_edges=EDGES, n_bootstrap=n_bootstrap, seed=5)
 
 
 def test_points_equal_photoz_metrics_on_fold0_galaxies(inputs):

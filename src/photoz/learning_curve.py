@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -229,18 +230,111 @@ def _check_same_galaxies(ids, ref_ids, what, ref_what):
                          "on the same galaxies (train: cv_train, test: cv_test)")
 
 
-def learning_curve(names, ensembles, knns, catalog, trials, networks=None, bin_edges=None, n_bootstrap=200,
-                   seed=0, ensemble_names=None, knn_names=None, members=None):
+@dataclass
+class CurvePredictions:
+    """The predictions of the learning-curve trials, and the files they came from (named in errors).
+
+    ``ensembles``: trial -> (DataFrame, pdf ndarray), ``photoz.tables.read_ensemble`` of
+    ``results/ensemble/{trial}.parquet``; ``knns``: trial -> ``results/knn/{trial}.parquet``
+    (``specObjID, fold, z_phot, n_train``); ``members``: trial -> list of (specObjID, pdf) of each
+    member's fold-0 predictions (``results/predictions/{trial}/fold0/seed{s}.npz``), the spread
+    between members (:func:`member_spread`; without them the CNN's member terms are NaN, and so
+    are its total σ_MAD and ratio errors); ``ensemble_names``, ``knn_names``: trial -> path.
+    """
+
+    ensembles: dict
+    knns: dict
+    members: dict = field(default_factory=dict)
+    ensemble_names: dict = field(default_factory=dict)
+    knn_names: dict = field(default_factory=dict)
+
+    def sources(self, t):
+        """The ensemble's and the kNN's file names of trial ``t``."""
+        from photoz import trials as ztrials
+
+        return self.ensemble_names.get(t, ztrials.ensemble_path(t)), self.knn_names.get(t, ztrials.knn_path(t))
+
+
+def _fold0(t, preds, trials):
+    """Trial ``t``'s fold-0 ensemble rows, their PDFs (the same order) and its kNN rows, checked."""
+    ens_src, knn_src = preds.sources(t)
+    for have, what, src in ((preds.ensembles, "ensemble", ens_src), (preds.knns, "kNN", knn_src)):
+        if t not in have:
+            raise ValueError(f"learning curve: no {what} predictions for trial {t!r} ({src})")
+    if t not in trials:
+        raise ValueError(f"learning curve: trial {t!r} is not in the config's trials")
+    ens_all, pdf_all = preds.ensembles[t]
+    keep = np.flatnonzero(ens_all["fold"].to_numpy() == TEST_FOLD)
+    ens = fold_rows(ens_all, source=ens_src)
+    pdf = pdf_all[keep[np.argsort(ens_all["specObjID"].to_numpy()[keep], kind="stable")]]
+    knn = fold_rows(preds.knns[t], source=knn_src)
+    ids = ens["specObjID"].to_numpy()
+    _check_same_galaxies(knn["specObjID"].to_numpy(), ids, f"the kNN of trial {t!r} ({knn_src})", ens_src)
+    if "z_spec" in knn.columns:
+        d = np.abs(knn["z_spec"].to_numpy(dtype=np.float64) - ens["z_spec"].to_numpy(dtype=np.float64))
+        if d.size and d.max() > 1e-4:
+            raise ValueError(f"{knn_src}: z_spec of specObjID {ids[int(np.argmax(d))]} differs from {ens_src}")
+    return ens, pdf, knn
+
+
+def _member_z(t, member_preds, ids, mids):
+    """Each member's z_phot of the galaxies ``ids`` (in that order)."""
+    out = []
+    for mid_ids, mpdf in member_preds:
+        pos = pd.Series(np.arange(len(mid_ids)), index=np.asarray(mid_ids)).reindex(ids)
+        if pos.isna().any():
+            raise ValueError(f"learning curve: a member of trial {t!r} lacks {int(pos.isna().sum())} of its "
+                             f"fold-{TEST_FOLD} test galaxies, e.g. specObjID {ids[pos.isna().to_numpy()][:3].tolist()}")
+        out.append(metrics.z_phot(np.asarray(mpdf)[pos.to_numpy(dtype=int)], mids))
+    return out
+
+
+def _training_sizes(t, knn, spec, catalog, knn_src):
+    """``({"cnn": n, "knn": n}, the training side)`` of trial ``t`` on fold 0; the kNN's own count must be the side's."""
+    from photoz.tables import training_size
+
+    side = training_size(catalog, spec, [TEST_FOLD], exclude_validation=False)
+    n_knn = knn["n_train"].iloc[0] if "n_train" in knn.columns else side
+    if int(n_knn) != int(side):
+        raise ValueError(f"{knn_src}: the kNN of trial {t!r} trained on {int(n_knn)} galaxies, but the trial's "
+                         f"training side (fold {TEST_FOLD}, with validation) has {int(side)}: it was not made "
+                         "with this trial's selection (train_size / train_fraction)")
+    return {"cnn": training_size(catalog, spec, [TEST_FOLD], exclude_validation=True), "knn": float(n_knn)}, side
+
+
+def _trial_rows(t, i, ens, pdf, knn, mem_z, edges, n_bootstrap, seed):
+    """The CNN's and the kNN's scores of one point, with the ratio and its errors (bootstrap, members)."""
+    zs = ens["z_spec"].to_numpy(dtype=np.float64)
+    crps = metrics.crps(pdf, zs, edges)
+    zp = {"cnn": ens["z_phot"].to_numpy(dtype=np.float64), "knn": knn["z_phot"].to_numpy(dtype=np.float64)}
+    ratio, ratio_boot = ratio_bootstrap(metrics.delta_z(zp["cnn"], zs), metrics.delta_z(zp["knn"], zs),
+                                        n_bootstrap, seed + 1000 * i + 2)
+    member_err, _ = member_spread(mem_z, zs) if mem_z else (float("nan"), [])
+    ratio_member = ratio * member_err / float(metrics.sigma_mad(metrics.delta_z(zp["cnn"], zs)))
+    ratio_err = float(np.hypot(ratio_boot, ratio_member))
+    rows = []
+    for est in ESTIMATORS:
+        s = point_scores(zp[est], zs, crps if est == "cnn" else None, n_bootstrap, seed + 1000 * i)
+        boot = s["sigma_mad_err"]
+        mem = member_err if est == "cnn" else 0.0  # the kNN is deterministic: one fit, no members
+        s["sigma_mad_err"] = float(np.hypot(boot, mem))
+        rows.append({**s, "estimator": est, "ratio_sigma_mad": ratio, "ratio_sigma_mad_err": ratio_err,
+                     "n_members": len(mem_z) if est == "cnn" else 0, "sigma_mad_boot_err": boot,
+                     "sigma_mad_member_err": mem, "ratio_boot_err": ratio_boot, "ratio_member_err": ratio_member})
+    log.info("%s: sigma_mad(CNN)/sigma_mad(kNN) = %.3f +- %.3f (bootstrap %.3f, %d members' spread %.3f)", t,
+             ratio, ratio_err, ratio_boot, len(mem_z), ratio_member)
+    return rows
+
+
+def learning_curve(names, preds, catalog, trials, networks=None, bin_edges=None, n_bootstrap=200, seed=0):
     """Every point of the learning curve, one row per (trial, estimator).
 
     Parameters
     ----------
     names : list of str
         The config's ``learning_curve`` trials, ascending training size.
-    ensembles : dict trial -> (DataFrame, pdf ndarray)
-        ``photoz.tables.read_ensemble`` of ``results/ensemble/{trial}.parquet``.
-    knns : dict trial -> DataFrame
-        ``results/knn/{trial}.parquet`` (``specObjID, fold, z_phot, n_train``).
+    preds : CurvePredictions
+        The trials' ensembles, kNN predictions and members.
     catalog : DataFrame
         The shard catalog (``specObjID, fold, val_*, sel_*``, ...): the training sizes.
     trials : dict trial -> spec
@@ -250,89 +344,35 @@ def learning_curve(names, ensembles, knns, catalog, trials, networks=None, bin_e
     bin_edges : ndarray (n_bins + 1,)
         Redshift bin edges of the PDFs (the CRPS).
     n_bootstrap, seed : int
-    members : dict trial -> list of (specObjID ndarray, pdf ndarray), optional
-        Each member's fold-0 predictions (``results/predictions/{trial}/fold0/seed{s}.npz``):
-        the spread between members (:func:`member_spread`). Without them the CNN's
-        member terms are NaN, and so are its total σ_MAD and ratio errors.
 
     Returns
     -------
     DataFrame with :data:`COLUMNS`.
     """
     from photoz import bins as zbins
-    from photoz import trials as ztrials
-    from photoz.tables import training_size
 
     if not names:
         raise ValueError("the learning curve has no trials (config learning_curve: is empty)")
-    ensemble_names, knn_names, networks = ensemble_names or {}, knn_names or {}, networks or {}
+    networks = networks or {}
     rows, ref = [], None
     for i, t in enumerate(names):
-        ens_src = ensemble_names.get(t, ztrials.ensemble_path(t))
-        knn_src = knn_names.get(t, ztrials.knn_path(t))
-        if t not in ensembles:
-            raise ValueError(f"learning curve: no ensemble predictions for trial {t!r} ({ens_src})")
-        if t not in knns:
-            raise ValueError(f"learning curve: no kNN predictions for trial {t!r} ({knn_src})")
-        if t not in trials:
-            raise ValueError(f"learning curve: trial {t!r} is not in the config's trials")
-        ens_all, pdf_all = ensembles[t]
-        keep = np.flatnonzero(ens_all["fold"].to_numpy() == TEST_FOLD)
-        ens = fold_rows(ens_all, source=ens_src)
-        order = np.argsort(ens_all["specObjID"].to_numpy()[keep], kind="stable")
-        pdf = pdf_all[keep[order]]
+        ens_src, knn_src = preds.sources(t)
+        ens, pdf, knn = _fold0(t, preds, trials)
         ids = ens["specObjID"].to_numpy()
-        if ref is None:
-            ref = (ids, f"trial {t!r} ({ens_src})")
+        ref = ref or (ids, f"trial {t!r} ({ens_src})")
         _check_same_galaxies(ids, ref[0], f"trial {t!r} ({ens_src})", ref[1])
-        knn = fold_rows(knns[t], source=knn_src)
-        _check_same_galaxies(knn["specObjID"].to_numpy(), ids, f"the kNN of trial {t!r} ({knn_src})", ens_src)
-        zs = ens["z_spec"].to_numpy(dtype=np.float64)
-        if "z_spec" in knn.columns:
-            d = np.abs(knn["z_spec"].to_numpy(dtype=np.float64) - zs)
-            if d.size and d.max() > 1e-4:
-                raise ValueError(f"{knn_src}: z_spec of specObjID {ids[int(np.argmax(d))]} differs from {ens_src}")
         edges = bin_edges if bin_edges is not None else zbins.edges(pdf.shape[1])
         if pdf.shape[1] != len(edges) - 1:
             raise ValueError(f"{ens_src}: PDFs have {pdf.shape[1]} bins, the config's bins.n is {len(edges) - 1}")
-        crps = metrics.crps(pdf, zs, edges)
-        zp = {"cnn": ens["z_phot"].to_numpy(dtype=np.float64), "knn": knn["z_phot"].to_numpy(dtype=np.float64)}
-        ratio, ratio_boot = ratio_bootstrap(metrics.delta_z(zp["cnn"], zs), metrics.delta_z(zp["knn"], zs),
-                                            n_bootstrap, seed + 1000 * i + 2)
-        mids = zbins.centres(np.asarray(edges, dtype=np.float64))
-        mem_z = []
-        for mid_ids, mpdf in (members or {}).get(t, []):
-            pos = pd.Series(np.arange(len(mid_ids)), index=np.asarray(mid_ids)).reindex(ids)
-            if pos.isna().any():
-                raise ValueError(f"learning curve: a member of trial {t!r} lacks {int(pos.isna().sum())} of its "
-                                 f"fold-{TEST_FOLD} test galaxies, e.g. specObjID {ids[pos.isna().to_numpy()][:3].tolist()}")
-            mem_z.append(metrics.z_phot(np.asarray(mpdf)[pos.to_numpy(dtype=int)], mids))
-        member_err, _ = member_spread(mem_z, zs) if mem_z else (float("nan"), [])
-        ratio_member = ratio * member_err / float(metrics.sigma_mad(metrics.delta_z(zp["cnn"], zs)))
-        ratio_err = float(np.hypot(ratio_boot, ratio_member))
-        spec = trials[t]
-        side = training_size(catalog, spec, [TEST_FOLD], exclude_validation=False)
-        n_knn = knn["n_train"].iloc[0] if "n_train" in knn.columns else side
-        if int(n_knn) != int(side):
-            raise ValueError(f"{knn_src}: the kNN of trial {t!r} trained on {int(n_knn)} galaxies, but the trial's "
-                             f"training side (fold {TEST_FOLD}, with validation) has {int(side)}: it was not made "
-                             "with this trial's selection (train_size / train_fraction)")
-        n_train = {"cnn": training_size(catalog, spec, [TEST_FOLD], exclude_validation=True), "knn": float(n_knn)}
-        for est in ESTIMATORS:
-            s = point_scores(zp[est], zs, crps if est == "cnn" else None, n_bootstrap, seed + 1000 * i)
-            boot = s["sigma_mad_err"]
-            mem = member_err if est == "cnn" else 0.0  # the kNN is deterministic: one fit, no members
-            s["sigma_mad_err"] = float(np.hypot(boot, mem))
+        mem_z = _member_z(t, preds.members.get(t, []), ids, zbins.centres(np.asarray(edges, dtype=np.float64)))
+        n_train, side = _training_sizes(t, knn, trials[t], catalog, knn_src)
+        for r in _trial_rows(t, i, ens, pdf, knn, mem_z, edges, n_bootstrap, seed):
+            est = r["estimator"]
             rows.append({"trial": t, "estimator": est, "network": networks.get(t, "") if est == "cnn" else "",
-                         "n_train": n_train[est], "n_train_side": side, **s,
-                         "ratio_sigma_mad": ratio, "ratio_sigma_mad_err": ratio_err,
-                         "n_members": len(mem_z) if est == "cnn" else 0, "sigma_mad_boot_err": boot,
-                         "sigma_mad_member_err": mem, "ratio_boot_err": ratio_boot, "ratio_member_err": ratio_member})
+                         "n_train": n_train[est], "n_train_side": side, **r})
             log.info("%s %s: n_train=%d n_test=%d sigma_mad=%.5f +- %.5f eta=%.2f%% crps=%s", t, est, n_train[est],
-                     s["n_test"], s["sigma_mad"], s["sigma_mad_err"], s["eta"],
-                     "-" if not np.isfinite(s["crps"]) else f"{s['crps']:.5f}")
-        log.info("%s: sigma_mad(CNN)/sigma_mad(kNN) = %.3f +- %.3f (bootstrap %.3f, %d members' spread %.3f)", t,
-                 ratio, ratio_err, ratio_boot, len(mem_z), ratio_member)
+                     r["n_test"], r["sigma_mad"], r["sigma_mad_err"], r["eta"],
+                     "-" if not np.isfinite(r["crps"]) else f"{r['crps']:.5f}")
     df = add_summaries(pd.DataFrame(rows))
     for est in ESTIMATORS:
         r = df[df["estimator"] == est].iloc[0]
@@ -481,9 +521,10 @@ def main(argv=None):
             members.setdefault(t, []).append((f["specObjID"], f["pdf"]))
     cat = read_catalog(a.catalog)  # every column: the selections may use any (fold, val_*, sel_*, rank, ...)
     b = cfg["bins"]
-    df = learning_curve(names, ensembles, knns, cat, cfg["trials"], networks=cfg.get("networks"),
+    preds = CurvePredictions(ensembles, knns, members, ens_paths, knn_paths)
+    df = learning_curve(names, preds, cat, cfg["trials"], networks=cfg["networks"],
                         bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]), n_bootstrap=cfg["bootstrap"],
-                        seed=cfg["seed"], ensemble_names=ens_paths, knn_names=knn_paths, members=members)
+                        seed=cfg["seed"])
     with atomic_path(a.csv) as tmp:
         df.to_csv(tmp, index=False, float_format="%.8g")
     with atomic_path(a.tex) as tmp:

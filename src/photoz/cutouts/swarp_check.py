@@ -45,7 +45,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from photoz.io import atomic_write_bytes, setup_logging
 from photoz.sdss.frames import BANDS
@@ -207,8 +206,7 @@ def _cube_ids(path):
         return z["specObjID"].astype(np.int64)
 
 
-def remake_groups(cubes, manifests, galaxies, galaxies_path, catalog_path, cfg, binary, frames_path=None,
-                  workdir=None):
+def remake_groups(cubes, manifests, galaxies, galaxies_path, catalog_path, cfg, frames_path=None, workdir=None):
     """Remake the given galaxies of each group with SWarp, beside the run's native cubes of them.
 
     ``cubes`` and ``manifests``: ``{group: path}``; ``galaxies``: ``{group: specObjIDs}``.
@@ -228,7 +226,7 @@ def remake_groups(cubes, manifests, galaxies, galaxies_path, catalog_path, cfg, 
         absent = np.setdiff1d(mine, gal["specObjID"].to_numpy(np.int64))
         frames = FrameSet.from_manifest(manifests[g], g)
         log.info("group %d: %d galaxies remade with SWarp from the frames of %s", g, len(gal), manifests[g])
-        res = make_cutouts(gal, frames, dict(cfg, resampler="swarp"), swarp_binary=binary, workdir=workdir, group=g)
+        res = make_cutouts(gal, frames, dict(cfg, resampler="swarp"), workdir=workdir, group=g)
         if len(res) == 0:
             yield g, absent, res, None, None
             continue
@@ -241,59 +239,30 @@ def remake_groups(cubes, manifests, galaxies, galaxies_path, catalog_path, cfg, 
         del nat
 
 
-def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None, frames_path=None, workdir=None):
-    """Remake a random subset of the run's cutouts with SWarp and compare them with the native cubes.
-
-    Parameters
-    ----------
-    cubes : list of paths
-        The groups' cubes ``group-{g}.npz`` (the group from the name).
-    manifests : list of paths
-        The groups' retrieval manifests (``MANIFEST.json``; the group from its content), one per cube.
-    cfg : dict
-        The ``cutouts`` config section (resampling settings, ``swarp_check_galaxies``, ``swarp_binary``, ``threads``).
-    seed : int
-        The master seed.
-    n : int, optional
-        Galaxies to check (default ``cfg["swarp_check_galaxies"]``, else 200).
-    workdir : path, optional
-        Where SWarp's stamps are written.
-
-    Returns
-    -------
-    dict, the content of ``swarp_check.json``.
-    """
+def _pair_inputs(cubes, manifests):
+    """``{group: cube path}`` and ``{group: manifest path}``; every cube's group must have a manifest."""
     from photoz.sdss.sas import read_manifest
 
-    from .swarp import check_swarp
-
-    n = int(cfg["swarp_check_galaxies"] if n is None else n)
-    binary = check_swarp(cfg["swarp_binary"])  # once, before any galaxy
     by_group = {}
     for path in cubes:
         g = _group_of_cube(path)
         if g in by_group:
             raise ValueError(f"{path}: a second cube of group {g} ({by_group[g]})")
         by_group[g] = Path(path)
-    man_of = {}
-    for path in manifests:
-        g = int(read_manifest(path)["group"])
-        man_of[g] = Path(path)
+    man_of = {int(read_manifest(path)["group"]): Path(path) for path in manifests}
     missing = sorted(set(by_group) - set(man_of))
     if missing:
         raise ValueError(f"no retrieval manifest given for the cubes of group(s) {missing}")
-    ids = {g: _cube_ids(p) for g, p in sorted(by_group.items())}
-    pool = np.concatenate([v for v in ids.values()]) if ids else np.zeros(0, np.int64)
-    chosen = draw_subset(pool, n, seed)
-    log.info("%d galaxies with a cube in %d groups; %d drawn for the SWarp check (seed %d, stream %d)",
-             pool.size, len(ids), chosen.size, seed, SUBSET_STREAM)
-    size = int(cfg["size"])
+    return by_group, man_of
+
+
+def _collect(remade, galaxies_path, n_chosen):
+    """The native and SWarp cubes of the galaxies SWarp remade, their ids, the failures and
+    how many galaxies differ in frame counts, from :func:`remake_groups`' yields."""
     nat_parts, sw_parts, id_parts, failures = [], [], [], []
     n_nframes_differ = 0
     t0 = time.time()
-    groups = {g: np.intersect1d(gids, chosen) for g, gids in ids.items()}
-    for g, absent, res, nat_cube, nat_nframes in remake_groups(by_group, man_of, groups, galaxies_path,
-                                                                  catalog_path, cfg, binary, frames_path, workdir):
+    for g, absent, res, nat_cube, nat_nframes in remade:
         for sid in absent:
             failures.append({"specObjID": int(sid), "group": g, "band": "all",
                              "reason": f"not a galaxy of group {g} in {galaxies_path}"})
@@ -307,36 +276,84 @@ def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None
         id_parts.append(np.asarray(res.specObjID, np.int64))
         n_nframes_differ += int((nat_nframes != res.nframes).any(axis=1).sum())
         done = sum(len(p) for p in id_parts)
-        log.info("group %d done: %d/%d galaxies compared so far (%.2f galaxies/s)", g, done, chosen.size,
+        log.info("group %d done: %d/%d galaxies compared so far (%.2f galaxies/s)", g, done, n_chosen,
                  done / max(time.time() - t0, 1e-9))
+    return nat_parts, sw_parts, id_parts, failures, n_nframes_differ
+
+
+def _per_band(nat_parts, sw_parts, size):
+    """:func:`compare_cubes` of the native against the SWarp cubes (empty statistics when none)."""
     bands = list(BANDS)
-    if id_parts:
-        native = np.concatenate(nat_parts)
-        swarp = np.concatenate(sw_parts)
-        sigma = background_sigma(native)
-        per_band = compare_cubes(native, swarp, sigma, bands)
-    else:
-        per_band = compare_cubes(np.zeros((0, 5, size, size)), np.zeros((0, 5, size, size)), np.zeros((0, 5)), bands)
-    failed_ids = sorted({f["specObjID"] for f in failures})
-    n_compared = int(sum(len(p) for p in id_parts))
+    if not nat_parts:
+        empty = np.zeros((0, len(bands), size, size))
+        return compare_cubes(empty, empty, np.zeros((0, len(bands))), bands)
+    native = np.concatenate(nat_parts)
+    return compare_cubes(native, np.concatenate(sw_parts), background_sigma(native), bands)
 
-    def worst(key):
-        vals = [v[key] for v in per_band.values() if v[key] is not None]
-        return max(vals) if vals else None
 
+def _worst(per_band, key):
+    vals = [v[key] for v in per_band.values() if v[key] is not None]
+    return max(vals) if vals else None
+
+
+def _agreement(per_band):
+    """The worst band's statistics and the verdict (``agree``: p95 under ``AGREE_SIGMA``)."""
     ratios = [v["median_flux_ratio"] for v in per_band.values() if v["median_flux_ratio"] is not None]
-    p95 = worst("p95_abs_diff_sigma")
+    p95 = _worst(per_band, "p95_abs_diff_sigma")
+    return {
+        "bands": per_band,
+        "worst_median_abs_diff_sigma": _worst(per_band, "median_abs_diff_sigma"),
+        "worst_p95_abs_diff_sigma": p95,
+        "worst_abs_flux_ratio_minus_1": max(abs(r - 1) for r in ratios) if ratios else None,
+        "agree": (p95 is not None and p95 < AGREE_SIGMA),
+    }
+
+
+def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, frames_path=None, workdir=None):
+    """Remake a random subset of the run's cutouts with SWarp and compare them with the native cubes.
+
+    Parameters
+    ----------
+    cubes : list of paths
+        The groups' cubes ``group-{g}.npz`` (the group from the name).
+    manifests : list of paths
+        The groups' retrieval manifests (``MANIFEST.json``; the group from its content), one per cube.
+    cfg : dict
+        The ``cutouts`` config section (resampling settings, ``swarp_check_galaxies``: how many galaxies
+        to check, ``swarp_binary``, ``threads``).
+    seed : int
+        The master seed.
+    workdir : path, optional
+        Where SWarp's stamps are written.
+
+    Returns
+    -------
+    dict, the content of ``swarp_check.json``.
+    """
+    from .swarp import check_swarp
+
+    n = int(cfg["swarp_check_galaxies"])
+    cfg = dict(cfg, swarp_binary=check_swarp(cfg["swarp_binary"]))  # checked once, before any galaxy
+    by_group, man_of = _pair_inputs(cubes, manifests)
+    ids = {g: _cube_ids(p) for g, p in sorted(by_group.items())}
+    pool = np.concatenate([v for v in ids.values()]) if ids else np.zeros(0, np.int64)
+    chosen = draw_subset(pool, n, seed)
+    log.info("%d galaxies with a cube in %d groups; %d drawn for the SWarp check (seed %d, stream %d)",
+             pool.size, len(ids), chosen.size, seed, SUBSET_STREAM)
+    groups = {g: np.intersect1d(gids, chosen) for g, gids in ids.items()}
+    remade = remake_groups(by_group, man_of, groups, galaxies_path, catalog_path, cfg, frames_path, workdir)
+    nat_parts, sw_parts, id_parts, failures, n_nframes_differ = _collect(remade, galaxies_path, chosen.size)
     return {
         "n_requested": n,
         "n_pool": int(pool.size),
         "n_drawn": int(chosen.size),
-        "n_compared": n_compared,
-        "n_failed": len(failed_ids),
+        "n_compared": int(sum(len(p) for p in id_parts)),
+        "n_failed": len({f["specObjID"] for f in failures}),
         "n_nframes_differ": n_nframes_differ,
         "seed": int(seed),
         "seed_stream": SUBSET_STREAM,
         "groups": sorted(ids),
-        "groups_drawn_from": sorted({g for g, gids in ids.items() if np.intersect1d(gids, chosen).size}),
+        "groups_drawn_from": sorted(g for g, gids in groups.items() if gids.size),
         "specObjID": [int(s) for s in chosen],
         "failures": sorted(failures, key=lambda f: (f["specObjID"], f["band"], f["reason"])),
         "noise": (f"per galaxy and band: {MAD_TO_SIGMA:.4f} x MAD of the native cube's covered pixels at "
@@ -345,14 +362,8 @@ def swarp_check(cubes, manifests, galaxies_path, catalog_path, cfg, seed, n=None
         "aperture_radius_pix": APERTURE_RADIUS,
         "ratio_min_snr": RATIO_MIN_SNR,
         "agree_sigma": AGREE_SIGMA,
-        "bands": per_band,
-        "worst_median_abs_diff_sigma": worst("median_abs_diff_sigma"),
-        "worst_p95_abs_diff_sigma": p95,
-        "worst_abs_flux_ratio_minus_1": max(abs(r - 1) for r in ratios) if ratios else None,
-        "agree": (p95 is not None and p95 < AGREE_SIGMA),
-        "settings": {"size": size, "pixel_scale": cfg["pixel_scale"],
-                     "partial_coverage": cfg["partial_coverage"],
-                     "min_coverage": cfg["min_coverage"], "bad_frame": cfg["bad_frame"]},
+        **_agreement(_per_band(nat_parts, sw_parts, int(cfg["size"]))),
+        "settings": {k: cfg[k] for k in ("size", "pixel_scale", "partial_coverage", "min_coverage", "bad_frame")},
     }
 
 

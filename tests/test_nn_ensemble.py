@@ -139,7 +139,8 @@ def test_commands_end_to_end(tmp_path):
     ids = np.arange(1000, 1000 + n, dtype=np.int64)
     cat = pd.DataFrame({"specObjID": ids, "z": z, "ebv": ebv, "shard": [0] * 100 + [1] * 50,
                         "row": list(range(100)) + list(range(50))})
-    cat = pd.concat([cat, splits.make_splits(ids, np.zeros(n, bool), seed=1, n_folds=5, validation_fraction=0.1)], axis=1)
+    cat = pd.concat([cat, splits.make_splits(ids, np.zeros(n, bool), 1, fill_section(
+        "dataset", {"shard_size": 4096, "n_folds": 5, "validation_fraction": 0.1}))], axis=1)
     cat.to_parquet(shards / "catalog.parquet")
     trial = json.dumps(fill_section("trials", {"main": {"train": "cv_train", "test": "cv_test", "folds": "all",
                                                         "members": 2}})["main"])

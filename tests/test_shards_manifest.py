@@ -6,7 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photoz.dataset.shards import ManifestError, build_shards, open_shards, verify_manifest
+from photoz.config import fill_section
+from photoz.dataset.shards import LossFiles, ManifestError, build_shards, open_shards, verify_manifest
+
+DATASET = fill_section("dataset", {"shard_size": 16, "n_folds": 5, "validation_fraction": 0.1})
 
 
 def _inputs(tmp_path, n_groups=3, per=15):
@@ -32,9 +35,8 @@ def _inputs(tmp_path, n_groups=3, per=15):
 
 
 def _build(tmp_path, out, cubes, fails):
-    return build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", out, seed=7,
-                        n_folds=5, validation_fraction=0.1, shard_size=16, failure_files=fails,
-                        failures_out=out.parent / f"{out.name}-failures.csv")
+    return build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", out, DATASET, 7, 1.0,
+                        LossFiles(fails, out.parent / f"{out.name}-failures.csv"))
 
 
 def test_shards_layout_and_catalog(tmp_path):
@@ -104,9 +106,8 @@ def _losses(tmp_path, lost_per_group):
 def test_losses_are_summed_per_stage_and_reason(tmp_path):
     cubes, fails = _inputs(tmp_path)
     out = tmp_path / "shards"
-    build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", out, seed=7, shard_size=16,
-                 failure_files=fails, losses_files=_losses(tmp_path, [1, 2, 0]), max_lost_fraction=0.1,
-                 losses_out=tmp_path / "losses.json")
+    build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", out, DATASET, 7, 0.1,
+                 LossFiles(fails, None, _losses(tmp_path, [1, 2, 0]), tmp_path / "losses.json"))
     d = json.loads((tmp_path / "losses.json").read_text())
     assert (d["n_galaxies"], d["n_kept"], d["n_lost"]) == (48, 45, 3)
     assert d["lost_fraction"] == pytest.approx(3 / 48)
@@ -124,12 +125,10 @@ def test_loss_ceiling_fails_before_writing_anything(tmp_path, capsys):
     out = tmp_path / "shards"
     with pytest.raises(LossCeilingError, match=r"6 of 51 galaxies lost \(11.8%\).*max_lost_fraction = 0.1.*"
                                                r"3 no frame covers it in some band"):
-        build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", out, seed=7,
-                     shard_size=16, failure_files=fails, losses_files=losses, max_lost_fraction=0.1,
-                     losses_out=tmp_path / "losses.json")
+        build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", out, DATASET, 7, 0.1,
+                     LossFiles(fails, None, losses, tmp_path / "losses.json"))
     assert not out.exists() and not (tmp_path / "losses.json").exists()
-    cfg = {"seed": 7, "max_lost_fraction": 0.1,
-           "dataset": {"n_folds": 5, "validation_fraction": 0.1, "shard_size": 16}}
+    cfg = {"seed": 7, "max_lost_fraction": 0.1, "dataset": DATASET}
     argv = ["--cutouts", *map(str, cubes), "--failures", *map(str, fails), "--catalog", str(tmp_path / "catalog.parquet"),
             "--galaxies", str(tmp_path / "galaxies.parquet"), "--config-json", json.dumps(cfg), "--out-dir", str(out),
             "--failures-out", str(tmp_path / "failures.csv"), "--losses", *map(str, losses),
@@ -146,9 +145,8 @@ def test_paper_reports_losses_per_stage_and_reason(tmp_path):
     from photoz.paper import loss_macros
 
     cubes, fails = _inputs(tmp_path)
-    build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", tmp_path / "shards", seed=7,
-                 shard_size=16, failure_files=fails, losses_files=_losses(tmp_path, [1, 2, 0]),
-                 max_lost_fraction=0.1, losses_out=tmp_path / "losses.json")
+    build_shards(cubes, tmp_path / "catalog.parquet", tmp_path / "galaxies.parquet", tmp_path / "shards", DATASET, 7,
+                 0.1, LossFiles(fails, None, _losses(tmp_path, [1, 2, 0]), tmp_path / "losses.json"))
     m = loss_macros(tmp_path / "losses.json")
     assert (m["NLostRetrieval"], m["NLostCutouts"], m["NLostFrameIndex"], m["NLostTotal"]) == ("2", "1", "0", "3")
     assert m["LostPercent"] == "6.2" and m["MaxLostPercent"] == "10"

@@ -4,7 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from photoz.dataset.splits import DEFAULT_SELECTIONS, make_splits, trial_indices
+from photoz.config import fill_section
+from photoz.dataset.splits import make_splits, trial_indices
+
+#: the schema's selections, 5 folds, 5% validation
+DATASET = fill_section("dataset", {"shard_size": 4096, "n_folds": 5, "validation_fraction": 0.05})
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +17,7 @@ def table():
     ids = rng.choice(10**12, size=2000, replace=False).astype(np.int64)
     s82 = rng.random(2000) < 0.15
     cat = pd.DataFrame({"specObjID": ids, "stripe82": s82})
-    return pd.concat([cat, make_splits(ids, s82, seed=2019, n_folds=5, validation_fraction=0.05)], axis=1)
+    return pd.concat([cat, make_splits(ids, s82, 2019, DATASET)], axis=1)
 
 
 def test_each_galaxy_tested_exactly_once(table):
@@ -53,15 +57,15 @@ def test_validation_and_selection_fractions(table):
 
 
 def test_deterministic_and_order_independent(table):
-    again = make_splits(table.specObjID, table.stripe82, 2019, 5, 0.05)
+    again = make_splits(table.specObjID, table.stripe82, 2019, DATASET)
     perm = np.random.default_rng(0).permutation(len(table))
-    shuffled = make_splits(table.specObjID.iloc[perm], table.stripe82.iloc[perm], 2019, 5, 0.05)
+    shuffled = make_splits(table.specObjID.iloc[perm], table.stripe82.iloc[perm], 2019, DATASET)
     cols = ["fold", "val_0", "val_3", "sel_frac50", "sel_s82"]
     pd.testing.assert_frame_equal(again[cols], table[cols])
     np.testing.assert_array_equal(shuffled["fold"].to_numpy(), table["fold"].to_numpy()[perm])
-    other = make_splits(table.specObjID, table.stripe82, 2020, 5, 0.05)
+    other = make_splits(table.specObjID, table.stripe82, 2020, DATASET)
     assert (other.fold != table.fold).any()
-    assert set(DEFAULT_SELECTIONS) == {c[4:] for c in table.columns if c.startswith("sel_")}
+    assert set(DATASET["selections"]) == {c[4:] for c in table.columns if c.startswith("sel_")}
 
 
 def test_unknown_selection_is_a_clear_error(table):
@@ -111,8 +115,7 @@ def test_learning_curve_needs_the_rank_column(table):
 def test_rank_is_a_permutation_independent_of_row_order(table):
     assert sorted(table["rank"]) == list(range(len(table)))
     shuffled = table.sample(frac=1.0, random_state=3)
-    again = make_splits(shuffled.specObjID.to_numpy(), shuffled.stripe82.to_numpy(), seed=2019, n_folds=5,
-                        validation_fraction=0.05)
+    again = make_splits(shuffled.specObjID.to_numpy(), shuffled.stripe82.to_numpy(), 2019, DATASET)
     assert np.array_equal(again["rank"].to_numpy(), shuffled["rank"].to_numpy())
 
 

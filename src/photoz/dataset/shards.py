@@ -24,6 +24,7 @@ import argparse
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,9 @@ import pandas as pd
 
 from photoz.io import atomic_path, atomic_write_bytes, setup_logging
 
-from .splits import DEFAULT_SELECTIONS, make_splits
+from .splits import make_splits
 
-__all__ = ["ManifestError", "build_shards", "verify_manifest", "open_shards", "sha256_file", "main"]
+__all__ = ["ManifestError", "LossFiles", "build_shards", "verify_manifest", "open_shards", "sha256_file", "main"]
 
 log = logging.getLogger("photoz.shards")
 BANDS = ("u", "g", "r", "i", "z")
@@ -66,34 +67,29 @@ def _gather(cutout_files):
     return parts, ids, order
 
 
-def build_shards(cutout_files, catalog_path, galaxies_path, out_dir, seed, n_folds=5,
-                 validation_fraction=0.0484, shard_size=4096, selections=None, failure_files=(),
-                 failures_out=None, losses_files=(), max_lost_fraction=1.0, losses_out=None):
-    """Write the shards, their catalog and manifest; return the manifest (a dict).
+@dataclass
+class LossFiles:
+    """The cutout jobs' failure lists and loss counts, and where their combinations go."""
 
-    ``losses_files`` (the groups' ``group-{g}-losses.json``) are added up into
-    ``losses_out``; :class:`~photoz.cutouts.losses.LossCeilingError` is raised
-    before anything is written when more than ``max_lost_fraction`` of the
-    galaxies were lost.
-    """
-    from photoz.cutouts.losses import check_ceiling, combine, read_losses
+    failure_files: tuple = ()   # results/cutouts/group-{g}-failures.csv
+    failures_out: object = None  # results/cutouts/failures.csv
+    losses_files: tuple = ()    # results/cutouts/group-{g}-losses.json
+    losses_out: object = None   # results/cutouts/losses.json
 
-    losses = combine([read_losses(p) for p in sorted(map(str, losses_files))], max_lost_fraction)
-    if losses_files:
-        check_ceiling(losses)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def _sorted_cubes(cutout_files):
+    """The cutout files' contents and, in specObjID order, the ids, frame counts, coverage and
+    where each galaxy's cube lives (file index, row)."""
     parts, ids, order = _gather(cutout_files)
-    n = ids.size
-    log.info("%d galaxies from %d cutout files", n, len(parts))
-    size = parts[0]["cube"].shape[-1]
     nframes = np.concatenate([p["nframes"] for p in parts])[order]
     coverage = np.concatenate([p["coverage"] for p in parts])[order]
-    ids_sorted = ids[order]
-    # where each sorted galaxy lives: (part, row)
     src_part = np.concatenate([np.full(len(p["specObjID"]), k) for k, p in enumerate(parts)])[order]
     src_row = np.concatenate([np.arange(len(p["specObjID"])) for p in parts])[order]
+    return parts, ids[order], nframes, coverage, (src_part, src_row)
 
+
+def _catalog_rows(ids_sorted, catalog_path, galaxies_path):
+    """The catalog rows of ``ids_sorted`` (in that order) with ``n_epochs`` and ``stripe82`` of the frame index."""
     cat = pd.read_parquet(catalog_path)
     if cat["specObjID"].duplicated().any():
         raise ValueError(f"{catalog_path}: duplicated specObjID")
@@ -110,21 +106,17 @@ def build_shards(cutout_files, catalog_path, galaxies_path, out_dir, seed, n_fol
         raise ValueError(f"{galaxies_path}: specObjID {bad} has cutouts but no row")
     rows["n_epochs"] = rows["n_epochs"].astype(np.int32)
     rows["stripe82"] = rows["stripe82"].astype(bool)
-    rows.insert(1, "shard", (np.arange(n) // shard_size).astype(np.int32))
-    rows.insert(2, "row", (np.arange(n) % shard_size).astype(np.int32))
-    for b, band in enumerate(BANDS):
-        rows[f"nframes_{band}"] = nframes[:, b].astype(np.int16)
-    for b, band in enumerate(BANDS):
-        rows[f"coverage_{band}"] = coverage[:, b].astype(np.float32)
-    splits = make_splits(ids_sorted, rows["stripe82"].to_numpy(), seed, n_folds, validation_fraction,
-                         selections or DEFAULT_SELECTIONS)
-    rows = pd.concat([rows, splits], axis=1)
+    return rows
 
+
+def _write_shards(parts, where, n, size, shard_size, out_dir):
+    """Write ``shard-{k:04d}.npy`` (the cubes in catalog order), remove stale ones; the manifest's shard entries."""
+    src_part, src_row = where
     n_shards = (n + shard_size - 1) // shard_size
     shards = []
     for k in range(n_shards):
         lo, hi = k * shard_size, min((k + 1) * shard_size, n)
-        arr = np.empty((hi - lo, 5, size, size), dtype=np.float32)
+        arr = np.empty((hi - lo, len(BANDS), size, size), dtype=np.float32)
         for j, (pi, ri) in enumerate(zip(src_part[lo:hi], src_row[lo:hi])):
             arr[j] = parts[pi]["cube"][ri]
         name = f"shard-{k:04d}.npy"
@@ -139,36 +131,72 @@ def build_shards(cutout_files, catalog_path, galaxies_path, out_dir, seed, n_fol
         if stale.name not in {s["file"] for s in shards}:
             log.info("removing stale %s", stale)
             stale.unlink()
-    with atomic_path(out_dir / "catalog.parquet") as tmp:
-        rows.to_parquet(tmp, index=False)
+    return shards
 
+
+def _failures(failure_files, failures_out):
+    """All groups' failures, sorted, written to ``failures_out`` when given."""
     fails = [pd.read_csv(p, dtype={"specObjID": np.int64, "band": str, "reason": str}) for p in sorted(map(str, failure_files))]
     fails = pd.concat(fails, ignore_index=True) if fails else pd.DataFrame(columns=["specObjID", "band", "reason"])
     fails = fails.sort_values(["specObjID", "band", "reason"], kind="stable").reset_index(drop=True)
     if failures_out is not None:
         with atomic_path(failures_out) as tmp:
             fails.to_csv(tmp, index=False)
+    return fails
 
+
+def build_shards(cutout_files, catalog_path, galaxies_path, out_dir, dataset, seed, max_lost_fraction, files=None):
+    """Write the shards, their catalog and manifest; return the manifest (a dict).
+
+    ``dataset`` is the validated ``dataset`` config section (``shard_size``, ``n_folds``,
+    ``validation_fraction``, ``selections``). ``files.losses_files`` (the groups'
+    ``group-{g}-losses.json``) are added up into ``files.losses_out``;
+    :class:`~photoz.cutouts.losses.LossCeilingError` is raised before anything is written
+    when more than ``max_lost_fraction`` (``cutouts.max_lost_fraction``) of the galaxies were lost.
+    """
+    from photoz.cutouts.losses import check_ceiling, combine, read_losses
+
+    files = files or LossFiles()
+    losses = combine([read_losses(p) for p in sorted(map(str, files.losses_files))], max_lost_fraction)
+    if files.losses_files:
+        check_ceiling(losses)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    parts, ids_sorted, nframes, coverage, where = _sorted_cubes(cutout_files)
+    n, size, shard_size = ids_sorted.size, parts[0]["cube"].shape[-1], dataset["shard_size"]
+    log.info("%d galaxies from %d cutout files", n, len(parts))
+    rows = _catalog_rows(ids_sorted, catalog_path, galaxies_path)
+    rows.insert(1, "shard", (np.arange(n) // shard_size).astype(np.int32))
+    rows.insert(2, "row", (np.arange(n) % shard_size).astype(np.int32))
+    for b, band in enumerate(BANDS):
+        rows[f"nframes_{band}"] = nframes[:, b].astype(np.int16)
+    for b, band in enumerate(BANDS):
+        rows[f"coverage_{band}"] = coverage[:, b].astype(np.float32)
+    rows = pd.concat([rows, make_splits(ids_sorted, rows["stripe82"].to_numpy(), seed, dataset)], axis=1)
+    shards = _write_shards(parts, where, n, size, shard_size, out_dir)
+    with atomic_path(out_dir / "catalog.parquet") as tmp:
+        rows.to_parquet(tmp, index=False)
+    fails = _failures(files.failure_files, files.failures_out)
     manifest = {
         "version": MANIFEST_VERSION,
         "n_galaxies": int(n),
-        "n_shards": int(n_shards),
+        "n_shards": len(shards),
         "shard_size": int(shard_size),
-        "shape": [5, int(size), int(size)],
+        "shape": [len(BANDS), int(size), int(size)],
         "dtype": "float32",
         "bands": list(BANDS),
         "units": "nanomaggies",
         "seed": int(seed),
-        "n_folds": int(n_folds),
-        "validation_fraction": float(validation_fraction),
-        "selections": sorted((selections or DEFAULT_SELECTIONS).keys()),
+        "n_folds": int(dataset["n_folds"]),
+        "validation_fraction": float(dataset["validation_fraction"]),
+        "selections": sorted(dataset["selections"].keys()),
         "n_failed_galaxies": int(fails["specObjID"].nunique()),
         "n_stripe82": int(rows["stripe82"].sum()),
         "shards": shards,
         "catalog": {"file": "catalog.parquet", "rows": int(n), "sha256": sha256_file(out_dir / "catalog.parquet")},
     }
-    if losses_out is not None:
-        atomic_write_bytes(losses_out, (json.dumps(losses, indent=1, sort_keys=True) + "\n").encode())
+    if files.losses_out is not None:
+        atomic_write_bytes(files.losses_out, (json.dumps(losses, indent=1, sort_keys=True) + "\n").encode())
     atomic_write_bytes(out_dir / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode())
     return manifest
 
@@ -245,15 +273,11 @@ def main(argv=None):
     a = p.parse_args(argv)
     setup_logging(a.log, name="photoz")
     cfg = json.loads(a.config_json)
-    ds = cfg["dataset"]
     from photoz.cutouts.losses import LossCeilingError
 
     try:
-        m = build_shards(a.cutouts, a.catalog, a.galaxies, a.out_dir, seed=cfg["seed"], n_folds=ds["n_folds"],
-                         validation_fraction=ds["validation_fraction"], shard_size=ds["shard_size"],
-                         selections=ds.get("selections"), failure_files=a.failures, failures_out=a.failures_out,
-                         losses_files=a.losses, max_lost_fraction=cfg["max_lost_fraction"],
-                         losses_out=a.losses_out)
+        m = build_shards(a.cutouts, a.catalog, a.galaxies, a.out_dir, cfg["dataset"], cfg["seed"],
+                         cfg["max_lost_fraction"], LossFiles(a.failures, a.failures_out, a.losses, a.losses_out))
     except LossCeilingError as err:
         log.error("%s", err)
         return 1

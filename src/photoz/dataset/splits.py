@@ -28,7 +28,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-__all__ = ["DEFAULT_SELECTIONS", "SPLIT_COLUMNS", "SPLIT_PREFIXES", "is_split_column", "make_splits", "trial_indices",
+__all__ = ["SPLIT_COLUMNS", "SPLIT_PREFIXES", "is_split_column", "make_splits", "trial_indices",
            "selection_masks", "subset_size"]
 
 #: Split columns of the shard catalog by name (``fold``, ``rank``) and by prefix (``val_{f}``, ``sel_{name}``):
@@ -41,14 +41,6 @@ def is_split_column(name):
     """True for a split column of the shard catalog (see the module docstring)."""
     return name in SPLIT_COLUMNS or name.startswith(SPLIT_PREFIXES)
 
-DEFAULT_SELECTIONS = {
-    "frac50": {"pool": "all", "train_fraction": 0.5},
-    "frac20": {"pool": "all", "train_fraction": 0.2},
-    "frac2": {"pool": "all", "train_fraction": 0.02},
-    "s82": {"pool": "s82", "train_fraction": 0.8},
-    "nos82": {"pool": "no_s82", "train_fraction": 0.8},
-}
-
 
 def _rng(seed, *tags):
     """An independent generator for one purpose, derived from the master seed."""
@@ -56,7 +48,7 @@ def _rng(seed, *tags):
     return np.random.default_rng(np.random.SeedSequence(words))
 
 
-def make_splits(specobjid, stripe82, seed, n_folds=5, validation_fraction=0.0484, selections=None):
+def make_splits(specobjid, stripe82, seed, dataset):
     """Split columns for a set of galaxies.
 
     Parameters
@@ -64,10 +56,10 @@ def make_splits(specobjid, stripe82, seed, n_folds=5, validation_fraction=0.0484
     specobjid : array_like (N,) int64, unique
     stripe82 : array_like (N,) bool
     seed : int
-    n_folds : int
-    validation_fraction : float
-        Fraction of each fold's training side used for validation.
-    selections : mapping name -> {"pool", "train_fraction"}
+    dataset : mapping
+        The validated ``dataset`` config section: ``n_folds``, ``validation_fraction`` (the
+        fraction of each fold's training side used for validation) and ``selections``
+        (name -> ``{"pool", "train_fraction"}``).
 
     Returns
     -------
@@ -78,7 +70,7 @@ def make_splits(specobjid, stripe82, seed, n_folds=5, validation_fraction=0.0484
     n = ids.size
     if len(np.unique(ids)) != n:
         raise ValueError("make_splits: specObjID values must be unique")
-    selections = DEFAULT_SELECTIONS if selections is None else selections
+    n_folds, validation_fraction, selections = dataset["n_folds"], dataset["validation_fraction"], dataset["selections"]
     order = np.argsort(ids, kind="stable")  # canonical order: by specObjID
     out = {}
     fold_sorted = np.empty(n, dtype=np.int8)

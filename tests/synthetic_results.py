@@ -155,11 +155,13 @@ def _learning_curve(res, rng):
 def _zone(res, cat, injected):
     """``results/zone/zone.json``, ``cells.csv`` and ``validation.json`` from the main trial (``photoz.zone``)."""
     from photoz import zone
+    from photoz.config import fill_section
 
     (res / "zone").mkdir(exist_ok=True)
     ens = pd.read_parquet(res / "ensemble" / "main.parquet", columns=["specObjID", "z_spec", "z_phot"])
     dz = (ens["z_phot"] - ens["z_spec"]) / (1 + ens["z_spec"])
-    z, cells = zone.detect(cat["ra"], cat["dec"], dz, nside=256, alpha=0.01, min_galaxies=10, n_permutations=100)
+    zc = fill_section("zone", {"nside": 256, "alpha": 0.01, "min_galaxies": 10, "n_permutations": 100})
+    z, cells = zone.detect(cat["ra"], cat["dec"], dz, zc)
     z["mode"] = "mock"
     z["table2_region"] = zone.table2_region(z)
     zone._write_json(z, res / "zone" / "zone.json")

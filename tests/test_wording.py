@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from photoz import paper, wording
+from photoz.config import fill_section
 from synthetic_results import write_results
 
 
@@ -119,7 +120,7 @@ def test_zone_sentences_when_nothing_could_be_tested():
 
     rng = np.random.default_rng(0)
     ra, dec, dz = rng.uniform(150, 151, 50), rng.uniform(30, 31, 50), rng.normal(0, 0.02, 50)
-    z, _ = zone.detect(ra, dec, dz, nside=256, min_galaxies=30)
+    z, _ = zone.detect(ra, dec, dz, fill_section("zone", {"nside": 256, "min_galaxies": 30}))
     z["table2_region"] = zone.table2_region(z)
     z = json.loads(json.dumps(z, default=float).replace("NaN", "null"))
     s = wording.zone_sentence(z)

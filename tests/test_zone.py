@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from photoz import zone
+from photoz.config import fill_section
 
 BOX = (150.2, 150.9, 29.6, 30.2)
 
@@ -32,10 +33,14 @@ def _sky(n=20000, seed=0, shift=0.0, box=BOX, ebv_trend=0.0, mag_trend=0.0):
     return ra, dec, dz + shift * inj, inj, ebv, r_obs, zs
 
 
+def _zc(**kw):
+    """The zone section: the schema's defaults, nside 256 and 200 permutations unless given."""
+    return fill_section("zone", {"nside": 256, "n_permutations": 200, **kw})
+
+
 def _detect(s, **kw):
     ra, dec, dz, inj, ebv, r, zs = s
-    kw = {"nside": 256, "n_permutations": 200, **kw}
-    return zone.detect(ra, dec, dz, ebv, r, zs, **kw)
+    return zone.detect(ra, dec, dz, _zc(**kw), (ebv, r, zs))
 
 
 def test_finds_an_injected_bias_and_nothing_without_it():
@@ -65,7 +70,7 @@ def test_null_with_a_confound_correlated_with_ebv_finds_nothing_with_controls():
         assert res["controls"]["ebv"] == pytest.approx(0.03, abs=0.012)
         assert res["controls"]["mag"] == pytest.approx(0.004, abs=0.001)
     ra, dec, dz, inj, ebv, r, zs = s
-    raw, _ = zone.detect(ra, dec, dz, nside=256, n_permutations=200)
+    raw, _ = zone.detect(ra, dec, dz, _zc())
     assert raw["found"]
     z0 = raw["zones"][0]
     assert z0["bias"] > z0["bias_rest"] and np.mean(ebv[zone.region_mask(ra, dec, zone.table2_region(raw))]) > 0.1
@@ -163,7 +168,7 @@ def test_cli_detect_and_validate(tmp_path):
     pd.DataFrame({"specObjID": ids, "ra": ra, "dec": dec, "ebv": ebv, "dered_petro_r": r - 2.3 * ebv,
                   "extinction_r": 2.3 * ebv}).to_parquet(tmp_path / "c.parquet")
     pd.DataFrame({"specObjID": ids, "in_suspect_zone": inj}).to_parquet(tmp_path / "t.parquet")
-    cfg = {"mode": "sdss", "seed": 3, "zone": {"nside": 256, "n_permutations": 100},
+    cfg = {"mode": "sdss", "seed": 3, "zone": _zc(n_permutations=100),
            "regions": {"suspect_zone": {"ra_min": 150.0, "ra_max": 150.5, "dec_min": 29.0, "dec_max": 30.0}}}
     assert zone.main(["detect", "--ensemble", str(tmp_path / "e.parquet"), "--catalog", str(tmp_path / "c.parquet"),
                       "--config-json", json.dumps(cfg), "--out", str(tmp_path / "z.json"),

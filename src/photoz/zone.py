@@ -77,15 +77,12 @@ import pandas as pd
 
 from photoz.io import atomic_path, setup_logging
 
-__all__ = ["DEFAULTS", "RECOVERY_JACCARD", "PAPER_ZONE", "CATALOG_COLUMNS", "cell_of", "control_fit",
+__all__ = ["RECOVERY_JACCARD", "PAPER_ZONE", "CATALOG_COLUMNS", "cell_of", "control_fit",
            "cell_statistics", "zones", "null_max_z", "detect", "table2_region", "region_mask", "cross_check",
            "validate", "main"]
 
 log = logging.getLogger("photoz.zone")
 
-#: Defaults of the config's ``zone:`` section (the schema repeats them).
-DEFAULTS = {"nside": 64, "alpha": 0.01, "min_galaxies": 30, "seed_z": 2.5, "grow_z": 1.5, "n_permutations": 1000,
-            "table2_within": None}
 #: Jaccard index of the test galaxies (found vs injected) from which the zone counts as recovered.
 RECOVERY_JACCARD = 0.5
 #: The paper's zone (Sect. 6.4, Table 2): its test galaxies, its bias and the rest's, and the Z
@@ -273,30 +270,31 @@ def zones(cell_n, cell_s, cell_s2, tested, edges, seed_z, grow_z=None):
     return labels, _welch(zn, zs, zs2, n_all, s_all, s2_all)
 
 
-def null_max_z(resid, cell_idx, n_cells, tested, edges, seed_z, grow_z, n_permutations, seed=0):
-    """Largest |Z| of any zone in each of ``n_permutations`` maps with the residuals permuted over the galaxies."""
+def null_max_z(resid, cell_idx, n_cells, tested, edges, zc, seed=0):
+    """Largest |Z| of any zone in each of ``zc["n_permutations"]`` maps with the residuals permuted over the galaxies."""
     rng = np.random.default_rng(seed)
     resid = np.asarray(resid, dtype=np.float64)
     n = np.bincount(cell_idx, minlength=n_cells).astype(float)
-    out = np.zeros(int(n_permutations))
-    for p in range(int(n_permutations)):
+    out = np.zeros(int(zc["n_permutations"]))
+    for p in range(len(out)):
         r = resid[rng.permutation(len(resid))]
         s = np.bincount(cell_idx, weights=r, minlength=n_cells)
         s2 = np.bincount(cell_idx, weights=r * r, minlength=n_cells)
-        _, zz = zones(n, s, s2, tested, edges, seed_z, grow_z)
+        _, zz = zones(n, s, s2, tested, edges, zc["seed_z"], zc["grow_z"])
         out[p] = np.nanmax(np.abs(zz)) if len(zz) and np.isfinite(zz).any() else 0.0
     return out
 
 
-def _search(ra, dec, dz, controls, cell, nside, alpha, min_galaxies, seed_z, grow_z, n_permutations, seed, keep):
+def _search(ra, dec, dz, controls, cell, zc, seed, keep):
     """One pass on the galaxies ``keep``: control fit, cells, zones, permutation threshold."""
+    nside = zc["nside"]
     ctrl = [None if c is None else np.asarray(c, dtype=np.float64)[keep] for c in controls]
     resid_k, used_k, coef = control_fit(dz[keep], *ctrl)
     resid = np.full(len(dz), np.nan)
     resid[keep] = resid_k
     used = np.zeros(len(dz), dtype=bool)
     used[keep] = used_k
-    cells = cell_statistics(ra[keep], dec[keep], dz[keep], nside, min_galaxies, resid_k, used_k)
+    cells = cell_statistics(ra[keep], dec[keep], dz[keep], nside, zc["min_galaxies"], resid_k, used_k)
     cidx = np.searchsorted(cells["cell"].to_numpy(), cell[keep])
     m_cells = len(cells)
     tested = cells["tested"].to_numpy()
@@ -305,11 +303,11 @@ def _search(ra, dec, dz, controls, cell, nside, alpha, min_galaxies, seed_z, gro
     n_u = cells["n_used"].to_numpy(float)
     s = np.bincount(cidx, weights=r_used, minlength=m_cells)
     s2 = np.bincount(cidx, weights=r_used ** 2, minlength=m_cells)
-    labels, zz = zones(n_u, s, s2, tested, edges, seed_z, grow_z)
+    labels, zz = zones(n_u, s, s2, tested, edges, zc["seed_z"], zc["grow_z"])
     if tested.any():
         # the permutation moves the tested galaxies' residuals only
-        null = null_max_z(resid_k[used_k], cidx[used_k], m_cells, tested, edges, seed_z, grow_z, n_permutations, seed)
-        k = int(math.ceil((1.0 - alpha) * (len(null) + 1))) - 1
+        null = null_max_z(resid_k[used_k], cidx[used_k], m_cells, tested, edges, zc, seed)
+        k = int(math.ceil((1.0 - zc["alpha"]) * (len(null) + 1))) - 1
         zstar = float(np.sort(null)[min(max(k, 0), len(null) - 1)])
     else:
         null, zstar = np.zeros(0), float("nan")
@@ -317,12 +315,60 @@ def _search(ra, dec, dz, controls, cell, nside, alpha, min_galaxies, seed_z, gro
             "threshold": zstar}
 
 
-def detect(ra, dec, dz, ebv=None, mag=None, z_spec=None, nside=DEFAULTS["nside"], alpha=DEFAULTS["alpha"],
-           min_galaxies=DEFAULTS["min_galaxies"], seed_z=DEFAULTS["seed_z"], grow_z=DEFAULTS["grow_z"],
-           n_permutations=DEFAULTS["n_permutations"], seed=0, max_zones=10):
+def _zone_record(p, j, cell, keep, ra, dec, dz, nside):
+    """The found zone ``j`` of search pass ``p``: its cells, Z, p-value, galaxies and biases; and its galaxies."""
+    zz = p["z"]
+    ids = p["cells"]["cell"].to_numpy()[p["labels"] == j]
+    inside = np.isin(cell, ids) & keep
+    b_in, se_in = _mean_se(dz[inside])
+    b_out, se_out = _mean_se(dz[keep & ~inside])
+    return {"cells": [int(c) for c in ids], "z": float(zz[j]), "threshold_z": p["threshold"],
+            "p_value": float((1 + np.sum(p["null"] >= abs(zz[j]))) / (1 + len(p["null"]))),
+            "n": int(inside.sum()), "bias": b_in, "bias_se": se_in, "bias_rest": b_out,
+            "bias_rest_se": se_out, "resid": float(np.nanmean(p["resid"][inside & p["used"]])),
+            "bounds": _cell_bounds(ids, nside),
+            "ra": float(np.mean(ra[inside])), "dec": float(np.mean(dec[inside]))}, inside
+
+
+def _max_abs(z):
+    return float(np.nanmax(np.abs(z))) if len(z) else 0.0
+
+
+def _summary(first, last, zlist, cell, dz, zc):
+    """The result dict of :func:`detect` (the first pass's threshold and cells, every zone found)."""
+    cells = first["cells"]
+    found = np.array(sorted(c for zd in zlist for c in zd["cells"]), dtype=np.int64)
+    inside = np.isin(cell, found)
+    b_in, se_in = _mean_se(dz[inside])
+    b_out, se_out = _mean_se(dz[~inside])
+    b_all, se_all = _mean_se(dz)
+    m = int(cells["tested"].sum())
+    return {
+        "test": ("least-squares fit of dz against the controls on the whole test set; HEALPix cells of the "
+                 "residuals (Welch statistic against the rest); zones of connected cells past grow_z of one sign "
+                 "with one past seed_z; family-wise threshold from the largest |Z| of any zone in maps with the "
+                 "residuals permuted; zones found one at a time, each found zone's galaxies removed before the next"),
+        "controls": first["coef"], "nside": int(zc["nside"]), "alpha": float(zc["alpha"]),
+        "min_galaxies": int(zc["min_galaxies"]), "seed_z": float(zc["seed_z"]), "grow_z": float(zc["grow_z"]),
+        "n_permutations": int(zc["n_permutations"]),
+        "n_galaxies": int(len(dz)), "n_tested_galaxies": int(first["used"].sum()), "n_cells": int(len(cells)),
+        "n_cells_tested": m, "n_candidate_zones": int(len(first["z"])), "threshold_z": first["threshold"],
+        "max_abs_z": _max_abs(first["z"]), "max_abs_z_left": _max_abs(last["z"]), "threshold_z_left": last["threshold"],
+        "max_abs_cell_z": float(np.nanmax(np.abs(cells["z"]))) if m else float("nan"),
+        "found": bool(len(zlist)), "n_zones": len(zlist), "zones": zlist,
+        "cells": [int(c) for c in found],
+        "bounds": _cell_bounds(found, zc["nside"]),
+        "n_in": int(inside.sum()), "bias_in": b_in, "bias_in_se": se_in,
+        "n_out": int((~inside).sum()), "bias_out": b_out, "bias_out_se": se_out,
+        "bias_all": b_all, "bias_all_se": se_all,
+    }
+
+
+def detect(ra, dec, dz, zc, controls=(None, None, None), seed=0, max_zones=10):
     """Search the residual map for zones; returns (result dict, cell table).
 
-    ``ebv``, ``mag`` (observed r) and ``z_spec`` are the controls
+    ``zc`` is the validated ``zone`` config section (``nside, alpha, min_galaxies, seed_z,
+    grow_z, n_permutations``). ``controls`` are E(B-V), observed r and z_spec
     (:func:`control_fit`); the workflow always gives all three. Without them
     the search runs on Δz itself (what the tests use to show what controls change).
 
@@ -339,65 +385,25 @@ def detect(ra, dec, dz, ebv=None, mag=None, z_spec=None, nside=DEFAULTS["nside"]
         raise ValueError("zone detect: no test galaxies")
     if not np.isfinite(dz).all():
         raise ValueError(f"zone detect: {int((~np.isfinite(dz)).sum())} non-finite residuals")
-    cell = cell_of(ra, dec, nside)
-    controls = (ebv, mag, z_spec)
+    cell = cell_of(ra, dec, zc["nside"])
     keep = np.ones(len(dz), dtype=bool)
     zlist, first = [], None
     for it in range(int(max_zones) + 1):
-        p = _search(ra, dec, dz, controls, cell, nside, alpha, min_galaxies, seed_z, grow_z, n_permutations,
-                    seed + it, keep)
-        if first is None:
-            first = p
+        p = _search(ra, dec, dz, controls, cell, zc, seed + it, keep)
+        first = first or p
         zz = p["z"]
         if not len(zz) or not np.isfinite(p["threshold"]) or np.nanmax(np.abs(zz)) <= p["threshold"] \
                 or it == int(max_zones):
-            last = p
             break
-        j = int(np.nanargmax(np.abs(zz)))
-        ids = p["cells"]["cell"].to_numpy()[p["labels"] == j]
-        inside = np.isin(cell, ids) & keep
-        rest = keep & ~inside
-        b_in, se_in = _mean_se(dz[inside])
-        b_out, se_out = _mean_se(dz[rest])
-        zlist.append({"cells": [int(c) for c in ids], "z": float(zz[j]), "threshold_z": p["threshold"],
-                      "p_value": float((1 + np.sum(p["null"] >= abs(zz[j]))) / (1 + len(p["null"]))),
-                      "n": int(inside.sum()), "bias": b_in, "bias_se": se_in, "bias_rest": b_out,
-                      "bias_rest_se": se_out, "resid": float(np.nanmean(p["resid"][inside & p["used"]])),
-                      "bounds": _cell_bounds(ids, nside),
-                      "ra": float(np.mean(ra[inside])), "dec": float(np.mean(dec[inside]))})
-        keep = rest
+        record, inside = _zone_record(p, int(np.nanargmax(np.abs(zz))), cell, keep, ra, dec, dz, zc["nside"])
+        zlist.append(record)
+        keep = keep & ~inside
     cells = first["cells"]
-    found = np.array(sorted(c for zd in zlist for c in zd["cells"]), dtype=np.int64)
     cells["zone"] = -1
     for k, zd in enumerate(zlist):
         cells.loc[cells["cell"].isin(zd["cells"]), "zone"] = k
     cells["significant"] = cells["zone"] >= 0
-    inside = np.isin(cell, found)
-    b_in, se_in = _mean_se(dz[inside])
-    b_out, se_out = _mean_se(dz[~inside])
-    b_all, se_all = _mean_se(dz)
-    m = int(first["cells"]["tested"].sum())
-    res = {
-        "test": ("least-squares fit of dz against the controls on the whole test set; HEALPix cells of the "
-                 "residuals (Welch statistic against the rest); zones of connected cells past grow_z of one sign "
-                 "with one past seed_z; family-wise threshold from the largest |Z| of any zone in maps with the "
-                 "residuals permuted; zones found one at a time, each found zone's galaxies removed before the next"),
-        "controls": first["coef"], "nside": int(nside), "alpha": float(alpha), "min_galaxies": int(min_galaxies),
-        "seed_z": float(seed_z), "grow_z": float(grow_z), "n_permutations": int(n_permutations),
-        "n_galaxies": int(len(dz)), "n_tested_galaxies": int(first["used"].sum()), "n_cells": int(len(cells)),
-        "n_cells_tested": m, "n_candidate_zones": int(len(first["z"])), "threshold_z": first["threshold"],
-        "max_abs_z": float(np.nanmax(np.abs(first["z"]))) if len(first["z"]) else 0.0,
-        "max_abs_z_left": float(np.nanmax(np.abs(last["z"]))) if len(last["z"]) else 0.0,
-        "threshold_z_left": last["threshold"],
-        "max_abs_cell_z": float(np.nanmax(np.abs(cells["z"]))) if m else float("nan"),
-        "found": bool(len(zlist)), "n_zones": len(zlist), "zones": zlist,
-        "cells": [int(c) for c in found],
-        "bounds": _cell_bounds(found, nside),
-        "n_in": int(inside.sum()), "bias_in": b_in, "bias_in_se": se_in,
-        "n_out": int((~inside).sum()), "bias_out": b_out, "bias_out_se": se_out,
-        "bias_all": b_all, "bias_all_se": se_all,
-    }
-    return res, cells
+    return _summary(first, p, zlist, cell, dz, zc), cells
 
 
 def table2_region(result, within=None):
@@ -546,13 +552,12 @@ def _write_json(obj, path):
 def run_detect(df, cfg):
     """:func:`detect` on a test sample (``_test_sample(..., controls=True)``) with the config's ``zone``,
     ``regions`` and ``mode``; adds ``mode``, ``table2_region`` and (``mode: sdss``) ``cross_check``."""
-    zc = {**DEFAULTS, **(cfg.get("zone") or {})}
+    zc = cfg["zone"]
     dz = _dz(df)
-    res, cells = detect(df["ra"], df["dec"], dz, df["ebv"], df["dered_petro_r"] + df["extinction_r"],
-                        df["z_spec"], zc["nside"], zc["alpha"], zc["min_galaxies"], zc["seed_z"],
-                        zc["grow_z"], zc["n_permutations"], int(cfg["seed"]))
+    controls = (df["ebv"], df["dered_petro_r"] + df["extinction_r"], df["z_spec"])
+    res, cells = detect(df["ra"], df["dec"], dz, zc, controls, int(cfg["seed"]))
     res["mode"] = cfg["mode"]
-    res["table2_region"] = table2_region(res, zc.get("table2_within"))
+    res["table2_region"] = table2_region(res, zc["table2_within"])
     if res["mode"] == "sdss":
         res["cross_check"] = cross_check(df["ra"], df["dec"], dz, res["table2_region"],
                                          cfg["regions"]["suspect_zone"])

@@ -339,6 +339,80 @@ def source_identity(client, mock_db=None):
     return f"{client.base_url} DR{client.data_release}"
 
 
+def _start_pages(pq, pages_dir, page_size, source):
+    """Make ``pages_dir`` hold pages of this query only: discard pages of another fingerprint."""
+    pages_dir.mkdir(parents=True, exist_ok=True)
+    meta_path = pages_dir / "query.json"
+    fp = pq.fingerprint(page_size, source)
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
+    if meta is not None and meta.get("fingerprint") == fp:
+        return
+    old = sorted(pages_dir.glob("page-*.csv")) + sorted(pages_dir.glob("count.csv"))
+    if old:
+        log.info("%s: %d kept pages belong to another query; discarding them", pq.name, len(old))
+    for p in old:
+        p.unlink()
+    meta = {"fingerprint": fp, "query": pq.name, "page_size": page_size, "source": source,
+            "first_page_sql": pq.page_sql(None, page_size)}
+    atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
+
+
+def _count(client, pq, pages_dir):
+    """The query's row count, kept in ``count.csv``."""
+    count_path = pages_dir / "count.csv"
+    if count_path.exists():
+        count_lines = parse_csv_page(count_path.read_text(), ["n"])
+    else:
+        text, count_lines = client.fetch(pq.count_sql, ["n"], f"{pq.name} count ({count_path})")
+        atomic_write_bytes(count_path, text.encode())
+    if len(count_lines) != 1:
+        raise QueryError(f"{pq.name}: the count answer {count_path} has {len(count_lines)} rows, not 1")
+    return int(float(count_lines[0]))
+
+
+def _page_check(key_idx, expect, after):
+    """The check of one page's data lines: ``expect`` rows, increasing keys, the first one ``after``."""
+    def check(data):
+        if len(data) != expect:
+            raise PageError(f"{len(data)} rows instead of the {expect} the count predicts (truncated?)")
+        keys = _keys(data, key_idx)
+        if any(b <= a for a, b in zip(keys, keys[1:])):
+            raise PageError("keys not strictly increasing")
+        if after is not None and keys and keys[0] != after:
+            raise PageError(f"first key {keys[0]} is not the overlap key {after}")
+    return check
+
+
+def _page(client, pq, path, k, after, page_size, check):
+    """Page ``k``'s data lines: the kept file when it passes ``check``, else fetched (and kept)."""
+    if path.exists():
+        try:
+            data = parse_csv_page(path.read_text(), pq.columns)
+            check(data)
+            log.info("%s: reusing kept page %d (%d rows)", pq.name, k, len(data))
+            return data
+        except PageError as err:
+            log.warning("%s: kept page %s is unusable (%s); fetching it again", pq.name, path, err)
+            path.unlink()
+    text, data = client.fetch(pq.page_sql(after, page_size), pq.columns, f"{pq.name} page {k} ({path})",
+                              validate=check)
+    atomic_write_bytes(path, text.encode())
+    log.info("%s: page %d received (%d rows)", pq.name, k, len(data))
+    return data
+
+
+def _assemble(pq, pages, total):
+    """The pages' rows, the overlap rows once, as a DataFrame (key columns int64)."""
+    lines = list(pages[0])
+    for data in pages[1:]:
+        lines.extend(data[1:])
+    if len(lines) != total:
+        raise QueryError(f"{pq.name}: assembled {len(lines)} rows but the count is {total}")
+    text = ",".join(pq.columns) + "\n" + "\n".join(lines) + ("\n" if lines else "")
+    dtypes = {c: "int64" for c in pq.key}
+    return pd.read_csv(io.StringIO(text), dtype=dtypes, na_values=["null", "NULL"], keep_default_na=True)
+
+
 def fetch_paged(client, pq, pages_dir, page_size, source=None):
     """Fetch all rows of ``pq``, keeping each page in ``pages_dir``; return a DataFrame.
 
@@ -351,35 +425,10 @@ def fetch_paged(client, pq, pages_dir, page_size, source=None):
     if page_size < 2:
         raise ValueError("page_size must be at least 2 (pages overlap by one row)")
     pages_dir = Path(pages_dir)
-    pages_dir.mkdir(parents=True, exist_ok=True)
-    meta_path = pages_dir / "query.json"
-    fp = pq.fingerprint(page_size, source)
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else None
-    if meta is None or meta.get("fingerprint") != fp:
-        old = sorted(pages_dir.glob("page-*.csv")) + sorted(pages_dir.glob("count.csv"))
-        if old:
-            log.info("%s: %d kept pages belong to another query; discarding them", pq.name, len(old))
-        for p in old:
-            p.unlink()
-        meta = {"fingerprint": fp, "query": pq.name, "page_size": page_size, "source": source,
-                "first_page_sql": pq.page_sql(None, page_size)}
-        atomic_write_bytes(meta_path, json.dumps(meta, indent=1).encode())
-
+    _start_pages(pq, pages_dir, page_size, source)
     key_idx = [[c.lower() for c in pq.columns].index(k.lower()) for k in pq.key]
-
-    # 1. the total
-    count_path = pages_dir / "count.csv"
-    if count_path.exists():
-        count_lines = parse_csv_page(count_path.read_text(), ["n"])
-    else:
-        text, count_lines = client.fetch(pq.count_sql, ["n"], f"{pq.name} count ({count_path})")
-        atomic_write_bytes(count_path, text.encode())
-    if len(count_lines) != 1:
-        raise QueryError(f"{pq.name}: the count answer {count_path} has {len(count_lines)} rows, not 1")
-    total = int(float(count_lines[0]))
+    total = _count(client, pq, pages_dir)
     log.info("%s: %d rows to fetch in pages of %d", pq.name, total, page_size)
-
-    # 2. the pages
     pages = []  # list of data-line lists
     n_rows = 0  # distinct rows so far
     k = 0
@@ -388,30 +437,7 @@ def fetch_paged(client, pq, pages_dir, page_size, source=None):
         path = _page_path(pages_dir, k)
         after = None if k == 0 else _keys(pages[-1][-1:], key_idx)[0]
         expect = min(page_size, total if k == 0 else total - n_rows + 1)
-        label = f"{pq.name} page {k} ({path})"
-
-        def check(data, expect=expect, after=after):
-            if len(data) != expect:
-                raise PageError(f"{len(data)} rows instead of the {expect} the count predicts (truncated?)")
-            keys = _keys(data, key_idx)
-            if any(b <= a for a, b in zip(keys, keys[1:])):
-                raise PageError("keys not strictly increasing")
-            if after is not None and keys and keys[0] != after:
-                raise PageError(f"first key {keys[0]} is not the overlap key {after}")
-
-        if path.exists():
-            try:
-                data = parse_csv_page(path.read_text(), pq.columns)
-                check(data)
-                log.info("%s: reusing kept page %d (%d rows)", pq.name, k, len(data))
-            except PageError as err:
-                log.warning("%s: kept page %s is unusable (%s); fetching it again", pq.name, path, err)
-                path.unlink()
-        if not path.exists():
-            sql = pq.page_sql(None if k == 0 else after, page_size)
-            text, data = client.fetch(sql, pq.columns, label, validate=check)
-            atomic_write_bytes(path, text.encode())
-            log.info("%s: page %d received (%d rows)", pq.name, k, len(data))
+        data = _page(client, pq, path, k, after, page_size, _page_check(key_idx, expect, after))
         if k > 0 and data[0] != pages[-1][-1]:
             # the overlap row differs: the previous page's last row was damaged
             refetches += 1
@@ -435,14 +461,7 @@ def fetch_paged(client, pq, pages_dir, page_size, source=None):
     for p in sorted(pages_dir.glob("page-*.csv")):
         if int(p.stem.split("-")[1]) > k:
             p.unlink()
-    lines = list(pages[0])
-    for data in pages[1:]:
-        lines.extend(data[1:])
-    if len(lines) != total:
-        raise QueryError(f"{pq.name}: assembled {len(lines)} rows but the count is {total}")
-    text = ",".join(pq.columns) + "\n" + "\n".join(lines) + ("\n" if lines else "")
-    dtypes = {c: "int64" for c in pq.key}
-    df = pd.read_csv(io.StringIO(text), dtype=dtypes, na_values=["null", "NULL"], keep_default_na=True)
+    df = _assemble(pq, pages, total)
     log.info("%s: %d rows in %d pages (%d requests this run)", pq.name, len(df), len(pages), client.n_requests)
     return df
 

@@ -93,6 +93,68 @@ def _truncate_float(img, bits=9):
     return (a & mask).view(np.float32)
 
 
+def _shapes(obj, gsp):
+    """Each object's unit-flux (bulge, disk, size) GalSim profiles, ``None`` for a star (the bands share them)."""
+    import galsim
+
+    kind = obj["kind"].to_numpy()
+    shapes = []
+    for k in range(len(obj)):
+        row = obj.iloc[k]
+        if kind[k] == "star":
+            shapes.append(None)
+            continue
+        bulge = galsim.DeVaucouleurs(half_light_radius=row["hlr_bulge"], trunc=8 * row["hlr_bulge"], gsparams=gsp)
+        bulge = bulge.shear(q=row["q_bulge"], beta=row["pa"] * galsim.degrees)
+        disk = galsim.Exponential(half_light_radius=row["hlr_disk"], gsparams=gsp)
+        disk = disk.shear(q=row["q_disk"], beta=row["pa"] * galsim.degrees)
+        size = max(row["hlr_bulge"], row["hlr_disk"])
+        shapes.append((bulge, disk, size))
+    return shapes
+
+
+def _draw_band(xy, shapes, fb, fd, psf, fwhm, jac, gsp):
+    """The noiseless image (nanomaggies, float64) of the objects at pixel positions ``xy`` in one band:
+    bulge and disk fluxes ``fb``, ``fd`` (reddened), convolved with ``psf`` of FWHM ``fwhm``."""
+    import galsim
+
+    x, y = xy
+    image = galsim.ImageF(geo.NCOL, geo.NROW, xmin=1, ymin=1)
+    for k in range(len(shapes)):
+        flux = fb[k] + fd[k]
+        if not flux > 0:
+            continue
+        pos = galsim.PositionD(x[k] + 1, y[k] + 1)
+        if shapes[k] is None:
+            prof = psf.withFlux(flux)
+            n = int(np.clip(2 * np.ceil(fwhm * (3 + 0.8 * np.log10(max(flux, 1))) / geo.PIXSCALE), 24, 160))
+        else:
+            bulge, disk, size = shapes[k]
+            prof = galsim.Convolve(bulge * fb[k] + disk * fd[k], psf, gsparams=gsp)
+            n = int(np.clip(2 * np.ceil((5 * size + 2 * fwhm) / geo.PIXSCALE), 32, 256))
+        stamp = prof.drawImage(nx=n, ny=n, wcs=jac, center=pos)
+        bounds = stamp.bounds & image.bounds
+        if bounds.isDefined():
+            image[bounds] += stamp[bounds]
+    return image.array.astype(np.float64)
+
+
+def _observe(model, cond, j, rng):
+    """The model seen through the camera in band ``j``: (whole-DN counts with sky and noise, the sky
+    image in DN, the true calibration vector, the sky grid); draws from ``rng`` in a fixed order."""
+    calib_true = _calibvec(cond["nmgy"][j], rng)
+    sky_dn = cond["sky"][j] * geo.PIXSCALE**2 / cond["nmgy"][j]
+    allsky = _allsky(sky_dn, rng)
+    sky = sky_image(allsky)
+    dn = model / calib_true[None, :] + sky
+    gain, dv = cond["gain"][j], cond["darkVariance"][j]
+    noisy = rng.poisson(np.clip(dn, 0, None) * gain) / gain + rng.normal(0, np.sqrt(dv), dn.shape)
+    # whole DN, as the real corrected frame (fpC, 16-bit integers) before
+    # sky subtraction and calibration: a real frame's values step by one
+    # DN times the calibration (1/12 DN^2 of quantisation variance)
+    return np.rint(noisy), sky, calib_true, allsky
+
+
 def render_frame(mock, fr, objects, cond):
     """Render the five bands of one field-epoch.
 
@@ -120,7 +182,7 @@ def render_frame(mock, fr, objects, cond):
     margin = 150
     on = (x > -margin) & (x < geo.NCOL + margin) & (y > -margin) & (y < geo.NROW + margin)
     obj = objects[on]
-    x, y = x[on], y[on]
+    xy = (x[on], y[on])
     ebv = ebv_map(obj["ra"].to_numpy(), obj["dec"].to_numpy(), mock["seed"]) if len(obj) else np.zeros(0)
     h = geo.frame_wcs_header(fr)
     jac = galsim.JacobianWCS(h["CD1_1"] * 3600, h["CD1_2"] * 3600, h["CD2_1"] * 3600, h["CD2_2"] * 3600)
@@ -128,59 +190,16 @@ def render_frame(mock, fr, objects, cond):
     suspect = bool(in_suspect_zone(mock, fr.ra_c, fr.dec_c))
     err_mag = float(mock["suspect_zone_error_mag"]) if suspect else 0.0
     err_band = mock["suspect_zone_band"]
-    kind = obj["kind"].to_numpy()
-    # shapes (unit flux) shared by the bands
-    shapes = []
-    for k in range(len(obj)):
-        row = obj.iloc[k]
-        if kind[k] == "star":
-            shapes.append(None)
-            continue
-        bulge = galsim.DeVaucouleurs(half_light_radius=row["hlr_bulge"], trunc=8 * row["hlr_bulge"], gsparams=gsp)
-        bulge = bulge.shear(q=row["q_bulge"], beta=row["pa"] * galsim.degrees)
-        disk = galsim.Exponential(half_light_radius=row["hlr_disk"], gsparams=gsp)
-        disk = disk.shear(q=row["q_disk"], beta=row["pa"] * galsim.degrees)
-        size = max(row["hlr_bulge"], row["hlr_disk"])
-        shapes.append((bulge, disk, size))
+    one_band = err_band is not None  # grey (False): catalogue and frames both off; one band: only the frames served
+    shapes = _shapes(obj, gsp)
     out = {"suspect": suspect, "suspect_mag": err_mag, "suspect_band": (err_band or "all") if suspect else ""}
     for j, b in enumerate(BANDS):
         rng = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 401, fr.run, fr.camcol, fr.field, j]))
         fwhm = float(cond["psfWidth"][j])
-        psf = psf_profile(fwhm, gsp)
         ext = 10 ** (-0.4 * EXTINCTION_COEFF[j] * ebv)
-        fb = obj[f"flux_bulge_{b}"].to_numpy() * ext
-        fd = obj[f"flux_disk_{b}"].to_numpy() * ext
-        image = galsim.ImageF(geo.NCOL, geo.NROW, xmin=1, ymin=1)
-        for k in range(len(obj)):
-            flux = fb[k] + fd[k]
-            if not flux > 0:
-                continue
-            pos = galsim.PositionD(x[k] + 1, y[k] + 1)
-            if shapes[k] is None:
-                prof = psf.withFlux(flux)
-                n = int(np.clip(2 * np.ceil(fwhm * (3 + 0.8 * np.log10(max(flux, 1))) / geo.PIXSCALE), 24, 160))
-            else:
-                bulge, disk, size = shapes[k]
-                prof = galsim.Convolve(bulge * fb[k] + disk * fd[k], psf, gsparams=gsp)
-                n = int(np.clip(2 * np.ceil((5 * size + 2 * fwhm) / geo.PIXSCALE), 32, 256))
-            stamp = prof.drawImage(nx=n, ny=n, wcs=jac, center=pos)
-            bounds = stamp.bounds & image.bounds
-            if bounds.isDefined():
-                image[bounds] += stamp[bounds]
-        model = image.array.astype(np.float64)  # nanomaggies, true calibration
-        calib_true = _calibvec(cond["nmgy"][j], rng)
-        sky_dn = cond["sky"][j] * geo.PIXSCALE**2 / cond["nmgy"][j]
-        allsky = _allsky(sky_dn, rng)
-        sky = sky_image(allsky)
-        dn = model / calib_true[None, :] + sky
-        gain, dv = cond["gain"][j], cond["darkVariance"][j]
-        noisy = rng.poisson(np.clip(dn, 0, None) * gain) / gain + rng.normal(0, np.sqrt(dv), dn.shape)
-        # whole DN, as the real corrected frame (fpC, 16-bit integers) before
-        # sky subtraction and calibration: a real frame's values step by one
-        # DN times the calibration (1/12 DN^2 of quantisation variance)
-        noisy = np.rint(noisy)
-        one_band = err_band is not None
-        # grey (one_band False): catalogue and frames both off; one band: only the frames served
+        model = _draw_band(xy, shapes, obj[f"flux_bulge_{b}"].to_numpy() * ext, obj[f"flux_disk_{b}"].to_numpy() * ext,
+                           psf_profile(fwhm, gsp), fwhm, jac, gsp)
+        noisy, sky, calib_true, allsky = _observe(model, cond, j, rng)
         calib_cat = calib_true * (1.0 if one_band else 10 ** (-0.4 * err_mag))
         img = _truncate_float(((noisy - sky) * calib_cat[None, :]).astype(np.float32))
         out[b] = {"image": img, "calibvec": calib_cat.astype(np.float32), "allsky": allsky,
@@ -192,13 +211,12 @@ def render_frame(mock, fr, objects, cond):
     return out
 
 
-def frame_hdul(mock, fr, band, rendered, cond):
-    """The ``HDUList`` of one frame, HDU by HDU as the real SDSS file."""
+def _primary_header(fr, band, cond, calibvec):
+    """HDU0's header: the real frame's keywords (observation, camera, WCS, calibration)."""
     from astropy.io import fits
     from astropy.time import Time
 
     j = BANDS.index(band)
-    r = rendered[band]
     h = fits.Header()
     mjd = float(cond["mjd"][j])
     t = Time(mjd, format="mjd", scale="tai")
@@ -232,21 +250,19 @@ def frame_hdul(mock, fr, band, rendered, cond):
     h["RADECSYS"] = ("ICRS", "International Celestial Ref. System")
     for k, v in wcsh.items():
         h[k] = v
-    calibvec = r.get("served_calibvec", r["calibvec"])  # what the archive serves (the injected band's error)
     h["NMGY"] = (float(np.median(calibvec)), "Calibration factor [nMgy per count]")
     h["NMGYIVAR"] = (float(1.0 / (0.01 * np.median(calibvec)) ** 2), "Calibration factor inverse variance")
     h["RERUN"] = (str(geo.RERUN), "rerun")
     h["COMMENT"] = "Floats truncated at 10 binary digits with FLOATCOMPRESS"
     h["COMMENT"] = "Mock SDSS frame rendered by photoz.mock (GalSim); SDSS frame data model layout"
-    hdu0 = fits.PrimaryHDU(r.get("served", r["image"]), header=h)
-    hdu1 = fits.ImageHDU(calibvec)
-    sky = fits.BinTableHDU.from_columns([
-        fits.Column(name="ALLSKY", format=f"{ALLSKY_SHAPE[0] * ALLSKY_SHAPE[1]}E",
-                    dim=f"({ALLSKY_SHAPE[1]}, {ALLSKY_SHAPE[0]})", array=r["allsky"][None]),
-        fits.Column(name="XINTERP", format=f"{geo.NCOL}E", array=XINTERP[None].astype(np.float32)),
-        fits.Column(name="YINTERP", format=f"{geo.NROW}E", array=YINTERP[None].astype(np.float32)),
-    ])
-    # asTrans: mu/nu linearised on (RA, Dec) at the frame origin (NODE = 0, INCL = 0)
+    return h
+
+
+def _astrans_hdu(fr, band, cond):
+    """HDU3, the asTrans row: mu/nu linearised on (RA, Dec) at the frame origin (NODE = 0, INCL = 0)."""
+    from astropy.io import fits
+
+    mjd = float(cond["mjd"][BANDS.index(band)])
     w = geo.frame_wcs(fr)
     (ra0, ra_r, ra_c), (de0, de_r, de_c) = [
         np.array(v) for v in zip(*[w.all_pix2world([[c, rw]], 0)[0] for rw, c in ((0, 0), (1, 0), (0, 1))])]
@@ -259,8 +275,24 @@ def frame_hdul(mock, fr, band, rendered, cond):
     cols += [("CSROW", "D", 0.0), ("CSCOL", "D", 0.0), ("CCROW", "D", 0.0), ("CCCOL", "D", 0.0),
              ("RICUT", "D", 100.0), ("MJD", "D", mjd), ("AIRMASS", "D", float(cond["airmass"])),
              ("MUERR", "E", 0.04), ("NUERR", "E", 0.04)]
-    trans = fits.BinTableHDU.from_columns([fits.Column(name=n, format=f, array=[v]) for n, f, v in cols])
-    return fits.HDUList([hdu0, hdu1, sky, trans])
+    return fits.BinTableHDU.from_columns([fits.Column(name=n, format=f, array=[v]) for n, f, v in cols])
+
+
+def frame_hdul(mock, fr, band, rendered, cond):
+    """The ``HDUList`` of one frame, HDU by HDU as the real SDSS file."""
+    from astropy.io import fits
+
+    r = rendered[band]
+    calibvec = r.get("served_calibvec", r["calibvec"])  # what the archive serves (the injected band's error)
+    hdu0 = fits.PrimaryHDU(r.get("served", r["image"]), header=_primary_header(fr, band, cond, calibvec))
+    hdu1 = fits.ImageHDU(calibvec)
+    sky = fits.BinTableHDU.from_columns([
+        fits.Column(name="ALLSKY", format=f"{ALLSKY_SHAPE[0] * ALLSKY_SHAPE[1]}E",
+                    dim=f"({ALLSKY_SHAPE[1]}, {ALLSKY_SHAPE[0]})", array=r["allsky"][None]),
+        fits.Column(name="XINTERP", format=f"{geo.NCOL}E", array=XINTERP[None].astype(np.float32)),
+        fits.Column(name="YINTERP", format=f"{geo.NROW}E", array=YINTERP[None].astype(np.float32)),
+    ])
+    return fits.HDUList([hdu0, hdu1, sky, _astrans_hdu(fr, band, cond)])
 
 
 def write_frame(path, hdul):

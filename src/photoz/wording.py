@@ -298,6 +298,81 @@ def learning_curve_slopes(cnn, cnn_err, knn, knn_err):
 TREND_SIGMA = 3.0
 
 
+def _significant(fit):
+    """A slope ``(b, e)`` more than :data:`TREND_SIGMA` errors from zero."""
+    b, e = _num(fit[0]), _num(fit[1])
+    return b is not None and e is not None and e > 0 and abs(b) > TREND_SIGMA * e
+
+
+def _say_slope(fit):
+    """A slope against E(B-V) in words: none, not significant, or a rising/falling bias."""
+    b, e = _num(fit[0]), _num(fit[1])
+    if b is None:
+        return "no measurable slope"
+    value = f"slope ${b:+.3f}" + (f" \\pm {e:.3f}$" if e is not None else "$")
+    if not _significant(fit):
+        return f"no significant trend ({value})"
+    return f"a bias that {'rises' if b > 0 else 'falls'} with $E(B-V)$ ({value}, {abs(b) / e:.0f}$\\sigma$)"
+
+
+def _shown_below(fit, ref):
+    """``fit``'s slope shown (K_SIGMA) to be under REMOVED_FRACTION of ``|ref|``."""
+    x, ex = _num(fit[0]), _num(fit[1])
+    return x is not None and ex is not None and abs(x) + K_SIGMA * ex <= REMOVED_FRACTION * abs(ref)
+
+
+def _input_effect(with_fit, without_fit):
+    """What the reddening input does to the trend: ``(words, final)``; ``final`` when no trend is shown."""
+    w, wo = _significant(with_fit), _significant(without_fit)
+    b, e = _num(with_fit[0]), _num(with_fit[1])
+    b0, e0 = _num(without_fit[0]), _num(without_fit[1])
+    if wo and not w:
+        if _shown_below(with_fit, b0):
+            return (f": the input removes the trend (what is left is shown to be under {100 * REMOVED_FRACTION:.0f}\\% "
+                    "of the slope without it), as in the paper."), False
+        return (f": with these errors we cannot tell whether the input removes the trend (the slope with it is "
+                f"not significant, but slopes up to {100 * REMOVED_FRACTION:.0f}\\% of the one without it are not "
+                "excluded either)."), False
+    if wo and w:
+        # the same galaxies in both fits: their errors are positively correlated, so
+        # adding them in quadrature overstates the error of the difference (conservative)
+        if b * b0 > 0 and abs(b0) - abs(b) > TREND_SIGMA * float(np.hypot(e, e0)):
+            return (f": the input reduces the trend to {100 * abs(b) / abs(b0):.0f}\\% of the slope without it "
+                    "but does not remove it, which the paper found it does."), False
+        return ": the input does not remove the trend, which the paper found it does.", False
+    if w:
+        return ": a trend the paper did not find with the input.", False
+    bound = max((abs(_num(f[0])) + K_SIGMA * _num(f[1]) for f in (with_fit, without_fit)
+                 if _num(f[0]) is not None and _num(f[1]) is not None), default=None)
+    return (": neither shows a significant trend" + (
+        f"; with these errors slopes up to ${bound:.3f}$ per magnitude are not excluded, so we cannot tell whether "
+        "the trend the paper found without the input is present." if bound is not None else ".")), True
+
+
+def _brightness_words(with_fit, without_fit, fixed_brightness):
+    """Whether each network's trend is one of colour or of brightness, from the slopes at fixed brightness."""
+    fb_with, fb_without = fixed_brightness
+    trended = [(name, fit, _num(raw[0])) for name, raw, fit in (("without the input", without_fit, fb_without),
+                                                                 ("with it", with_fit, fb_with)) if _significant(raw)]
+    text = (f" At fixed $z_{{\\rm spec}}$ and fixed observed $r$ magnitude the $E(B-V)$ term is "
+            f"${_num(fb_without[0]):+.3f} \\pm {_num(fb_without[1]):.3f}$ without the input and "
+            f"${_num(fb_with[0]):+.3f} \\pm {_num(fb_with[1]):.3f}$ with it")
+    kinds = ["colour" if _significant(fit) else ("brightness" if _shown_below(fit, raw) else "unknown")
+             for _, fit, raw in trended]
+    if all(k == "brightness" for k in kinds):
+        return text + (": the trend is one of brightness, not of colour (what is left at fixed brightness is shown to be "
+                       f"under {100 * REMOVED_FRACTION:.0f}\\% of it; reddened galaxies are fainter in the images, "
+                       "the sample being cut on dereddened $r$).")
+    if all(k == "colour" for k in kinds):
+        return text + ": the trend is one of colour, as it remains at fixed brightness."
+    if "unknown" in kinds:
+        return text + (": with these errors we cannot tell whether the trend is one of colour or of brightness (the "
+                       "term at fixed brightness is not significant, but neither is it shown to be under "
+                       f"{100 * REMOVED_FRACTION:.0f}\\% of the trend).")
+    colour = [name for (name, _, _), k in zip(trended, kinds) if k == "colour"]
+    return text + f": the trend of the network {colour[0]} is one of colour, the other's one of brightness."
+
+
 def ebv_trend_sentence(with_fit, without_fit, ebv_range, n, fixed_brightness=None):
     """What the bias does against E(B-V) with and without the reddening input (Fig. 11), words chosen by the numbers.
 
@@ -316,80 +391,16 @@ def ebv_trend_sentence(with_fit, without_fit, ebv_range, n, fixed_brightness=Non
     from photoz.latex import count
     from photoz.metrics import OUTLIER_THRESHOLD
 
-    def significant(fit):
-        b, e = _num(fit[0]), _num(fit[1])
-        return b is not None and e is not None and e > 0 and abs(b) > TREND_SIGMA * e
-
-    def say(fit):
-        b, e = _num(fit[0]), _num(fit[1])
-        if b is None:
-            return "no measurable slope"
-        value = f"slope ${b:+.3f}" + (f" \\pm {e:.3f}$" if e is not None else "$")
-        if not significant(fit):
-            return f"no significant trend ({value})"
-        return f"a bias that {'rises' if b > 0 else 'falls'} with $E(B-V)$ ({value}, {abs(b) / e:.0f}$\\sigma$)"
-
     lo, hi = ebv_range
     text = (f"Against $E(B-V)$ (Fig.~\\ref{{fig:ebv}}; the {count(n)} fold-0 test galaxies with "
             f"$|\\dz| \\le {OUTLIER_THRESHOLD:g}$, $E(B-V)$ from {lo:.3f} to {hi:.3f} between its 5th and 95th percentiles; "
             f"slopes $\\mathrm{{d}}\\langle\\dz\\rangle/\\mathrm{{d}}E(B-V)$ per magnitude) the network without "
-            f"the reddening input shows {say(without_fit)}, and the one with it {say(with_fit)}")
-    w, wo = significant(with_fit), significant(without_fit)
-    b, e = _num(with_fit[0]), _num(with_fit[1])
-    b0, e0 = _num(without_fit[0]), _num(without_fit[1])
-
-    def shown_below(fit, ref):
-        """``fit``'s slope shown (K_SIGMA) to be under REMOVED_FRACTION of ``|ref|``."""
-        x, ex = _num(fit[0]), _num(fit[1])
-        return x is not None and ex is not None and abs(x) + K_SIGMA * ex <= REMOVED_FRACTION * abs(ref)
-
-    if wo and not w:
-        if shown_below(with_fit, b0):
-            text += (f": the input removes the trend (what is left is shown to be under {100 * REMOVED_FRACTION:.0f}\\% "
-                     "of the slope without it), as in the paper.")
-        else:
-            text += (f": with these errors we cannot tell whether the input removes the trend (the slope with it is "
-                     f"not significant, but slopes up to {100 * REMOVED_FRACTION:.0f}\\% of the one without it are not "
-                     "excluded either).")
-    elif wo and w:
-        # the same galaxies in both fits: their errors are positively correlated, so
-        # adding them in quadrature overstates the error of the difference (conservative)
-        if b * b0 > 0 and abs(b0) - abs(b) > TREND_SIGMA * float(np.hypot(e, e0)):
-            text += (f": the input reduces the trend to {100 * abs(b) / abs(b0):.0f}\\% of the slope without it "
-                     "but does not remove it, which the paper found it does.")
-        else:
-            text += ": the input does not remove the trend, which the paper found it does."
-    elif w:
-        text += ": a trend the paper did not find with the input."
-    else:
-        bound = max((abs(_num(f[0])) + K_SIGMA * _num(f[1]) for f in (with_fit, without_fit)
-                     if _num(f[0]) is not None and _num(f[1]) is not None), default=None)
-        return text + (": neither shows a significant trend" + (
-            f"; with these errors slopes up to ${bound:.3f}$ per magnitude are not excluded, so we cannot tell whether "
-            "the trend the paper found without the input is present." if bound is not None else "."))
-    if fixed_brightness is None or any(_num(v) is None for fit in fixed_brightness for v in fit):
+            f"the reddening input shows {_say_slope(without_fit)}, and the one with it {_say_slope(with_fit)}")
+    words, final = _input_effect(with_fit, without_fit)
+    text += words
+    if final or fixed_brightness is None or any(_num(v) is None for fit in fixed_brightness for v in fit):
         return text
-    fb_with, fb_without = fixed_brightness
-    trended = [(name, fit, raw) for name, trend, fit, raw in (("without the input", wo, fb_without, b0),
-                                                               ("with it", w, fb_with, b)) if trend]
-    text += (f" At fixed $z_{{\\rm spec}}$ and fixed observed $r$ magnitude the $E(B-V)$ term is "
-             f"${_num(fb_without[0]):+.3f} \\pm {_num(fb_without[1]):.3f}$ without the input and "
-             f"${_num(fb_with[0]):+.3f} \\pm {_num(fb_with[1]):.3f}$ with it")
-    kinds = []
-    for name, fit, raw in trended:
-        kinds.append("colour" if significant(fit) else ("brightness" if shown_below(fit, raw) else "unknown"))
-    if all(k == "brightness" for k in kinds):
-        return text + (": the trend is one of brightness, not of colour (what is left at fixed brightness is shown to be "
-                       f"under {100 * REMOVED_FRACTION:.0f}\\% of it; reddened galaxies are fainter in the images, "
-                       "the sample being cut on dereddened $r$).")
-    if all(k == "colour" for k in kinds):
-        return text + ": the trend is one of colour, as it remains at fixed brightness."
-    if "unknown" in kinds:
-        return text + (": with these errors we cannot tell whether the trend is one of colour or of brightness (the "
-                       "term at fixed brightness is not significant, but neither is it shown to be under "
-                       f"{100 * REMOVED_FRACTION:.0f}\\% of the trend).")
-    colour = [name for (name, _, _), k in zip(trended, kinds) if k == "colour"]
-    return text + f": the trend of the network {colour[0]} is one of colour, the other's one of brightness."
+    return text + _brightness_words(with_fit, without_fit, fixed_brightness)
 
 
 def ebv_trend(paths, cfg):
@@ -566,32 +577,28 @@ def _row(t2, estimator, subset):
     return None if not sel.any() else t2[sel].iloc[0]
 
 
-def macros(paths, cfg, mode):
-    """Every number-chosen word and sentence of the paper, as ``name -> LaTeX text``.
-
-    ``paths``: the result files by the keys of ``photoz.paper.RESULT_FILES``;
-    reads ``table1``, ``table2``, ``tableA1``, ``zone`` and, unless ``mode`` is
-    ``sdss``, ``zone_validation``.
-    """
-    paths = {k: Path(v) for k, v in paths.items()}
-    m = {}
-    t1 = pd.read_csv(paths["table1"])
+def folds_agreement(t1):
+    """``FoldsAgreement``: whether Table 1's folds agree within their bootstrap errors, or cannot tell."""
     folds = t1[~t1["fold"].astype(str).isin(["mean", "std"])]
     agree, chi2, dof = folds_agree(folds["sigma_mad"], folds.get("sigma_mad_err", [None] * len(folds)))
     if agree is None:
-        m["FoldsAgreement"] = "Table~\\ref{tab:t1} has fewer than two folds with errors, so their agreement is not tested"
+        return "Table~\\ref{tab:t1} has fewer than two folds with errors, so their agreement is not tested"
+    errs = pd.to_numeric(folds.get("sigma_mad_err"), errors="coerce")
+    wide = bool(K_SIGMA * np.nanmedian(errs) > EQUIV_REL * np.nanmean(folds["sigma_mad"]))
+    if not agree:
+        lead = "The folds differ by more than their bootstrap errors"
+    elif wide:
+        lead = ("The folds do not differ beyond their bootstrap errors, but these are too wide "
+                f"(twice the median error exceeds {100 * EQUIV_REL:g}\\,\\% of $\\smad$) to show that they agree")
     else:
-        errs = pd.to_numeric(folds.get("sigma_mad_err"), errors="coerce")
-        wide = bool(K_SIGMA * np.nanmedian(errs) > EQUIV_REL * np.nanmean(folds["sigma_mad"]))
-        if not agree:
-            lead = "The folds differ by more than their bootstrap errors"
-        elif wide:
-            lead = ("The folds do not differ beyond their bootstrap errors, but these are too wide "
-                    f"(twice the median error exceeds {100 * EQUIV_REL:g}\\,\\% of $\\smad$) to show that they agree")
-        else:
-            lead = "The folds agree with each other within their bootstrap errors"
-        m["FoldsAgreement"] = lead + f" ($\\chi^2 = {chi2:.1f}$ for {dof} degrees of freedom, Table~\\ref{{tab:t1}})"
-    t2 = pd.read_csv(paths["table2"])
+        lead = "The folds agree with each other within their bootstrap errors"
+    return lead + f" ($\\chi^2 = {chi2:.1f}$ for {dof} degrees of freedom, Table~\\ref{{tab:t1}})"
+
+
+def comparison_macros(t2, bootstrap, mode):
+    """The estimators compared on Table 2's rows (CNN, B16, kNN, Stripe 82, the published row)."""
+    from photoz.latex import b16_name
+
     main, b16, knn = _row(t2, "cnn", "all"), _row(t2, "b16", "all"), _row(t2, "knn", "all")
 
     def word(a, b, words=("lower than", "consistent with", "higher than")):
@@ -600,15 +607,9 @@ def macros(paths, cfg, mode):
         return compare(a["sigma_mad"], b["sigma_mad"], a.get("sigma_mad_err"), b.get("sigma_mad_err"), words) or \
             "not compared with (missing value)"
 
-    from photoz.latex import b16_name, count
-
-    m["BsixteenName"] = b16_name(mode)
-    m["ComparisonRule"] = comparison_rule(main, int(cfg["paper"]["bootstrap"]))
-    m["KnnTraining"] = knn_training(main, knn)
-    m["MainVsBsixteen"] = word(main, b16)
-    m["KnnVsBsixteen"] = word(knn, b16)
-    m["MainVsKnn"] = word(main, knn)
-    m["SeightytwoVsMain"] = word(_row(t2, "cnn", "s82"), main)
+    m = {"BsixteenName": b16_name(mode), "ComparisonRule": comparison_rule(main, int(bootstrap)),
+         "KnnTraining": knn_training(main, knn), "MainVsBsixteen": word(main, b16), "KnnVsBsixteen": word(knn, b16),
+         "MainVsKnn": word(main, knn), "SeightytwoVsMain": word(_row(t2, "cnn", "s82"), main)}
     if main is not None:
         m["MainVsPublished"] = compare(main["sigma_mad"], main.get("pub_sigma_mad"), main.get("sigma_mad_err"), 0.0,
                                        ("lower than", "consistent with", "higher than")) or "not compared with"
@@ -616,38 +617,54 @@ def macros(paths, cfg, mode):
     else:
         m["MainVsPublished"] = "not compared with"
         m["SampleSizeWords"] = "of unknown size compared with"
-    # the network's size against the paper's text and the published code
+    return m
+
+
+def params_macros(ta):
+    """The network's parameter count (Table A.1) against the paper's text and the published code."""
     from photoz import published
 
-    ta = pd.read_csv(paths["tableA1"])
     tot = ta[ta["stage"].astype(str).str.strip().str.startswith("total")]
     ours = int(tot["params"].iloc[0]) if len(tot) else None
     a1 = published.tableA1()
-    for name, ref in (("ParamsVsCode", a1["total_code"]), ("ParamsVsText", a1["total_paper"])):
-        m[name] = "is unknown against" if ours is None else ("agrees with" if ours == int(ref) else "differs from")
-    # the mock's own set-up, in numbers
-    mock = cfg["mock"]
+    return {name: "is unknown against" if ours is None else ("agrees with" if ours == int(ref) else "differs from")
+            for name, ref in (("ParamsVsCode", a1["total_code"]), ("ParamsVsText", a1["total_paper"]))}
+
+
+def mock_macros(mock):
+    """The mock's own set-up, in numbers (its B16-like training sample, the catalogue's E(B-V) scatter)."""
     from photoz.mock.merge import DEEP_FRACTION, DEEP_R_MAX
 
-    m["PhotozTrainingSize"] = f"{int(mock['photoz_training_size']):,}".replace(",", "\\,")
-    m["PhotozK"] = str(int(mock["photoz_k"]))
-    m["PhotozDeepPercent"] = f"{100 * DEEP_FRACTION:.0f}"
-    m["PhotozDeepRMax"] = f"{DEEP_R_MAX:g}"
-    m["EbvScatterPercent"] = f"{100 * float(mock['ebv_sfd_scatter']):.0f}"
-    # the suspect zone
+    return {"PhotozTrainingSize": f"{int(mock['photoz_training_size']):,}".replace(",", "\\,"),
+            "PhotozK": str(int(mock["photoz_k"])), "PhotozDeepPercent": f"{100 * DEEP_FRACTION:.0f}",
+            "PhotozDeepRMax": f"{DEEP_R_MAX:g}", "EbvScatterPercent": f"{100 * float(mock['ebv_sfd_scatter']):.0f}"}
+
+
+def zone_macros(paths, mock, mode):
+    """The zone search's sentences, and (unless ``mode`` is sdss) its validation against the injection."""
     z = _read_json(paths["zone"])
-    m["ZoneSearch"] = zone_sentence(z)
-    m["ZoneTableRow"] = table2_zone_sentence(z)
+    m = {"ZoneSearch": zone_sentence(z), "ZoneTableRow": table2_zone_sentence(z), "ZoneValidation": ""}
     if mode != "sdss":
         if "zone_validation" not in paths:
             raise ValueError("paper variables: mode %r needs the zone validation file (--zone_validation)" % mode)
         v = _read_json(paths["zone_validation"])
-        m["ZoneValidation"] = validation_sentence(v, mock["suspect_zone_error_mag"],
-                                                  mock["suspect_zone_band"])
-    else:
-        m["ZoneValidation"] = ""
-    # the resampler, and the SWarp check of a native run
-    m.update(resampler_macros(paths, cfg))
-    # the bias against E(B-V) with and without the reddening input
-    m["EbvTrend"] = ebv_trend(paths, cfg)
+        m["ZoneValidation"] = validation_sentence(v, mock["suspect_zone_error_mag"], mock["suspect_zone_band"])
+    return m
+
+
+def macros(paths, cfg, mode):
+    """Every number-chosen word and sentence of the paper, as ``name -> LaTeX text``.
+
+    ``paths``: the result files by the keys of ``photoz.paper.RESULT_FILES``;
+    reads ``table1``, ``table2``, ``tableA1``, ``zone`` and, unless ``mode`` is
+    ``sdss``, ``zone_validation``.
+    """
+    paths = {k: Path(v) for k, v in paths.items()}
+    m = {"FoldsAgreement": folds_agreement(pd.read_csv(paths["table1"]))}
+    m.update(comparison_macros(pd.read_csv(paths["table2"]), cfg["paper"]["bootstrap"], mode))
+    m.update(params_macros(pd.read_csv(paths["tableA1"])))
+    m.update(mock_macros(cfg["mock"]))
+    m.update(zone_macros(paths, cfg["mock"], mode))
+    m.update(resampler_macros(paths, cfg))  # the resampler, and the SWarp check of a native run
+    m["EbvTrend"] = ebv_trend(paths, cfg)  # the bias against E(B-V) with and without the reddening input
     return m

@@ -113,45 +113,8 @@ def validate_catalog(df, source="catalog", max_rejected_fraction=0.01):
     reasons = pd.Series("", index=out.index, dtype=object)
     for name, col in SCHEMA.items():
         values = df[name].reset_index(drop=True)
-        if col.dtype.startswith("int"):
-            num = pd.to_numeric(values, errors="coerce")
-            bad = num.isna() & values.notna()
-            if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise CatalogError(f"{source}: column {name} row {i} holds {values[i]!r}, not an integer")
-            if num.isna().any():
-                i = int(np.flatnonzero(num.isna().to_numpy())[0])
-                raise CatalogError(f"{source}: required column {name} is empty in row {i}")
-            if num.dtype.kind == "f" and not np.all(np.mod(num.to_numpy(), 1) == 0):
-                raise CatalogError(f"{source}: column {name} holds non-integer values")
-            info = np.iinfo(col.dtype)
-            if num.dtype.kind in "iu":
-                arr = num.to_numpy()
-                if arr.size and (arr.min() < info.min or arr.max() > info.max):
-                    raise CatalogError(f"{source}: column {name} exceeds the {col.dtype} range")
-            out[name] = num.astype(col.dtype)
-        else:
-            num = pd.to_numeric(values, errors="coerce")
-            bad = num.isna() & values.notna() & (values.astype(str).str.strip() != "")
-            if bad.any():
-                i = int(np.flatnonzero(bad.to_numpy())[0])
-                raise CatalogError(f"{source}: column {name} row {i} holds {values[i]!r}, not a number")
-            num = num.astype("float64").mask(num.isin(SDSS_SENTINELS))
-            out[name] = num
-        arr = out[name].to_numpy(dtype="float64")
-        finite = np.isfinite(arr)
-        if col.required:
-            reasons[~finite] += f"{name} missing;"
-        lo_bad = finite & (arr < col.lo) if col.lo is not None else np.zeros(len(arr), bool)
-        hi_bad = finite & (arr > col.hi) if col.hi is not None else np.zeros(len(arr), bool)
-        oor = lo_bad | hi_bad
-        if col.required:
-            reasons[oor] += f"{name} out of range;"
-        elif oor.any():
-            # optional column: an out-of-range value is unusable, not fatal
-            log.warning("%s: %d values of optional column %s outside [%s, %s] set to NaN",
-                        source, int(oor.sum()), name, col.lo, col.hi)
-            out.loc[oor, name] = np.nan
+        out[name] = _as_int(values, name, col, source) if col.dtype.startswith("int") else _as_float(values, name, source)
+        _check_range(out, reasons, name, col, source)
     for key in ("specObjID", "objID"):
         dup = out[key].duplicated(keep=False)
         if dup.any():
@@ -166,6 +129,54 @@ def validate_catalog(df, source="catalog", max_rejected_fraction=0.01):
                            f"(more than {max_rejected_fraction:.1%}); first: "
                            f"{rejected.head(3).to_dict('records')}")
     return good, rejected
+
+
+def _as_int(values, name, col, source):
+    """An integer column cast to its schema dtype; a non-integer, empty or out-of-dtype value is an error."""
+    num = pd.to_numeric(values, errors="coerce")
+    bad = num.isna() & values.notna()
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise CatalogError(f"{source}: column {name} row {i} holds {values[i]!r}, not an integer")
+    if num.isna().any():
+        i = int(np.flatnonzero(num.isna().to_numpy())[0])
+        raise CatalogError(f"{source}: required column {name} is empty in row {i}")
+    if num.dtype.kind == "f" and not np.all(np.mod(num.to_numpy(), 1) == 0):
+        raise CatalogError(f"{source}: column {name} holds non-integer values")
+    info = np.iinfo(col.dtype)
+    if num.dtype.kind in "iu":
+        arr = num.to_numpy()
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise CatalogError(f"{source}: column {name} exceeds the {col.dtype} range")
+    return num.astype(col.dtype)
+
+
+def _as_float(values, name, source):
+    """A float64 column, SDSS's sentinels as NaN; a non-numeric value is an error."""
+    num = pd.to_numeric(values, errors="coerce")
+    bad = num.isna() & values.notna() & (values.astype(str).str.strip() != "")
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise CatalogError(f"{source}: column {name} row {i} holds {values[i]!r}, not a number")
+    return num.astype("float64").mask(num.isin(SDSS_SENTINELS))
+
+
+def _check_range(out, reasons, name, col, source):
+    """Reject rows whose required ``name`` is missing or out of range; an optional one out of range becomes NaN."""
+    arr = out[name].to_numpy(dtype="float64")
+    finite = np.isfinite(arr)
+    if col.required:
+        reasons[~finite] += f"{name} missing;"
+    lo_bad = finite & (arr < col.lo) if col.lo is not None else np.zeros(len(arr), bool)
+    hi_bad = finite & (arr > col.hi) if col.hi is not None else np.zeros(len(arr), bool)
+    oor = lo_bad | hi_bad
+    if col.required:
+        reasons[oor] += f"{name} out of range;"
+    elif oor.any():
+        # optional column: an out-of-range value is unusable, not fatal
+        log.warning("%s: %d values of optional column %s outside [%s, %s] set to NaN",
+                    source, int(oor.sum()), name, col.lo, col.hi)
+        out.loc[oor, name] = np.nan
 
 
 SPECTRUM_RULE = ("one spectrum per galaxy (bestObjID): the sciencePrimary one; if none or several are "

@@ -302,19 +302,20 @@ def _training_sizes(t, knn, spec, catalog, knn_src):
     return {"cnn": training_size(catalog, spec, [TEST_FOLD], exclude_validation=True), "knn": float(n_knn)}, side
 
 
-def _trial_rows(t, i, ens, pdf, knn, mem_z, edges, n_bootstrap, seed):
-    """The CNN's and the kNN's scores of one point, with the ratio and its errors (bootstrap, members)."""
+def _trial_rows(t, ens, pdf, knn, mem_z, edges, n_bootstrap, seed):
+    """The CNN's and the kNN's scores of one point, with the ratio and its errors (bootstrap, members);
+    ``seed``: the point's own (the scores draw from it, the ratio from ``seed + 2``)."""
     zs = ens["z_spec"].to_numpy(dtype=np.float64)
     crps = metrics.crps(pdf, zs, edges)
     zp = {"cnn": ens["z_phot"].to_numpy(dtype=np.float64), "knn": knn["z_phot"].to_numpy(dtype=np.float64)}
     ratio, ratio_boot = ratio_bootstrap(metrics.delta_z(zp["cnn"], zs), metrics.delta_z(zp["knn"], zs),
-                                        n_bootstrap, seed + 1000 * i + 2)
+                                        n_bootstrap, seed + 2)
     member_err, _ = member_spread(mem_z, zs) if mem_z else (float("nan"), [])
     ratio_member = ratio * member_err / float(metrics.sigma_mad(metrics.delta_z(zp["cnn"], zs)))
     ratio_err = float(np.hypot(ratio_boot, ratio_member))
     rows = []
     for est in ESTIMATORS:
-        s = point_scores(zp[est], zs, crps if est == "cnn" else None, n_bootstrap, seed + 1000 * i)
+        s = point_scores(zp[est], zs, crps if est == "cnn" else None, n_bootstrap, seed)
         boot = s["sigma_mad_err"]
         mem = member_err if est == "cnn" else 0.0  # the kNN is deterministic: one fit, no members
         s["sigma_mad_err"] = float(np.hypot(boot, mem))
@@ -366,7 +367,7 @@ def learning_curve(names, preds, catalog, trials, networks=None, bin_edges=None,
             raise ValueError(f"{ens_src}: PDFs have {pdf.shape[1]} bins, the config's bins.n is {len(edges) - 1}")
         mem_z = _member_z(t, preds.members.get(t, []), ids, zbins.centres(np.asarray(edges, dtype=np.float64)))
         n_train, side = _training_sizes(t, knn, trials[t], catalog, knn_src)
-        for r in _trial_rows(t, i, ens, pdf, knn, mem_z, edges, n_bootstrap, seed):
+        for r in _trial_rows(t, ens, pdf, knn, mem_z, edges, n_bootstrap, seed + 1000 * i):
             est = r["estimator"]
             rows.append({"trial": t, "estimator": est, "network": networks.get(t, "") if est == "cnn" else "",
                          "n_train": n_train[est], "n_train_side": side, **r})

@@ -242,52 +242,11 @@ def read_frame(path):
         The file is missing, truncated, corrupt, or lacks one of the four HDUs
         and columns of the SDSS frame data model; the message names the file.
     """
-    from astropy.io import fits
-
     path = Path(path)
     if not path.exists():
         raise FrameError(f"{path}: frame file not found")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", fits.verify.VerifyWarning)
-            # a .bz2 frame is decoded in one call in memory: measured about half the CPU
-            # time of letting fits.open stream it through BZ2File (0.6 s vs 1.2 s per frame)
-            source = io.BytesIO(bz2.decompress(path.read_bytes())) if path.suffix == ".bz2" else path
-            with fits.open(source, memmap=False, lazy_load_hdus=False) as hdul:
-                if len(hdul) < 3:
-                    raise FrameError(f"{path}: expected >= 3 HDUs (image, calibvec, sky), found {len(hdul)}")
-                header = hdul[0].header.copy()
-                image = hdul[0].data
-                calibvec = hdul[1].data
-                sky = hdul[2].data
-                if image is None or calibvec is None or sky is None:
-                    raise FrameError(f"{path}: an HDU of the frame has no data")
-                image = np.array(image, dtype=np.float32)
-                calibvec = np.array(calibvec, dtype=np.float32).ravel()
-                try:
-                    allsky = np.array(sky["ALLSKY"][0], dtype=np.float32)
-                    xinterp = np.array(sky["XINTERP"][0], dtype=np.float32).ravel()
-                    yinterp = np.array(sky["YINTERP"][0], dtype=np.float32).ravel()
-                except (KeyError, IndexError, TypeError) as err:
-                    raise FrameError(f"{path}: HDU2 lacks the ALLSKY/XINTERP/YINTERP sky table ({err})") from err
-    except FrameError:
-        raise
-    except Exception as err:  # truncated bz2 (EOFError/OSError), bad FITS (OSError/ValueError), ...
-        raise FrameError(f"{path}: unreadable or truncated frame ({type(err).__name__}: {err})") from err
-
-    if image.ndim != 2:
-        raise FrameError(f"{path}: image HDU is {image.ndim}-D, expected 2-D")
-    nrow, ncol = image.shape
-    if calibvec.shape != (ncol,):
-        raise FrameError(f"{path}: calibvec has {calibvec.size} values, expected {ncol} (one per column)")
-    if xinterp.size != ncol or yinterp.size != nrow:
-        raise FrameError(
-            f"{path}: XINTERP/YINTERP have {xinterp.size}/{yinterp.size} values, expected {ncol}/{nrow}"
-        )
-    if allsky.ndim != 2:
-        raise FrameError(f"{path}: ALLSKY has shape {allsky.shape}, expected 2-D")
-    if not np.all(np.isfinite(calibvec)) or np.any(calibvec <= 0):
-        raise FrameError(f"{path}: calibvec has non-positive or non-finite values")
+    header, image, calibvec, allsky, xinterp, yinterp = _read_hdus(path)
+    _check_shapes(path, image, calibvec, allsky, xinterp, yinterp)
     band, run, camcol, field = _identity(header, path)
     wcs = _celestial_wcs(header, path)
     return Frame(
@@ -304,6 +263,55 @@ def read_frame(path):
         field=field,
         path=path,
     )
+
+
+def _read_hdus(path):
+    """``(header, image, calibvec, allsky, xinterp, yinterp)`` of a frame file; any failure is a FrameError."""
+    from astropy.io import fits
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", fits.verify.VerifyWarning)
+            # a .bz2 frame is decoded in one call in memory: measured about half the CPU
+            # time of letting fits.open stream it through BZ2File (0.6 s vs 1.2 s per frame)
+            source = io.BytesIO(bz2.decompress(path.read_bytes())) if path.suffix == ".bz2" else path
+            with fits.open(source, memmap=False, lazy_load_hdus=False) as hdul:
+                if len(hdul) < 3:
+                    raise FrameError(f"{path}: expected >= 3 HDUs (image, calibvec, sky), found {len(hdul)}")
+                header = hdul[0].header.copy()
+                image, calibvec, sky = hdul[0].data, hdul[1].data, hdul[2].data
+                if image is None or calibvec is None or sky is None:
+                    raise FrameError(f"{path}: an HDU of the frame has no data")
+                image = np.array(image, dtype=np.float32)
+                calibvec = np.array(calibvec, dtype=np.float32).ravel()
+                try:
+                    allsky = np.array(sky["ALLSKY"][0], dtype=np.float32)
+                    xinterp = np.array(sky["XINTERP"][0], dtype=np.float32).ravel()
+                    yinterp = np.array(sky["YINTERP"][0], dtype=np.float32).ravel()
+                except (KeyError, IndexError, TypeError) as err:
+                    raise FrameError(f"{path}: HDU2 lacks the ALLSKY/XINTERP/YINTERP sky table ({err})") from err
+    except FrameError:
+        raise
+    except Exception as err:  # truncated bz2 (EOFError/OSError), bad FITS (OSError/ValueError), ...
+        raise FrameError(f"{path}: unreadable or truncated frame ({type(err).__name__}: {err})") from err
+    return header, image, calibvec, allsky, xinterp, yinterp
+
+
+def _check_shapes(path, image, calibvec, allsky, xinterp, yinterp):
+    """The arrays of the SDSS frame data model, consistent with each other; calibvec positive."""
+    if image.ndim != 2:
+        raise FrameError(f"{path}: image HDU is {image.ndim}-D, expected 2-D")
+    nrow, ncol = image.shape
+    if calibvec.shape != (ncol,):
+        raise FrameError(f"{path}: calibvec has {calibvec.size} values, expected {ncol} (one per column)")
+    if xinterp.size != ncol or yinterp.size != nrow:
+        raise FrameError(
+            f"{path}: XINTERP/YINTERP have {xinterp.size}/{yinterp.size} values, expected {ncol}/{nrow}"
+        )
+    if allsky.ndim != 2:
+        raise FrameError(f"{path}: ALLSKY has shape {allsky.shape}, expected 2-D")
+    if not np.all(np.isfinite(calibvec)) or np.any(calibvec <= 0):
+        raise FrameError(f"{path}: calibvec has non-positive or non-finite values")
 
 
 def noise_sigma(frame, gain, dark_variance):

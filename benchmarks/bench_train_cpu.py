@@ -206,7 +206,7 @@ def learning(epochs, n_train, n_val, seeds, threads=1):
                 cfg = train_config(epochs=epochs, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=threads,
                                   channels_last=cl, amp=amp, compile=comp, fused=comp, **NETWORKS["reduced"])
                 t = time.perf_counter()
-                hist = train_members(cfg, tr, z[:n_train], e[:n_train], va, z[n_train:], e[n_train:], [s],
+                hist = train_members(cfg, (tr, z[:n_train], e[:n_train]), (va, z[n_train:], e[n_train:]), [s],
                                      [Path(tmp) / f"{name}{s}"])[0]
                 res.setdefault(name, []).append(([r["val_sigma_mad"] for r in hist], [r["val_loss"] for r in hist],
                                                  time.perf_counter() - t))
@@ -227,7 +227,7 @@ tr, va = ResidentImages(x[:160], "cpu"), ResidentImages(x[160:], "cpu")
 cfg = train_config(epochs=1, batch_size=32, learning_rate=1e-3, device="cpu", num_threads=1, width={width}, dense={dense},
                   channels_last="true", amp={amp!r}, compile={comp!r}, fused={comp!r})
 with tempfile.TemporaryDirectory() as tmp:
-    train_members(cfg, tr, z[:160], e[:160], va, z[160:], e[160:], [1], [Path(tmp) / "m"])
+    train_members(cfg, (tr, z[:160], e[:160]), (va, z[160:], e[160:]), [1], [Path(tmp) / "m"])
 print(time.perf_counter() - t0)
 """
 

@@ -75,7 +75,7 @@ def _run_loop(settings, out):
     x, z, e, xv, zv, ev = _data()
     cfg = train_config(**settings)
     dev = "cuda" if settings["device"] == "cuda" else "cpu"
-    hist = train_members(cfg, ResidentImages(x, dev), z, e, ResidentImages(xv, dev), zv, ev, [SEED], [out])[0]
+    hist = train_members(cfg, (ResidentImages(x, dev), z, e), (ResidentImages(xv, dev), zv, ev), [SEED], [out])[0]
     model, _ = load_member(Path(out) / "checkpoint.pt")
     with torch.no_grad():
         p = torch.softmax(model(torch.from_numpy(xv), torch.from_numpy(ev)), -1).double().numpy()

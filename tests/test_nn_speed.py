@@ -66,7 +66,7 @@ def _run(shards, out, source="memmap", **settings):
     cfg = train_config(**dict(REFERENCE, **settings))
     tr, va = shards["train"], shards["val"]
     trs, vas = shards[source]
-    hist = train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [out])[0]
+    hist = train_members(cfg, (trs, tr.z, tr.ebv), (vas, va.z, va.ebv), [5], [out])[0]
     model, _ = load_member(out / "checkpoint.pt")
     with torch.no_grad():
         p = torch.softmax(model(vas.batch(torch.arange(len(vas))), torch.as_tensor(va.ebv)), -1).double().numpy()
@@ -144,8 +144,8 @@ def test_new_cpu_default_compiled_bf16_learns_like_fp32_and_resumes_bit_identica
     cfg = train_config(**dict(REFERENCE, batch_size=24, **NEW_CPU))
     tr, va = shards["train"], shards["val"]
     trs, vas = shards["memmap"]
-    assert train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [tmp_path / "k"], stop_after_iterations=9) is None
-    hist = train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [tmp_path / "k"])[0]
+    assert train_members(cfg, (trs, tr.z, tr.ebv), (vas, va.z, va.ebv), [5], [tmp_path / "k"], stop_after_iterations=9) is None
+    hist = train_members(cfg, (trs, tr.z, tr.ebv), (vas, va.z, va.ebv), [5], [tmp_path / "k"])[0]
     assert [r["train_loss"] for r in hist] == run[0] and [r["val_loss"] for r in hist] == run[1]
 
 
@@ -175,8 +175,8 @@ def test_kill_and_resume_bit_identical_with_channels_last(shards, tmp_path):
     cfg = train_config(**dict(REFERENCE, **fast))
     tr, va = shards["train"], shards["val"]
     trs, vas = shards["memmap"]
-    assert train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [tmp_path / "b"], stop_after_iterations=13) is None
-    b_hist = train_members(cfg, trs, tr.z, tr.ebv, vas, va.z, va.ebv, [5], [tmp_path / "b"])[0]
+    assert train_members(cfg, (trs, tr.z, tr.ebv), (vas, va.z, va.ebv), [5], [tmp_path / "b"], stop_after_iterations=13) is None
+    b_hist = train_members(cfg, (trs, tr.z, tr.ebv), (vas, va.z, va.ebv), [5], [tmp_path / "b"])[0]
     assert [r["train_loss"] for r in b_hist] == a[0] and [r["val_loss"] for r in b_hist] == a[1]
 
 

@@ -49,7 +49,7 @@ def small():
 def test_tiny_run_learns(data, tmp_path):
     tr, zt, et, va, zv, ev = data
     cfg = train_config(epochs=4, learning_rate=1e-3, **dict(TINY, dense=64))
-    hist = train_members(cfg, tr, zt, et, va, zv, ev, [7], [tmp_path / "m"])[0]
+    hist = train_members(cfg, (tr, zt, et), (va, zv, ev), [7], [tmp_path / "m"])[0]
     assert [r["epoch"] for r in hist] == [1, 2, 3, 4]
     assert hist[-1]["iteration"] == 4 * 30
     assert hist[-1]["val_loss"] < hist[0]["val_loss"] - 0.1
@@ -76,15 +76,15 @@ def test_tiny_run_learns(data, tmp_path):
 def test_kill_and_resume_is_identical(small, tmp_path):
     tr, zt, et, va, zv, ev = small
     cfg = train_config(epochs=3, learning_rate=1e-3, **TINY)
-    ref = train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "a"])[0]
+    ref = train_members(cfg, (tr, zt, et), (va, zv, ev), [3], [tmp_path / "a"])[0]
     # killed in the middle of epoch 2 (after 10 + 7 iterations), then restarted twice
-    assert train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"], stop_after_iterations=17) is None
+    assert train_members(cfg, (tr, zt, et), (va, zv, ev), [3], [tmp_path / "b"], stop_after_iterations=17) is None
     assert (tmp_path / "b" / "resume.pt").exists() and not (tmp_path / "b" / "checkpoint.pt").exists()
     # a scheduler removes the declared outputs of a failed job; resume.pt stays
     (tmp_path / "b" / "best.pt").unlink()
     (tmp_path / "b" / "metrics.csv").unlink()
-    assert train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"], stop_after_iterations=13) is None
-    res = train_members(cfg, tr, zt, et, va, zv, ev, [3], [tmp_path / "b"])[0]
+    assert train_members(cfg, (tr, zt, et), (va, zv, ev), [3], [tmp_path / "b"], stop_after_iterations=13) is None
+    res = train_members(cfg, (tr, zt, et), (va, zv, ev), [3], [tmp_path / "b"])[0]
     strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]  # noqa: E731
     assert strip(res) == strip(ref)
     a = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
@@ -105,24 +105,24 @@ def test_kill_and_resume_is_identical(small, tmp_path):
 def test_settings_change_restarts(small, tmp_path):
     tr, zt, et, va, zv, ev = small
     cfg = train_config(epochs=2, learning_rate=1e-3, **TINY)
-    train_members(cfg, tr, zt, et, va, zv, ev, [1], [tmp_path / "c"], stop_after_iterations=12)
+    train_members(cfg, (tr, zt, et), (va, zv, ev), [1], [tmp_path / "c"], stop_after_iterations=12)
     cfg2 = train_config(epochs=2, learning_rate=5e-4, **TINY)
-    hist = train_members(cfg2, tr, zt, et, va, zv, ev, [1], [tmp_path / "c"], stop_after_iterations=None)[0]
-    ref = train_members(cfg2, tr, zt, et, va, zv, ev, [1], [tmp_path / "d"])[0]
+    hist = train_members(cfg2, (tr, zt, et), (va, zv, ev), [1], [tmp_path / "c"], stop_after_iterations=None)[0]
+    ref = train_members(cfg2, (tr, zt, et), (va, zv, ev), [1], [tmp_path / "d"])[0]
     assert [r["val_loss"] for r in hist] == [r["val_loss"] for r in ref]
 
 
 def test_max_iterations_stops_mid_epoch(small, tmp_path):
     tr, zt, et, va, zv, ev = small
     cfg = train_config(epochs=5, max_iterations=14, learning_rate=1e-3, **TINY)
-    hist = train_members(cfg, tr, zt, et, va, zv, ev, [2], [tmp_path / "e"])[0]
+    hist = train_members(cfg, (tr, zt, et), (va, zv, ev), [2], [tmp_path / "e"])[0]
     assert [(r["epoch"], r["iteration"]) for r in hist] == [(1, 10), (2, 14)]
 
 
 def test_min_iterations_adds_epochs_to_small_sets(small, tmp_path):
     tr, zt, et, va, zv, ev = small
     cfg = train_config(epochs=1, min_iterations=25, learning_rate=1e-3, **TINY)
-    hist = train_members(cfg, tr, zt, et, va, zv, ev, [2], [tmp_path / "m"])[0]
+    hist = train_members(cfg, (tr, zt, et), (va, zv, ev), [2], [tmp_path / "m"])[0]
     # 10 steps per epoch: 3 epochs reach 25 iterations
     assert [(r["epoch"], r["iteration"]) for r in hist] == [(1, 10), (2, 20), (3, 30)]
     assert n_epochs(train_config(epochs=4, min_iterations=25, **TINY), 1000) == 4
@@ -132,8 +132,8 @@ def test_members_trained_together_equal_separate_runs(small, tmp_path):
     """Two members in one process: each learns exactly (bit for bit on the CPU) what it learns alone."""
     tr, zt, et, va, zv, ev = small
     cfg = train_config(epochs=1, learning_rate=1e-3, **TINY)
-    both = train_members(cfg, tr, zt, et, va, zv, ev, [4, 9], [tmp_path / "s4", tmp_path / "s9"])
-    one = train_members(cfg, tr, zt, et, va, zv, ev, [9], [tmp_path / "t9"])[0]
+    both = train_members(cfg, (tr, zt, et), (va, zv, ev), [4, 9], [tmp_path / "s4", tmp_path / "s9"])
+    one = train_members(cfg, (tr, zt, et), (va, zv, ev), [9], [tmp_path / "t9"])[0]
     assert both[1][0]["val_loss"] == one[0]["val_loss"] and both[1][0]["train_loss"] == one[0]["train_loss"]
     assert both[0][0]["val_loss"] != both[1][0]["val_loss"]
     m1, _ = load_member(tmp_path / "s9" / "checkpoint.pt")
@@ -166,7 +166,7 @@ def test_without_validation_galaxies(small, tmp_path):
     tr, zt, et, va, zv, ev = small
     empty = ResidentImages(np.zeros((0, 5, 64, 64), np.float32), "cpu")
     cfg = train_config(epochs=1, max_iterations=3, learning_rate=1e-3, **TINY)
-    hist = train_members(cfg, tr, zt, et, empty, zv[:0], ev[:0], [1], [tmp_path / "v"])[0]
+    hist = train_members(cfg, (tr, zt, et), (empty, zv[:0], ev[:0]), [1], [tmp_path / "v"])[0]
     assert len(hist) == 1 and np.isnan(hist[0]["val_loss"])
     assert (tmp_path / "v" / "best.pt").exists()
 

@@ -613,8 +613,19 @@ def _validate(cfg, sp, nets, val, G):
                     zbins.midpoints(cfg.n_bins, cfg.z_min, cfg.z_max), zbins.edges(cfg.n_bins, cfg.z_min, cfg.z_max))
 
 
-def _record_epoch(cfg, net, opt, st, g, row, seeds, fp, out_dirs, rng, last):
+@dataclass
+class _Members:
+    """What stays fixed while members train: their settings, seeds, fingerprint and folders."""
+
+    cfg: TrainConfig
+    seeds: list
+    fp: dict
+    out_dirs: list
+
+
+def _record_epoch(run, net, opt, st, g, row, rng, last):
     """Member ``g``'s row, best.pt (if improved), resume.pt and metrics.csv. Returns whether it improved."""
+    cfg, seeds, fp, out_dirs = run.cfg, run.seeds, run.fp, run.out_dirs
     st.history[g].append(row)
     member = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
     improved = not (row["val_loss"] >= st.best[g][0])  # NaN-safe: no validation -> every epoch is "best"
@@ -644,16 +655,53 @@ def _finish(st, out_dirs):
         os.replace(f, d / "checkpoint.pt")
 
 
-def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, seeds, out_dirs,
-                  stop_after_iterations=None, logger=None):
+def _epoch_end(run, nets, opts, st, rows, progress, writers, logger):
+    """Record each member's epoch (checkpoints, metrics.csv, TensorBoard) and log it.
+
+    ``progress``: ``(epochs, last, n_seen)``, the epochs of the run, whether this one is its last,
+    and the images each member saw in it.
+    """
+    rng = _rng_states()
+    (epochs, last, n_seen), seconds = progress, rows[0]["seconds"]
+    for g, row in enumerate(rows):
+        improved = _record_epoch(run, nets[g], opts[g], st, g, row, rng, last)
+        if writers:
+            for k in ("train_loss", "val_loss", "val_sigma_mad"):
+                writers[g].add_scalar(k, row[k], row["epoch"])
+        logger.info("seed %d epoch %d/%d it %d: train_loss %.4f val_loss %.4f val_sigma_mad %.4f (%.1f s, %.0f img/s)%s",
+                    run.seeds[g], row["epoch"], epochs, st.iteration, row["train_loss"], row["val_loss"],
+                    row["val_sigma_mad"], seconds, len(rows) * n_seen / max(seconds, 1e-9), " *best" if improved else "")
+
+
+def _as_tensors(cfg, sp, train, val):
+    """The training data ``(source, classes on the device, E(B-V) on the device)`` and the validation
+    data ``(source, classes, E(B-V), z)``."""
+    (train_src, train_z, train_ebv), (val_src, val_z, val_ebv) = train, val
+    classes = lambda z: torch.as_tensor(zbins.to_class(z, cfg.n_bins, cfg.z_min, cfg.z_max))  # noqa: E731
+    data = (train_src, classes(train_z).to(sp.device), torch.tensor(np.array(train_ebv, dtype=np.float32)).to(sp.device))
+    return data, (val_src, classes(val_z), torch.tensor(np.array(val_ebv, dtype=np.float32)), val_z)
+
+
+def _announce(cfg, sp, seeds, n, n_val, logger):
+    """Log what is about to train; return the number of epochs (:func:`n_epochs`)."""
+    logger.info("training %d member(s) (seeds %s) on %s: %d galaxies, %d validation, %d steps/epoch, "
+                "amp=%s channels_last=%s compile=%s fused=%s cuda_graph=%s", len(seeds), list(seeds), sp.device, n,
+                n_val, math.ceil(n / cfg.batch_size), sp.amp, sp.channels_last, sp.compile, sp.fused, sp.graph)
+    epochs = n_epochs(cfg, n)
+    if epochs != cfg.epochs:
+        logger.info("%d epochs instead of %d: %d steps per epoch, min_iterations %d", epochs, cfg.epochs,
+                    math.ceil(n / cfg.batch_size), cfg.min_iterations)
+    return epochs
+
+
+def train_members(cfg, train, val, seeds, out_dirs, stop_after_iterations=None, logger=None):
     """Train one member per seed; member ``m`` writes to ``out_dirs[m]``.
 
     Parameters
     ----------
     cfg : TrainConfig
-    train_src, val_src : image sources (``len`` and ``batch(idx)``; see ``photoz.nn.data``)
-    train_z, val_z : spectroscopic redshifts (numpy)
-    train_ebv, val_ebv : E(B-V) (numpy)
+    train, val : ``(source, z, ebv)``: the image source (``len`` and ``batch(idx)``; see
+        ``photoz.nn.data``), the spectroscopic redshifts and E(B-V) (numpy)
     seeds : list of int, one per member
     out_dirs : list of directories; each receives ``checkpoint.pt``, ``best.pt``,
         ``metrics.csv`` and, while running, ``resume.pt``
@@ -666,30 +714,22 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
     logger = logger or log
     sp = SpeedSettings.resolve(cfg)
     _configure_torch(cfg, sp)
-    G, n = len(seeds), len(train_src)
+    G, n = len(seeds), len(train[0])
     if n == 0:
         raise ValueError("train_members: no training galaxies")
     out_dirs = [Path(d) for d in out_dirs]
-    classes = lambda z: torch.as_tensor(zbins.to_class(z, cfg.n_bins, cfg.z_min, cfg.z_max))  # noqa: E731
-    data = (train_src, classes(train_z).to(sp.device), torch.tensor(np.array(train_ebv, dtype=np.float32)).to(sp.device))
-    val = (val_src, classes(val_z), torch.tensor(np.array(val_ebv, dtype=np.float32)), val_z)
-
+    data, val = _as_tensors(cfg, sp, train, val)
     nets, opts, fwds = _build(cfg, sp, seeds)
     fp = dict(cfg.fingerprint(), seeds=list(map(int, seeds)), n_train=n)
+    run = _Members(cfg, list(seeds), fp, out_dirs)
     st = _resume(nets, opts, fp, seeds, [d / RESUME_NAME for d in out_dirs], logger)
     full = partial(train_step, fwds, opts, amp=sp.amp)
     if sp.graph:
         full = GraphedStep(fwds, opts, (G, cfg.batch_size), sp.amp, sp.device)
     steps = (full, partial(train_step, list(nets), opts, amp=sp.amp))
     writers = _tensorboard_writers(out_dirs)
-    logger.info("training %d member(s) (seeds %s) on %s: %d galaxies, %d validation, %d steps/epoch, "
-                "amp=%s channels_last=%s compile=%s fused=%s cuda_graph=%s", G, list(seeds), sp.device, n, len(val_src),
-                math.ceil(n / cfg.batch_size), sp.amp, sp.channels_last, sp.compile, sp.fused, sp.graph)
+    epochs = _announce(cfg, sp, seeds, n, len(val[0]), logger)
     budget = [stop_after_iterations]
-    epochs = n_epochs(cfg, n)
-    if epochs != cfg.epochs:
-        logger.info("%d epochs instead of %d: %d steps per epoch, min_iterations %d", epochs, cfg.epochs,
-                    math.ceil(n / cfg.batch_size), cfg.min_iterations)
     nets.train()
     for epoch in range(st.start_epoch, epochs):
         if st.iteration >= cfg.max_iterations:
@@ -702,18 +742,10 @@ def train_members(cfg, train_src, train_z, train_ebv, val_src, val_z, val_ebv, s
         train_loss, n_seen = done
         vals = _validate(cfg, sp, list(nets), val, G)
         seconds = time.time() - t0
+        rows = [{"epoch": epoch + 1, "iteration": st.iteration, "train_loss": float(train_loss[g]),
+                 "seconds": seconds, **vals[g]} for g in range(G)]
         last = epoch + 1 >= epochs or st.iteration >= cfg.max_iterations
-        rng = _rng_states()
-        for g in range(G):
-            row = {"epoch": epoch + 1, "iteration": st.iteration, "train_loss": float(train_loss[g]),
-                   "seconds": seconds, **vals[g]}
-            improved = _record_epoch(cfg, nets[g], opts[g], st, g, row, seeds, fp, out_dirs, rng, last)
-            if writers:
-                for k in ("train_loss", "val_loss", "val_sigma_mad"):
-                    writers[g].add_scalar(k, row[k], epoch + 1)
-            logger.info("seed %d epoch %d/%d it %d: train_loss %.4f val_loss %.4f val_sigma_mad %.4f (%.1f s, %.0f img/s)%s",
-                        seeds[g], epoch + 1, epochs, st.iteration, row["train_loss"], row["val_loss"],
-                        row["val_sigma_mad"], seconds, G * n_seen / max(seconds, 1e-9), " *best" if improved else "")
+        _epoch_end(run, nets, opts, st, rows, (epochs, last, n_seen), writers, logger)
     if writers:
         for w in writers:
             w.close()
@@ -733,18 +765,16 @@ def member_seed(master_seed, trial, fold, member):
     return int(ss.generate_state(1, dtype=np.uint32)[0])
 
 
-def main(argv=None):
-    """``python -m photoz train``: train members of one trial and fold."""
+def _parser():
     import argparse
-
-    from photoz.io import setup_logging
 
     ap = argparse.ArgumentParser(prog="photoz train", description="Train ensemble members of one trial and fold.")
     ap.add_argument("--shards", default="results/shards", help="directory with shard-*.npy and catalog.parquet")
     ap.add_argument("--split-npz", help="read the split from this .npz instead of the catalog (no pandas needed)")
     ap.add_argument("--export-split", help="write the split to this .npz and exit")
     ap.add_argument("--trial", required=True)
-    ap.add_argument("--trial-json", required=True, help="the trial's config entry (JSON; with --split-npz only its ebv_input is read)")
+    ap.add_argument("--trial-json", required=True,
+                    help="the trial's config entry (JSON; with --split-npz only its ebv_input is read)")
     ap.add_argument("--fold", type=int, default=0)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="member numbers; several train stacked in one process")
     ap.add_argument("--master-seed", type=int, required=True, help="the config's seed: each member's seed derives from it")
@@ -756,13 +786,52 @@ def main(argv=None):
     ap.add_argument("--force", action="store_true",
                     help="retrain members that already finished with the same settings (default: skip them)")
     ap.add_argument("--log")
-    a = ap.parse_args(argv)
+    return ap
+
+
+def _members_to_train(a, cfg, n_train, logger):
+    """``(seeds, out_dirs)`` of the asked-for members that have not finished with these settings (all with --force)."""
+    seeds = [member_seed(a.master_seed, a.trial, a.fold, s) for s in a.seeds]
+    out_dirs = [Path(a.out_root) / a.trial / f"fold{a.fold}" / f"seed{s}" for s in a.seeds]
+    todo = [g for g, (seed, d) in enumerate(zip(seeds, out_dirs))
+            if a.force or not finished_member(d, dict(cfg.fingerprint(), seeds=[seed], n_train=n_train))]
+    for g in sorted(set(range(len(seeds))) - set(todo)):
+        logger.info("member %d (%s) already trained with these settings: kept (--force retrains it)", a.seeds[g], out_dirs[g])
+    return [seeds[g] for g in todo], [out_dirs[g] for g in todo]
+
+
+def _sources(a, cfg, parts):
+    """The training and validation image sources (resident in device memory or memory-mapped)."""
+    from .data import ShardStore, make_source
+
+    device = resolve_device(cfg.device)
+    if not a.split_npz:
+        try:  # cheap check (shapes and sizes) of the shards against their manifest
+            from photoz.dataset.shards import verify_manifest
+        except ImportError:
+            verify_manifest = None
+        if verify_manifest is not None and (Path(a.shards) / "manifest.json").exists():
+            verify_manifest(a.shards, checksums=False)
+    store = ShardStore(a.shards)
+    dtype = torch.bfloat16 if cfg.resident_dtype == "bfloat16" and device.type == "cuda" else torch.float32
+    resident = {"true": True, "false": False}.get(str(cfg.resident).lower(), "auto")
+    return (make_source(store, parts["train"], device, resident, dtype),
+            make_source(store, parts["val"], device, resident, dtype))
+
+
+def main(argv=None):
+    """``python -m photoz train``: train members of one trial and fold."""
+    import resource
+
+    from photoz.io import setup_logging
+
+    from .data import SplitArrays, split_from_catalog
+
+    a = _parser().parse_args(argv)
     logger = setup_logging(a.log, name="photoz")
     if a.compile_cache:
         Path(a.compile_cache).mkdir(parents=True, exist_ok=True)
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(Path(a.compile_cache).resolve())
-    from .data import ShardStore, SplitArrays, make_source, split_from_catalog
-
     cfgd = json.loads(a.config_json)
     trial = json.loads(a.trial_json)
     cfg = TrainConfig.from_dicts(cfgd.get("training"), cfgd.get("network"), cfgd.get("bins"),
@@ -775,35 +844,15 @@ def main(argv=None):
         SplitArrays.save_npz(a.export_split, parts)
         logger.info("split written to %s", a.export_split)
         return 0
-    seeds = [member_seed(a.master_seed, a.trial, a.fold, s) for s in a.seeds]
-    out_dirs = [Path(a.out_root) / a.trial / f"fold{a.fold}" / f"seed{s}" for s in a.seeds]
-    todo = [g for g, (seed, d) in enumerate(zip(seeds, out_dirs))
-            if a.force or not finished_member(d, dict(cfg.fingerprint(), seeds=[seed], n_train=len(parts["train"])))]
-    for g in sorted(set(range(len(seeds))) - set(todo)):
-        logger.info("member %d (%s) already trained with these settings: kept (--force retrains it)", a.seeds[g], out_dirs[g])
-    if not todo:
+    seeds, out_dirs = _members_to_train(a, cfg, len(parts["train"]), logger)
+    if not seeds:
         return 0
-    seeds, out_dirs = [seeds[g] for g in todo], [out_dirs[g] for g in todo]
-    device = resolve_device(cfg.device)
-    if not a.split_npz:
-        try:  # cheap check (shapes and sizes) of the shards against their manifest
-            from photoz.dataset.shards import verify_manifest
-        except ImportError:
-            verify_manifest = None
-        if verify_manifest is not None and (Path(a.shards) / "manifest.json").exists():
-            verify_manifest(a.shards, checksums=False)
-    store = ShardStore(a.shards)
-    dtype = torch.bfloat16 if cfg.resident_dtype == "bfloat16" and device.type == "cuda" else torch.float32
-    resident = {"true": True, "false": False}.get(str(cfg.resident).lower(), "auto")
     tr, va = parts["train"], parts["val"]
     t0 = time.time()
-    train_src = make_source(store, tr, device, resident, dtype)
-    val_src = make_source(store, va, device, resident, dtype)
+    train_src, val_src = _sources(a, cfg, parts)
     logger.info("trial %s fold %d: %d train, %d validation galaxies loaded in %.1f s (%s)", a.trial, a.fold, len(tr),
                 len(va), time.time() - t0, type(train_src).__name__)
-    train_members(cfg, train_src, tr.z, tr.ebv, val_src, va.z, va.ebv, seeds, out_dirs, logger=logger)
-    import resource
-
+    train_members(cfg, (train_src, tr.z, tr.ebv), (val_src, va.z, va.ebv), seeds, out_dirs, logger=logger)
     ru = resource.getrusage(resource.RUSAGE_SELF)
     logger.info("done in %.1f s wall, %.1f s CPU", time.time() - t0, ru.ru_utime + ru.ru_stime)
     return 0

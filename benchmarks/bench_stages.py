@@ -114,8 +114,8 @@ def main():
         gal = pd.read_parquet(res / "frames" / "galaxies.parquet", columns=["specObjID", "group", "frames"])
         n_grp = int((gal["group"] == a.group).sum())
         with Timer() as t:
-            man = retrieve_group(gal, a.group, "file://" + str(res / "mock" / "sas"), cfg["sdss"]["rerun"],
-                                 tmp / "frames", parallel=1)
+            man = retrieve_group(gal, a.group, "file://" + str(res / "mock" / "sas"), tmp / "frames",
+                                 dict(cfg["sdss"], parallel_downloads=1))
         rows.append(("retrieval", "group %d" % a.group, t.cpu, n_grp,
                      f"{man['n_frames']} frames, {t.cpu / max(man['n_frames'], 1):.2f} s per frame"))
         # --- cutouts: SWarp (old default) against native (new) on the same galaxies

@@ -22,6 +22,15 @@ def cutouts_section(**override):
     return fill_section("cutouts", {"resampler": "native", "size": 64, "pixel_scale": 0.396,
                                     "partial_coverage": "zero_fill", **override})
 
+
+def sdss_section(rerun=301, **override):
+    """An ``sdss`` config section: DR12 at ``rerun``, placeholder archive addresses, the schema's
+    defaults for the rest, and ``override`` (e.g. ``parallel_downloads``)."""
+    from photoz.config import fill_section
+
+    return fill_section("sdss", {"data_release": 12, "rerun": rerun, "skyserver_url": "https://unused.example",
+                                 "sas_url": "https://unused.example", **override})
+
 def synthetic_frame(path, ra_c, dec_c, band="r", run=9001, camcol=1, field=11, shape=(400, 600),
                     sources=(), noise=0.03, seed=0, truncate=False, pixscale=0.396127):
     """Write a synthetic frame ``path`` (``.fits`` or ``.fits.bz2``).

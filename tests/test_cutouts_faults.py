@@ -20,7 +20,7 @@ import pytest
 from astropy.io import fits
 
 from photoz.cutouts import group as cg
-from synthetic_frames import cutouts_section, synthetic_frame
+from synthetic_frames import cutouts_section, sdss_section, synthetic_frame
 from photoz.sdss.frames import BANDS
 from photoz.sdss.sas import frame_name, retrieve_group
 
@@ -66,7 +66,7 @@ def setup(tmp_path):
 
 def _retrieve(tmp_path, sas, gal):
     out = tmp_path / "frames" / "group-0"
-    retrieve_group(gal, 0, f"file://{sas}", 301, out)
+    retrieve_group(gal, 0, f"file://{sas}", out, sdss_section(301))
     return out / "MANIFEST.json"
 
 

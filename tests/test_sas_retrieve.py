@@ -20,6 +20,8 @@ from photoz.sdss import sas
 from photoz.sdss.sas import RetrievalError, frame_name, frame_url, retrieve_group, verify_frame
 from photoz.sdss.sas_server import serve_sas
 
+from synthetic_frames import sdss_section as _sdss
+
 FIELDS = [(9001, 1, 11), (9001, 1, 12), (9101, 3, 11)]
 BANDS = "ugriz"
 
@@ -76,8 +78,8 @@ def test_url_layout():
 def test_every_fault_is_survived(sas_tree, galaxies, tmp_path, fault):
     target = frame_name("g", 9001, 1, 12)
     with serve_sas(sas_tree, faults={target: [fault, fault]}, fault_delay=1.5) as s:
-        man = retrieve_group(galaxies, 0, s.url, 301, tmp_path / "out", parallel=3, timeout=0.5, max_retries=4,
-                             backoff_base=0.001)
+        man = retrieve_group(galaxies, 0, s.url, tmp_path / "out",
+                             _sdss(301, parallel_downloads=3, timeout_s=0.5, max_retries=4), backoff_base=0.001)
         hits = [r for r in s.requests if r[0].endswith(target)]
     assert [f for _, _, f in hits][:2] == [fault, fault]
     assert man["n_frames"] == 10 and man["n_galaxies"] == 2
@@ -92,7 +94,8 @@ def test_reset_download_resumes_with_range(sas_tree, galaxies, tmp_path):
     big.writeto(buf)
     (sas_tree / "301" / "9101" / "3" / target).write_bytes(bz2.compress(buf.getvalue()))  # > 4 chunks of 64 KiB
     with serve_sas(sas_tree, faults={target: ["reset"]}) as s:
-        retrieve_group(galaxies, 1, s.url, 301, tmp_path / "out", parallel=1, max_retries=3, backoff_base=0.001)
+        retrieve_group(galaxies, 1, s.url, tmp_path / "out", _sdss(301, parallel_downloads=1, max_retries=3),
+                       backoff_base=0.001)
         ranges = [rng for p, rng, _ in s.requests if p.endswith(target)]
     assert ranges[0] is None and ranges[1] is not None and ranges[1].startswith("bytes=")
     check_manifest(tmp_path / "out", sas_tree, galaxies, 1)
@@ -102,7 +105,8 @@ def test_persistent_corruption_is_listed_unavailable_not_fatal(sas_tree, galaxie
     target = frame_name("z", 9001, 1, 11)
     out = tmp_path / "out"
     with serve_sas(sas_tree, faults={target: ["corrupt"] * 10}) as s:
-        man = retrieve_group(galaxies, 0, s.url, 301, out, parallel=2, max_retries=2, backoff_base=0.001)
+        man = retrieve_group(galaxies, 0, s.url, out, _sdss(301, parallel_downloads=2, max_retries=2),
+                             backoff_base=0.001)
         assert sum(p.endswith(target) for p, _, _ in s.requests) == 3  # retried, then given up
     assert [u["name"] for u in man["unavailable"]] == [target]
     assert "bzip2" in man["unavailable"][0]["reason"] and target in man["unavailable"][0]["reason"]
@@ -116,18 +120,19 @@ def test_failed_retrieval_keeps_verified_frames_and_rerun_fetches_only_the_missi
     out = tmp_path / "out"
     with serve_sas(sas_tree, faults={target: ["500"] * 3}) as s:
         with pytest.raises(RetrievalError, match=f"1 of 10 frames.*{target}.*HTTP 500"):
-            retrieve_group(galaxies, 0, s.url, 301, out, parallel=2, max_retries=2, backoff_base=0.001)
+            retrieve_group(galaxies, 0, s.url, out, _sdss(301, parallel_downloads=2, max_retries=2),
+                           backoff_base=0.001)
         assert len(s.requests) == 9 + 3
     assert not (out / "MANIFEST.json").exists()
     assert len(list(out.glob("*.fits.bz2"))) == 9 and not (out / target).exists()
     with serve_sas(sas_tree) as s:
-        retrieve_group(galaxies, 0, s.url, 301, out, parallel=2, backoff_base=0.001)
+        retrieve_group(galaxies, 0, s.url, out, _sdss(301, parallel_downloads=2), backoff_base=0.001)
         fetched = [p for p, _, _ in s.requests]
     assert len(fetched) == 1 and fetched[0].endswith(target)
     check_manifest(out, sas_tree, galaxies, 0)
     # a third run (e.g. Snakemake rerunning the job) fetches nothing
     with serve_sas(sas_tree) as s:
-        retrieve_group(galaxies, 0, s.url, 301, out, parallel=2, backoff_base=0.001)
+        retrieve_group(galaxies, 0, s.url, out, _sdss(301, parallel_downloads=2), backoff_base=0.001)
         assert s.requests == []
     check_manifest(out, sas_tree, galaxies, 0)
 
@@ -136,7 +141,7 @@ def test_missing_frame_is_listed_after_one_request(sas_tree, galaxies, tmp_path)
     name = frame_name("i", 9101, 3, 11)
     (sas_tree / "301" / "9101" / "3" / name).unlink()
     with serve_sas(sas_tree) as s:
-        man = retrieve_group(galaxies, 1, s.url, 301, tmp_path / "out", max_retries=5, backoff_base=0.001)
+        man = retrieve_group(galaxies, 1, s.url, tmp_path / "out", _sdss(301, max_retries=5), backoff_base=0.001)
         assert sum(p.endswith(name) for p, _, _ in s.requests) == 1
     assert [(u["name"], "404" in u["reason"]) for u in man["unavailable"]] == [(name, True)]
     assert man["n_frames"] == 4
@@ -149,7 +154,7 @@ def test_local_source_is_not_retried(sas_tree, galaxies, tmp_path, monkeypatch):
     (sas_tree / "301" / "9001" / "1" / frame_name("u", 9001, 1, 12)).unlink()  # missing at the source
     sleeps = []
     monkeypatch.setattr(sas.time, "sleep", lambda s: sleeps.append(s))
-    man = retrieve_group(galaxies, 0, f"file://{sas_tree}", 301, tmp_path / "out", max_retries=6,
+    man = retrieve_group(galaxies, 0, f"file://{sas_tree}", tmp_path / "out", _sdss(301, max_retries=6),
                          backoff_base=30.0)
     assert sleeps == []
     assert sorted(u["name"] for u in man["unavailable"]) == sorted([name, frame_name("u", 9001, 1, 12)])
@@ -157,8 +162,8 @@ def test_local_source_is_not_retried(sas_tree, galaxies, tmp_path, monkeypatch):
 
 def test_local_frames_are_copies_not_hard_links(sas_tree, galaxies, tmp_path):
     """Damage done in place to one group's frame reaches neither the SAS tree nor another group."""
-    a = retrieve_group(galaxies, 0, f"file://{sas_tree}", 301, tmp_path / "a")
-    retrieve_group(galaxies, 0, f"file://{sas_tree}", 301, tmp_path / "b")
+    a = retrieve_group(galaxies, 0, f"file://{sas_tree}", tmp_path / "a", _sdss(301))
+    retrieve_group(galaxies, 0, f"file://{sas_tree}", tmp_path / "b", _sdss(301))
     name = a["files"][0]["name"]
     f = a["files"][0]
     src = sas_tree / "301" / str(f["run"]) / str(f["camcol"]) / name
@@ -232,7 +237,8 @@ def test_persistent_maintenance_page_fails_the_group_naming_the_url(sas_tree, ga
     out = tmp_path / "out"
     with serve_sas(sas_tree, faults={target: ["html"] * 10}) as s:
         with pytest.raises(RetrievalError) as err:
-            retrieve_group(galaxies, 0, s.url, 301, out, parallel=2, max_retries=3, backoff_base=0.001)
+            retrieve_group(galaxies, 0, s.url, out, _sdss(301, parallel_downloads=2, max_retries=3),
+                           backoff_base=0.001)
         assert sum(p.endswith(target) for p, _, _ in s.requests) == 4  # retried, as a server problem
         url = frame_url(s.url, 301, 9001, 1, 12, "g")
     msg = str(err.value)
@@ -246,7 +252,7 @@ def test_refusal_fails_at_once_quoting_the_status(sas_tree, galaxies, tmp_path):
     target = frame_name("r", 9101, 3, 11)
     with serve_sas(sas_tree, faults={target: ["403"] * 10}) as s:
         with pytest.raises(RetrievalError, match=r"refused.*HTTP 403 Forbidden.*permission") as err:
-            retrieve_group(galaxies, 1, s.url, 301, tmp_path / "out", parallel=1, max_retries=5,
+            retrieve_group(galaxies, 1, s.url, tmp_path / "out", _sdss(301, parallel_downloads=1, max_retries=5),
                            backoff_base=0.001)
         assert sum(p.endswith(target) for p, _, _ in s.requests) == 1  # never retried
     assert frame_url(s.url, 301, 9101, 3, 11, "r") in str(err.value)
@@ -257,7 +263,7 @@ def test_a_group_where_every_frame_is_404_fails_instead_of_recording_them(sas_tr
     """A wrong sas_url (or an archive answering 404 for everything) is not 10 absent frames."""
     with serve_sas(sas_tree) as s:
         with pytest.raises(RetrievalError, match=r"every one of its 10 frames answered HTTP 404.*sdss.sas_url"):
-            retrieve_group(galaxies, 0, s.url + "/wrong/path", 301, tmp_path / "out", max_retries=3,
+            retrieve_group(galaxies, 0, s.url + "/wrong/path", tmp_path / "out", _sdss(301, max_retries=3),
                            backoff_base=0.001)
         assert len(s.requests) == 10  # a 404 is not retried
     assert not (tmp_path / "out" / "MANIFEST.json").exists()
@@ -267,6 +273,7 @@ def test_a_group_where_every_frame_is_404_fails_instead_of_recording_them(sas_tr
 def test_a_job_holds_at_most_parallel_downloads_connections(sas_tree, galaxies, tmp_path, parallel):
     """What the rule declares as its `sas` resource (sdss.parallel_downloads) is what it opens, at most."""
     with serve_sas(sas_tree, delay=0.15) as s:
-        retrieve_group(galaxies, 0, s.url, 301, tmp_path / "out", parallel=parallel, backoff_base=0.001)
+        retrieve_group(galaxies, 0, s.url, tmp_path / "out", _sdss(301, parallel_downloads=parallel),
+                       backoff_base=0.001)
         assert len(s.requests) == 10
         assert s.max_active == parallel  # reached (the requests overlap), never exceeded

@@ -16,7 +16,7 @@ import pytest
 from photoz.config import ConfigError, load_config, validate_config
 from photoz.cutouts import group as cg
 from photoz.cutouts import swarp_check as sc
-from synthetic_frames import cutouts_section, synthetic_frame
+from synthetic_frames import cutouts_section, sdss_section, synthetic_frame
 from photoz.sdss.frames import BANDS
 from photoz.sdss.sas import frame_name, retrieve_group
 
@@ -70,7 +70,7 @@ def run(tmp_path_factory):
     cubes, manifests = [], []
     for g in GROUPS:
         out = tmp / "frames" / f"group-{g}"
-        retrieve_group(gal[gal["group"] == g], g, f"file://{sas}", 301, out)
+        retrieve_group(gal[gal["group"] == g], g, f"file://{sas}", out, sdss_section(301))
         manifests.append(out / "MANIFEST.json")
         cut = tmp / "cutouts"
         rc = cg.main(["--group", str(g), "--manifest", str(out / "MANIFEST.json"),

@@ -302,27 +302,15 @@ def _session(parallel):
     return session
 
 
-def retrieve_group(galaxies, group, base_url, rerun, out_dir, parallel=4, timeout=120.0, max_retries=6,
-                   backoff_base=2.0, bands=BANDS):
-    """Fetch and verify every frame (all bands) of ``group`` into ``out_dir``; write ``MANIFEST.json``.
-
-    Frames already in ``out_dir`` that verify are kept. Raises
-    :class:`RetrievalError` (no manifest written, verified frames kept) when
-    transient failures outlast the retries; frames that are permanently
-    unavailable are listed in the manifest's ``unavailable`` with their reason.
-    Files of ``out_dir`` that the group no longer needs are removed.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # its presence means "complete"
-    fields, n_gal = group_frames(galaxies, group)
-    jobs = [(r, c, f, b) for (r, c, f) in fields for b in bands]
-    log.info("group %s: %d galaxies, %d fields, %d frames from %s", group, n_gal, len(fields), len(jobs), base_url)
+def _fetch_all(jobs, base_url, out_dir, sdss, backoff_base, group):
+    """Fetch ``jobs`` ((run, camcol, field, band)) in parallel: ``(sha256 by job, unavailable reason by
+    job, transient failures, refusals)``; after a refusal the jobs not yet started are cancelled."""
+    rerun, parallel = sdss["rerun"], sdss["parallel_downloads"]
     session = _session(parallel)
     results, unavailable, failures, refused = {}, {}, [], []
     with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
         futs = {pool.submit(fetch_frame, frame_url(base_url, rerun, r, c, f, b), out_dir / frame_name(b, r, c, f),
-                            timeout, max_retries, backoff_base, session=session): (r, c, f, b)
+                            sdss["timeout_s"], sdss["max_retries"], backoff_base, session=session): (r, c, f, b)
                 for (r, c, f, b) in jobs}
         for i, fut in enumerate(as_completed(futs), 1):
             key = futs[fut]
@@ -343,6 +331,12 @@ def retrieve_group(galaxies, group, base_url, rerun, out_dir, parallel=4, timeou
                 log.error("%s", err)
             if i % 50 == 0 or i == len(jobs):
                 log.info("group %s: %d/%d frames done", group, i, len(jobs))
+    return results, unavailable, failures, refused
+
+
+def _raise_unless_complete(group, jobs, fetched, base_url, rerun):
+    """A RetrievalError when the archive refused, kept failing, or answered 404 for every frame of a remote SAS."""
+    results, unavailable, failures, refused = fetched
     if refused:
         raise RetrievalError(f"group {group}: the SAS refused the request, which no retry can fix "
                              f"(the {len(results)} verified frames are kept for the rerun): "
@@ -358,6 +352,10 @@ def retrieve_group(galaxies, group, base_url, rerun, out_dir, parallel=4, timeou
         raise RetrievalError(f"group {group}: every one of its {len(jobs)} frames answered HTTP 404 (first: "
                              f"{first}); the SAS path (sdss.sas_url) is wrong or the archive is not serving "
                              "frames, so nothing is recorded unavailable")
+
+
+def _manifest_entries(results, unavailable, out_dir, group):
+    """The manifest's ``files`` and ``unavailable``; frame files the group does not need are removed."""
     files = []
     for (r, c, f, b) in sorted(results):
         name = frame_name(b, r, c, f)
@@ -370,7 +368,29 @@ def retrieve_group(galaxies, group, base_url, rerun, out_dir, parallel=4, timeou
         if stale.is_file() and stale.name.startswith("frame-") and stale.name not in wanted:
             log.info("group %s: removing %s (not needed by the group)", group, stale.name)
             stale.unlink()
-    manifest = {"group": int(group), "rerun": int(rerun), "base_url": base_url, "n_galaxies": int(n_gal),
+    return files, missing
+
+
+def retrieve_group(galaxies, group, base_url, out_dir, sdss, backoff_base=2.0, bands=BANDS):
+    """Fetch and verify every frame (all bands) of ``group`` into ``out_dir``; write ``MANIFEST.json``.
+
+    ``sdss`` is the validated ``sdss`` config section (``rerun``, ``parallel_downloads``,
+    ``timeout_s``, ``max_retries``). Frames already in ``out_dir`` that verify are kept. Raises
+    :class:`RetrievalError` (no manifest written, verified frames kept) when
+    transient failures outlast the retries; frames that are permanently
+    unavailable are listed in the manifest's ``unavailable`` with their reason.
+    Files of ``out_dir`` that the group no longer needs are removed.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # its presence means "complete"
+    fields, n_gal = group_frames(galaxies, group)
+    jobs = [(r, c, f, b) for (r, c, f) in fields for b in bands]
+    log.info("group %s: %d galaxies, %d fields, %d frames from %s", group, n_gal, len(fields), len(jobs), base_url)
+    fetched = _fetch_all(jobs, base_url, out_dir, sdss, backoff_base, group)
+    _raise_unless_complete(group, jobs, fetched, base_url, sdss["rerun"])
+    files, missing = _manifest_entries(fetched[0], fetched[1], out_dir, group)
+    manifest = {"group": int(group), "rerun": int(sdss["rerun"]), "base_url": base_url, "n_galaxies": int(n_gal),
                 "n_fields": len(fields), "n_frames": len(files), "files": files, "unavailable": missing}
     atomic_write_bytes(out_dir / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
     log.info("group %s: %d frames verified, %d unavailable; manifest written", group, len(files), len(missing))
@@ -419,9 +439,7 @@ def main(argv=None):
         p.error(f"--manifest must be named {MANIFEST_NAME} (got {manifest})")
     galaxies = pd.read_parquet(a.galaxies, columns=["specObjID", "group", "frames"])
     try:
-        retrieve_group(galaxies, a.group, base, cfg["rerun"], manifest.parent,
-                       parallel=cfg["parallel_downloads"], timeout=cfg["timeout_s"],
-                       max_retries=cfg["max_retries"])
+        retrieve_group(galaxies, a.group, base, manifest.parent, cfg)
     except RetrievalError as err:
         log.error("%s", err)
         return 1

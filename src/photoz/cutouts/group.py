@@ -252,16 +252,8 @@ def make_cutouts(galaxies, frame_dir, cut, swarp_binary=None, workdir=None, grou
     ------
     SwarpError before any galaxy when ``resampler`` is swarp and SWarp is missing or broken.
     """
-    resampler, partial_coverage, bad_frame = cut["resampler"], cut["partial_coverage"], cut["bad_frame"]
-    if resampler not in ("swarp", "native"):
-        raise ValueError(f"cutouts.resampler = {resampler!r}; allowed: 'swarp', 'native'")
-    if partial_coverage not in ("drop", "zero_fill"):
-        raise ValueError(f"cutouts.partial_coverage = {partial_coverage!r}; allowed: 'drop', 'zero_fill'")
-    if bad_frame not in BAD_FRAME_POLICIES:
-        raise ValueError(f"cutouts.bad_frame = {bad_frame!r}; allowed: {', '.join(map(repr, BAD_FRAME_POLICIES))}")
-    for col in ("specObjID", "ra", "dec", "frames"):
-        if col not in galaxies.columns:
-            raise KeyError(f"galaxy table lacks column {col!r}")
+    _check_settings(cut, galaxies)
+    resampler = cut["resampler"]
     if resampler == "swarp":
         from .swarp import check_swarp
 
@@ -272,20 +264,10 @@ def make_cutouts(galaxies, frame_dir, cut, swarp_binary=None, workdir=None, grou
         raise ValueError(f"specObjID {dup} appears twice in the galaxy table")
     frames = frame_dir if isinstance(frame_dir, FrameSet) else FrameSet.from_dir(frame_dir)
     settings = _Settings(tuple(bands), cut["size"], cut["pixel_scale"], resampler, cut["threads"], swarp_binary, workdir,
-                         bad_frame)
+                         cut["bad_frame"])
     out = _Output(gal, bands, cut["size"])
     keys = [_frame_keys(v) for v in gal["frames"]]
-    for i in range(len(gal)):
-        if not np.isfinite(out.ra[i]) or not np.isfinite(out.dec[i]):
-            out.fail(i, "all", "no_position", "no valid ra/dec in the catalog")
-        elif not keys[i]:
-            out.fail(i, "all", "no_frame", "no overlapping frame in the frame index")
-
-    # spatial chunks keep memory bounded and each frame read once per chunk
-    order = np.lexsort((gal["dec"].to_numpy(), gal["ra"].to_numpy()))
-    order = [i for i in order if not out.failed[i]]
-    step = max(1, cut["chunk_galaxies"])
-    chunks = [order[s:s + step] for s in range(0, len(order), step)]
+    order, chunks = _chunks(gal, keys, out, cut["chunk_galaxies"])
     t0 = time.time()
     done = 0
     for ci, chunk in enumerate(chunks):
@@ -294,8 +276,36 @@ def make_cutouts(galaxies, frame_dir, cut, swarp_binary=None, workdir=None, grou
         rate = done / max(time.time() - t0, 1e-9)
         log.info("chunk %d/%d: %d/%d galaxies (%.1f galaxies/s, %s)", ci + 1, len(chunks), done,
                  len(order), rate, resampler)
-    _apply_coverage_policy(out, partial_coverage, cut["min_coverage"])
+    _apply_coverage_policy(out, cut["partial_coverage"], cut["min_coverage"])
     return _result(out, group)
+
+
+def _check_settings(cut, galaxies):
+    """The cutout settings' values and the galaxy table's columns, checked before any work."""
+    resampler, partial_coverage, bad_frame = cut["resampler"], cut["partial_coverage"], cut["bad_frame"]
+    if resampler not in ("swarp", "native"):
+        raise ValueError(f"cutouts.resampler = {resampler!r}; allowed: 'swarp', 'native'")
+    if partial_coverage not in ("drop", "zero_fill"):
+        raise ValueError(f"cutouts.partial_coverage = {partial_coverage!r}; allowed: 'drop', 'zero_fill'")
+    if bad_frame not in BAD_FRAME_POLICIES:
+        raise ValueError(f"cutouts.bad_frame = {bad_frame!r}; allowed: {', '.join(map(repr, BAD_FRAME_POLICIES))}")
+    for col in ("specObjID", "ra", "dec", "frames"):
+        if col not in galaxies.columns:
+            raise KeyError(f"galaxy table lacks column {col!r}")
+
+
+def _chunks(gal, keys, out, chunk_galaxies):
+    """Fail the galaxies without a position or a frame; the others in spatial chunks of ``chunk_galaxies``
+    (memory stays bounded and each frame is read once per chunk). Returns (the order, the chunks)."""
+    for i in range(len(gal)):
+        if not np.isfinite(out.ra[i]) or not np.isfinite(out.dec[i]):
+            out.fail(i, "all", "no_position", "no valid ra/dec in the catalog")
+        elif not keys[i]:
+            out.fail(i, "all", "no_frame", "no overlapping frame in the frame index")
+    order = np.lexsort((gal["dec"].to_numpy(), gal["ra"].to_numpy()))
+    order = [i for i in order if not out.failed[i]]
+    step = max(1, chunk_galaxies)
+    return order, [order[s:s + step] for s in range(0, len(order), step)]
 
 
 def _apply_coverage_policy(out, partial_coverage, min_coverage):

@@ -70,50 +70,53 @@ def make_splits(specobjid, stripe82, seed, dataset):
     n = ids.size
     if len(np.unique(ids)) != n:
         raise ValueError("make_splits: specObjID values must be unique")
-    n_folds, validation_fraction, selections = dataset["n_folds"], dataset["validation_fraction"], dataset["selections"]
     order = np.argsort(ids, kind="stable")  # canonical order: by specObjID
-    out = {}
+
+    def unsort(values_sorted):  # a column in specObjID order -> in the input's order
+        v = np.empty(n, dtype=values_sorted.dtype)
+        v[order] = values_sorted
+        return v
+
     fold_sorted = np.empty(n, dtype=np.int8)
-    perm = _rng(seed, "folds").permutation(n)
-    fold_sorted[perm] = (np.arange(n) % n_folds).astype(np.int8)
-    fold = np.empty(n, dtype=np.int8)
-    fold[order] = fold_sorted
-    out["fold"] = fold
-    for f in range(n_folds):
-        train = np.nonzero(fold_sorted != f)[0]
-        n_val = int(round(validation_fraction * train.size))
-        if train.size > 1:
-            n_val = min(max(n_val, 1), train.size - 1)
-        else:
-            n_val = 0
-        pick = _rng(seed, "validation", f).choice(train, size=n_val, replace=False) if n_val else np.array([], int)
-        v_sorted = np.zeros(n, dtype=bool)
-        v_sorted[pick] = True
-        v = np.empty(n, dtype=bool)
-        v[order] = v_sorted
-        out[f"val_{f}"] = v
+    fold_sorted[_rng(seed, "folds").permutation(n)] = (np.arange(n) % dataset["n_folds"]).astype(np.int8)
+    out = {"fold": unsort(fold_sorted)}
+    for f in range(dataset["n_folds"]):
+        out[f"val_{f}"] = unsort(_validation_sorted(fold_sorted, f, dataset["validation_fraction"], seed))
     s82_sorted = s82[order]
-    for name, spec in selections.items():
-        pool = spec["pool"]
-        if pool == "all":
-            cand = np.arange(n)
-        elif pool == "s82":
-            cand = np.nonzero(s82_sorted)[0]
-        elif pool == "no_s82":
-            cand = np.nonzero(~s82_sorted)[0]
-        else:
-            raise ValueError(f"dataset.selections.{name}.pool = {pool!r}; allowed: 'all', 's82', 'no_s82'")
-        n_train = int(round(float(spec["train_fraction"]) * cand.size))
-        pick = _rng(seed, "selection", name).choice(cand, size=n_train, replace=False) if n_train else np.array([], int)
-        s_sorted = np.full(n, 2, dtype=np.int8)
-        s_sorted[pick] = 1
-        s = np.empty(n, dtype=np.int8)
-        s[order] = s_sorted
-        out[f"sel_{name}"] = s
-    rank = np.empty(n, dtype=np.int32)
-    rank[order] = _rng(seed, "rank").permutation(n).astype(np.int32)
-    out["rank"] = rank
+    for name, spec in dataset["selections"].items():
+        out[f"sel_{name}"] = unsort(_selection_sorted(s82_sorted, name, spec, seed))
+    out["rank"] = unsort(_rng(seed, "rank").permutation(n).astype(np.int32))
     return pd.DataFrame(out)
+
+
+def _validation_sorted(fold_sorted, f, validation_fraction, seed):
+    """Fold ``f``'s validation flags (specObjID order): a seeded draw of its training side."""
+    train = np.nonzero(fold_sorted != f)[0]
+    n_val = int(round(validation_fraction * train.size))
+    n_val = min(max(n_val, 1), train.size - 1) if train.size > 1 else 0
+    pick = _rng(seed, "validation", f).choice(train, size=n_val, replace=False) if n_val else np.array([], int)
+    v = np.zeros(len(fold_sorted), dtype=bool)
+    v[pick] = True
+    return v
+
+
+def _selection_sorted(s82_sorted, name, spec, seed):
+    """Selection ``name``'s column (specObjID order): 1 for its training galaxies, 2 for the others."""
+    pool = spec["pool"]
+    n = len(s82_sorted)
+    if pool == "all":
+        cand = np.arange(n)
+    elif pool == "s82":
+        cand = np.nonzero(s82_sorted)[0]
+    elif pool == "no_s82":
+        cand = np.nonzero(~s82_sorted)[0]
+    else:
+        raise ValueError(f"dataset.selections.{name}.pool = {pool!r}; allowed: 'all', 's82', 'no_s82'")
+    n_train = int(round(float(spec["train_fraction"]) * cand.size))
+    pick = _rng(seed, "selection", name).choice(cand, size=n_train, replace=False) if n_train else np.array([], int)
+    s = np.full(n, 2, dtype=np.int8)
+    s[pick] = 1
+    return s
 
 
 def subset_size(trial_spec, n_catalog):

@@ -55,17 +55,9 @@ def _neighbours(cell, by_key):
     return out
 
 
-def measure_cell(mock, cell, fr, objects, rendered, cond):
-    """Catalog rows of a cell's target galaxies and spectroscopic stars, measured on epoch 0."""
-    rng = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 501, cell.run, cell.camcol, cell.field]))
-    mine = objects[objects["cell"] == cell.index]
-    ftot = {b: mine[f"flux_bulge_{b}"].to_numpy() + mine[f"flux_disk_{b}"].to_numpy() for b in BANDS}
-    r_true = 22.5 - 2.5 * np.log10(np.clip(ftot["r"], 1e-12, None))
-    is_gal = (mine["kind"] == "galaxy").to_numpy()
-    is_star = (mine["kind"] == "star").to_numpy() & (r_true < 17.5) & (rng.random(len(mine)) < 0.3)
-    sel = mine[is_gal | is_star].copy()
-    if sel.empty:
-        return sel
+def _photometry(sel, mock, cell, fr, rendered, cond):
+    """Petrosian photometry, sizes and shapes of ``sel`` measured on the rendered epoch-0 frames
+    (in place), with the true and the catalogue's (SFD-like) E(B-V)."""
     x, y = geo.frame_wcs(fr).all_world2pix(sel["ra"].to_numpy(), sel["dec"].to_numpy(), 0)
     images, errs = [], []
     for j, b in enumerate(BANDS):
@@ -79,7 +71,6 @@ def measure_cell(mock, cell, fr, objects, rendered, cond):
     # the catalogue's (SFD-like) estimate; its own random stream, so the rest of the cell is unchanged
     rng_ebv = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 503, cell.run, cell.camcol, cell.field]))
     ebv_sfd = sfd_estimate(ebv, rng_ebv, mock["ebv_sfd_scatter"])
-    n = len(sel)
     for j, b in enumerate(BANDS):
         sel[f"flux_true_{b}"] = sel[f"flux_bulge_{b}"] + sel[f"flux_disk_{b}"]
         sel[f"petroFlux_{b}"] = ph["flux"][:, j]
@@ -96,17 +87,10 @@ def measure_cell(mock, cell, fr, objects, rendered, cond):
     sel["deVAB_r"] = ba
     conc = ph["r90"] / ph["r50"]
     sel["fracDeV_r"] = np.clip((conc - 2.3) / (3.3 - 2.3), 0, 1)
-    sel["run"], sel["camcol"], sel["field"] = cell.run, cell.camcol, cell.field
-    sel["stripe82"] = cell.stripe82
-    sel["in_suspect_zone"] = bool(rendered["suspect"])
-    objid, specid = object_ids(cell.run, cell.camcol, cell.field, sel["obj"].to_numpy(), cell.index)
-    sel["objID"], sel["specObjID"] = objid, specid
-    # spectroscopic targeting and the flags the query cuts on
-    dered_r = sel["petroMag_r"].to_numpy() - sel["extinction_r"].to_numpy()
-    star = (sel["kind"] == "star").to_numpy()
-    target = star | (dered_r + rng.normal(0, 0.08, n) <= 17.77)
-    sel = sel[target].copy()
-    star = star[target]
+
+
+def _spectra(sel, star, rng):
+    """The targets' spectroscopic columns and the flags the query cuts on (in place), drawn from ``rng``."""
     n = len(sel)
     u = rng.random((6, n))
     sel["class"] = np.where(star, "STAR", "GALAXY")
@@ -121,6 +105,31 @@ def measure_cell(mock, cell, fr, objects, rendered, cond):
     sel["primtarget"] = prim
     sel["clean"] = np.where(u[4] < 0.03, 0, 1)
     sel["insideMask"] = np.where(u[5] < 0.01, 1, 0)
+
+
+def measure_cell(mock, cell, fr, objects, rendered, cond):
+    """Catalog rows of a cell's target galaxies and spectroscopic stars, measured on epoch 0."""
+    rng = np.random.default_rng(np.random.SeedSequence([int(mock["seed"]), 501, cell.run, cell.camcol, cell.field]))
+    mine = objects[objects["cell"] == cell.index]
+    ftot = {b: mine[f"flux_bulge_{b}"].to_numpy() + mine[f"flux_disk_{b}"].to_numpy() for b in BANDS}
+    r_true = 22.5 - 2.5 * np.log10(np.clip(ftot["r"], 1e-12, None))
+    is_gal = (mine["kind"] == "galaxy").to_numpy()
+    is_star = (mine["kind"] == "star").to_numpy() & (r_true < 17.5) & (rng.random(len(mine)) < 0.3)
+    sel = mine[is_gal | is_star].copy()
+    if sel.empty:
+        return sel
+    _photometry(sel, mock, cell, fr, rendered, cond)
+    sel["run"], sel["camcol"], sel["field"] = cell.run, cell.camcol, cell.field
+    sel["stripe82"] = cell.stripe82
+    sel["in_suspect_zone"] = bool(rendered["suspect"])
+    objid, specid = object_ids(cell.run, cell.camcol, cell.field, sel["obj"].to_numpy(), cell.index)
+    sel["objID"], sel["specObjID"] = objid, specid
+    # spectroscopic targeting and the flags the query cuts on
+    dered_r = sel["petroMag_r"].to_numpy() - sel["extinction_r"].to_numpy()
+    star = (sel["kind"] == "star").to_numpy()
+    target = star | (dered_r + rng.normal(0, 0.08, len(sel)) <= 17.77)
+    sel = sel[target].copy()
+    _spectra(sel, star[target], rng)
     return sel
 
 

@@ -203,23 +203,20 @@ def add_repeat_spectra(mock, cat):
     return pd.concat([cat, rep], ignore_index=True)
 
 
-def build_tables(mock, cat, fields):
-    """The five SkyServer tables and the truth tables from the merged chunk outputs."""
-    if cat["specObjID"].duplicated().any() or cat["objID"].duplicated().any():
-        raise ValueError("mock-sky-merge: duplicate specObjID/objID across chunks (overlapping chunks?)")
-    fields = fields.sort_values(["run", "camcol", "field"]).reset_index(drop=True)
-    cat = cat.sort_values("specObjID").reset_index(drop=True)
-    single = cat  # one row per object (PhotoObjAll, Photoz)
-    cat = add_repeat_spectra(mock, cat).sort_values("specObjID").reset_index(drop=True)
+def _spec_obj_all(cat):
+    """``SpecObjAll``: one row per spectrum (repeats included)."""
     sid = cat["specObjID"].to_numpy(dtype=np.int64)
-    spec = pd.DataFrame({
+    return pd.DataFrame({
         "specObjID": cat["specObjID"].astype("int64"), "bestObjID": cat["objID"].astype("int64"),
         "ra": cat["ra"], "dec": cat["dec"], "class": cat["class"],
         "subClass": np.where(cat["class"] == "GALAXY", "", "K"), "z": cat["z_spec"], "zErr": cat["zErr"],
         "zWarning": cat["zWarning"].astype("int64"), "targetType": cat["targetType"], "survey": cat["survey"],
         "plate": (sid >> 20) & 0xFFFF, "mjd": 52000 + (sid >> 20) % 3000,
         "fiberID": (cat["obj"] % 640) + 1, "sciencePrimary": cat["sciencePrimary"].astype("int64")})
-    cat_spec, cat = cat, single
+
+
+def _photo_obj_all(cat, fields):
+    """``PhotoObjAll``: one row per object, with the PSF and sky of its field."""
     photo = pd.DataFrame({
         "objID": cat["objID"].astype("int64"), "run": cat["run"], "rerun": geo.RERUN, "camcol": cat["camcol"],
         "field": cat["field"], "obj": cat["obj"], "mode": 1, "type": cat["type"], "flags": 0,
@@ -236,25 +233,40 @@ def build_tables(mock, cat, fields):
     for b in BANDS:
         photo[f"psffwhm_{b}"] = at[f"psfWidth_{b}"].to_numpy()
         photo[f"sky_{b}"] = at[f"sky_{b}"].to_numpy()
+    return photo
+
+
+def _photoz(mock, cat):
+    """``Photoz``: the B16-like estimator, trained on the mock's separate spectroscopic sample."""
     dered = np.column_stack([cat[f"petroMag_{b}"] - cat[f"extinction_{b}"] for b in BANDS])
     tmags, tz = training_sample(mock, cat)
     zp, zpe, nn = b16_like(tmags, tz, dered, k=int(mock["photoz_k"]))
-    photoz = pd.DataFrame({"objID": cat["objID"].astype("int64"), "z": zp, "zErr": zpe, "nnCount": nn,
-                           "photoErrorClass": 1})
-    cat = cat_spec  # one row per spectrum again (galSpecInfo, truth)
-    dered = np.column_stack([cat[f"petroMag_{b}"] - cat[f"extinction_{b}"] for b in BANDS])
-    # the catalogue's (SFD-like) reddening, not the truth; chunks of older runs lack the column
-    ebv_sfd = cat["ebv_sfd"] if "ebv_sfd" in cat.columns else cat["extinction_r"] / 2.751
-    galspec = pd.DataFrame({
+    return pd.DataFrame({"objID": cat["objID"].astype("int64"), "z": zp, "zErr": zpe, "nnCount": nn,
+                         "photoErrorClass": 1})
+
+
+def _gal_spec_info(cat):
+    """``galSpecInfo``: one row per spectrum, the catalogue's (SFD-like) reddening, not the truth."""
+    ebv_sfd = cat["ebv_sfd"] if "ebv_sfd" in cat.columns else cat["extinction_r"] / 2.751  # chunks of older runs
+    return pd.DataFrame({
         "specObjID": cat["specObjID"].astype("int64"), "e_bv_sfd": ebv_sfd,
         "primtarget": cat["primtarget"].astype("int64"), "sectarget": 0, "targettype": cat["targetType"],
         "spectrotype": cat["class"], "subclass": "", "z": cat["z_spec"], "z_err": cat["zErr"],
         "z_warning": cat["zWarning"]})
-    keep = [c for c in fields.columns if not c.startswith("truth_")]
-    field = fields[keep].copy()
+
+
+def _field(fields):
+    """``Field``: the fields without their truth columns, with SDSS-like fieldIDs."""
+    field = fields[[c for c in fields.columns if not c.startswith("truth_")]].copy()
     fid = ((np.int64(1) << 59) + (field["run"].to_numpy(dtype=np.int64) << 32)
            + (field["camcol"].to_numpy(dtype=np.int64) << 29) + (field["field"].to_numpy(dtype=np.int64) << 16))
     field.insert(0, "fieldID", fid)
+    return field
+
+
+def _truth(cat):
+    """The truth table (validation only): one row per spectrum, and whether the query's cuts select it."""
+    dered = np.column_stack([cat[f"petroMag_{b}"] - cat[f"extinction_{b}"] for b in BANDS])
     truth_cols = ["specObjID", "objID", "ra", "dec", "z", "kind", "class", "M_r", "bt", "hlr_bulge", "hlr_disk",
                   "q_bulge", "q_disk", "pa", "ebv_true", "in_suspect_zone", "stripe82", "run", "camcol", "field"]
     truth = cat[truth_cols + [f"flux_true_{b}" for b in BANDS]].rename(columns={"z": "z_true", "kind": "type"})
@@ -265,10 +277,21 @@ def build_tables(mock, cat, fields):
                                  & (cat["survey"] == "sdss") & ((cat["primtarget"] & 64) > 0) & (cat["clean"] == 1)
                                  & (cat["insideMask"] == 0) & (dered[:, 2] <= 17.8) & (cat["z_spec"] > 0)
                                  & (cat["z_spec"] < 0.4))
+    return truth
+
+
+def build_tables(mock, cat, fields):
+    """The five SkyServer tables and the truth tables from the merged chunk outputs."""
+    if cat["specObjID"].duplicated().any() or cat["objID"].duplicated().any():
+        raise ValueError("mock-sky-merge: duplicate specObjID/objID across chunks (overlapping chunks?)")
+    fields = fields.sort_values(["run", "camcol", "field"]).reset_index(drop=True)
+    single = cat.sort_values("specObjID").reset_index(drop=True)  # one row per object (PhotoObjAll, Photoz)
+    spectra = add_repeat_spectra(mock, single).sort_values("specObjID").reset_index(drop=True)  # one per spectrum
     tframes = fields[["run", "camcol", "field", "baseRun", "epoch", "truth_suspect", "truth_calib_error_mag",
-                     "truth_calib_error_band"]]
-    return {"SpecObjAll": spec, "PhotoObjAll": photo, "Photoz": photoz, "galSpecInfo": galspec, "Field": field,
-            "truth": truth, "truth_frames": tframes}
+                      "truth_calib_error_band"]]
+    return {"SpecObjAll": _spec_obj_all(spectra), "PhotoObjAll": _photo_obj_all(single, fields),
+            "Photoz": _photoz(mock, single), "galSpecInfo": _gal_spec_info(spectra), "Field": _field(fields),
+            "truth": _truth(spectra), "truth_frames": tframes}
 
 
 def main(argv=None):

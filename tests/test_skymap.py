@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 
 from photoz.figures import skymap  # noqa: E402
+from photoz.figures.common import MapStyle  # noqa: E402
 
 
 def _mock_like(rng, n=2000):
@@ -36,7 +37,7 @@ def test_wide_survey_is_drawn_on_the_whole_sky():
     import matplotlib.pyplot as plt
 
     fig = plt.figure()
-    axes = skymap.map_panel(fig, fig.add_gridspec(1, 1)[0], ra, dec, dec, "x", nside=16)
+    axes = skymap.map_panel(fig, fig.add_gridspec(1, 1)[0], ra, dec, dec, MapStyle("x", 16))
     assert len(axes) == 1 and axes[0].name == "mollweide"
     plt.close(fig)
 
@@ -48,8 +49,8 @@ def test_zoomed_panels_draw_visible_cells_and_outlines():
     ra, dec = _mock_like(rng)
     t, lon, lat = skymap.cell_table(ra, dec, dec, 512)
     fig = plt.figure()
-    axes = skymap.map_panel(fig, fig.add_gridspec(1, 1)[0], ra, dec, dec, "x", nside=512,
-                            outline=[int(t["cell"].iloc[0])])
+    axes = skymap.map_panel(fig, fig.add_gridspec(1, 1)[0], ra, dec, dec,
+                            MapStyle("x", 512, outline=[int(t["cell"].iloc[0])]))
     assert len(axes) == 2 and all(ax.name == "rectilinear" for ax in axes)
     # each panel spans its patch (a fraction of a degree), RA increasing to the left, with dozens of cells
     for ax in axes:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -180,12 +181,28 @@ def cell_means(ra, dec, values, nside=64):
     return table.loc[cell, "mean"].to_numpy(), table
 
 
-def sky_panel(fig, spec, ra, dec, values, label, cmap="viridis", vmin=None, vmax=None, nside=64):
-    """Mollweide panel: each galaxy coloured by the mean of ``values`` in its HEALPix cell."""
+@dataclass
+class MapStyle:
+    """How a map of per-cell means is drawn: the colour bar's label, the colour map and its limits
+    (``None``: the data's range), the HEALPix ``nside`` of the cells, the cells drawn with a black
+    edge (zoomed panels only), and the cells of a whole-sky view (default ``nside``)."""
+
+    label: str
+    nside: int
+    cmap: str = "viridis"
+    vmin: float = None
+    vmax: float = None
+    outline: tuple = ()
+    full_sky_nside: int = None
+
+
+def sky_panel(fig, spec, ra, dec, values, style):
+    """Mollweide panel: each galaxy coloured by the mean of ``values`` in its HEALPix cell (``style.full_sky_nside``
+    or ``style.nside``)."""
     ax = fig.add_subplot(spec, projection="mollweide")
-    mean, _ = cell_means(ra, dec, values, nside)
+    mean, _ = cell_means(ra, dec, values, style.full_sky_nside or style.nside)
     lon = -np.radians(((np.asarray(ra) + 180.0) % 360.0) - 180.0)  # RA increasing to the left
-    sc = ax.scatter(lon, np.radians(dec), c=mean, s=3, cmap=cmap, vmin=vmin, vmax=vmax,
+    sc = ax.scatter(lon, np.radians(dec), c=mean, s=3, cmap=style.cmap, vmin=style.vmin, vmax=style.vmax,
                     rasterized=True, linewidths=0)
     ax.set_xticks(np.radians([-120, -60, 0, 60, 120]))
     ax.set_xticklabels(["120°", "60°", "0°", "300°", "240°"], fontsize=6)
@@ -193,7 +210,7 @@ def sky_panel(fig, spec, ra, dec, values, label, cmap="viridis", vmin=None, vmax
     ax.set_xlabel("RA")
     ax.set_ylabel("Dec")
     cb = fig.colorbar(sc, ax=ax, orientation="horizontal", shrink=0.6, pad=0.08)
-    cb.set_label(label)
+    cb.set_label(style.label)
     return ax
 
 

@@ -22,8 +22,9 @@ def make(inputs, cfg, log):
     fig = plt.figure(figsize=(7.0, 3.2 if small else 2.9))
     gs = fig.add_gridspec(1, 2, width_ratios=[2.1, 1], wspace=0.3)
     vmax = float(np.nanpercentile(cat["ebv"], 99)) if len(cat) else 0.1
-    skymap.map_panel(fig, gs[0], cat["ra"], cat["dec"], cat["ebv"], r"mean $E(B-V)$ per HEALPix cell (mag)",
-                     cmap="magma_r", vmin=0, vmax=vmax, nside=cfg["zone"]["nside"], full_sky_nside=cfg["tiles"]["nside"])
+    skymap.map_panel(fig, gs[0], cat["ra"], cat["dec"], cat["ebv"],
+                     common.MapStyle(r"mean $E(B-V)$ per HEALPix cell (mag)", cfg["zone"]["nside"], cmap="magma_r",
+                                     vmin=0, vmax=vmax, full_sky_nside=cfg["tiles"]["nside"]))
     ax = fig.add_subplot(gs[1])
     sel = cfg["selection"]
     ax.hist(cat["z"], bins=np.linspace(sel["z_min"], sel["z_max"], 81), histtype="stepfilled",

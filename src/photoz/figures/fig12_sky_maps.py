@@ -32,12 +32,15 @@ def make(inputs, cfg, log):
     gs = fig.add_gridspec(1, 2, wspace=0.25)
     t, _, _ = skymap.cell_table(df["ra"], df["dec"], df["dz"], nside)
     lim = max(float(np.nanpercentile(np.abs(t["mean"]), 98)), 1e-4)
-    skymap.map_panel(fig, gs[0], df["ra"], df["dec"], df["dz"], r"mean bias $\langle\Delta z\rangle$ per cell",
-                     cmap="RdBu_r", vmin=-lim, vmax=lim, nside=nside, outline=zone.get("cells") or [])
+    outline = zone.get("cells") or []
+    skymap.map_panel(fig, gs[0], df["ra"], df["dec"], df["dz"],
+                     common.MapStyle(r"mean bias $\langle\Delta z\rangle$ per cell", nside, cmap="RdBu_r", vmin=-lim,
+                                     vmax=lim, outline=outline))
     w = df["width68"].to_numpy()
-    skymap.map_panel(fig, gs[1], df["ra"], df["dec"], w, "mean 68% PDF width per cell", cmap="viridis",
-                     vmin=float(np.nanpercentile(w, 2)), vmax=float(np.nanpercentile(w, 98)), nside=nside,
-                     outline=zone.get("cells") or [])
+    skymap.map_panel(fig, gs[1], df["ra"], df["dec"], w,
+                     common.MapStyle("mean 68% PDF width per cell", nside, cmap="viridis",
+                                     vmin=float(np.nanpercentile(w, 2)), vmax=float(np.nanpercentile(w, 98)),
+                                     outline=outline))
     log.info("%d test galaxies, %s footprint, nside %d, %d found cells outlined", len(df),
              "small (zoomed)" if small else "wide (whole sky)", nside, len(zone.get("cells") or []))
     return fig

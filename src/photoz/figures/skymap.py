@@ -80,65 +80,72 @@ def _unwrap(ra, ref):
     return ref + ((np.asarray(ra, float) - ref + 180.0) % 360.0) - 180.0
 
 
-def map_panel(fig, spec, ra, dec, values, label, cmap="viridis", vmin=None, vmax=None, nside=64, outline=None,
-              full_sky_nside=None):
-    """Per-cell mean map in ``spec``: zoomed patch panels for a small footprint, else the whole sky.
-
-    ``outline``: HEALPix cells (same ``nside``) drawn with a black edge (zoomed panels only).
-    ``full_sky_nside``: cells of the whole-sky view (default ``nside``). Returns the list of axes.
-    """
-    from matplotlib.collections import PolyCollection
-
-    from photoz.figures import common
-
-    ra = np.asarray(ra, float)
-    dec = np.asarray(dec, float)
-    if not is_small(ra, dec):
-        return [common.sky_panel(fig, spec, ra, dec, values, label, cmap=cmap, vmin=vmin, vmax=vmax,
-                                 nside=full_sky_nside or nside)]
-    lab = patches(ra, dec)
-    ids = np.unique(lab)
+def _patch_widths(lab, ids, ra, dec):
+    """Each patch's width on the sky (deg), for the panels' width ratios."""
     widths = []
     for p in ids:
         sel = lab == p
         ref = float(np.median(ra[sel]))
         span_ra = np.ptp(_unwrap(ra[sel], ref)) * np.cos(np.radians(np.median(dec[sel])))
         widths.append(max(span_ra, np.ptp(dec[sel]), 0.05))
-    sub = spec.subgridspec(1, len(ids), width_ratios=widths)
+    return widths
+
+
+def _patch_panel(ax, ra, dec, values, style, limits):
+    """One zoomed patch: its cells coloured by their mean (``limits``), the outlined ones edged in black."""
+    from matplotlib.collections import PolyCollection
+
+    t, lon, lat = cell_table(ra, dec, values, style.nside)
+    ref = float(np.median(ra))
+    verts = [np.column_stack([_unwrap(lo, ref), la]) for lo, la in zip(lon, lat)]
+    coll = PolyCollection(verts, array=t["mean"].to_numpy(), cmap=style.cmap, edgecolors="0.7", linewidths=0.2)
+    coll.set_clim(*limits)
+    ax.add_collection(coll)
+    outline = set(int(c) for c in (style.outline or []))
+    edge = [v for v, c in zip(verts, t["cell"]) if int(c) in outline]
+    if edge:
+        ax.add_collection(PolyCollection(edge, facecolors="none", edgecolors="k", linewidths=1.2))
+    xy = np.vstack(verts)
+    pad = 0.05 * max(np.ptp(xy[:, 0]), np.ptp(xy[:, 1]))
+    ax.set_xlim(xy[:, 0].max() + pad, xy[:, 0].min() - pad)  # RA increases to the left
+    ax.set_ylim(xy[:, 1].min() - pad, xy[:, 1].max() + pad)
+    ax.set_aspect(1.0 / np.cos(np.radians(np.median(dec))), adjustable="datalim")
+    ax.set_xlabel("RA (deg)", fontsize=7)
+    ax.tick_params(labelsize=6)
+    ax.set_title(f"{len(ra):,}\ngalaxies", fontsize=7)  # two lines: narrow patches sit side by side
+    return coll
+
+
+def map_panel(fig, spec, ra, dec, values, style):
+    """Per-cell mean map in ``spec``: zoomed patch panels for a small footprint, else the whole sky.
+
+    ``style``: a :class:`photoz.figures.common.MapStyle`. Returns the list of axes.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    from photoz.figures import common
+
+    ra = np.asarray(ra, float)
+    dec = np.asarray(dec, float)
+    if not is_small(ra, dec):
+        return [common.sky_panel(fig, spec, ra, dec, values, style)]
+    lab = patches(ra, dec)
+    ids = np.unique(lab)
+    sub = spec.subgridspec(1, len(ids), width_ratios=_patch_widths(lab, ids, ra, dec))
     values = np.asarray(values, float)
-    t_all = cell_table(ra, dec, values, nside)[0]
-    vmin = float(np.nanmin(t_all["mean"])) if vmin is None else vmin
-    vmax = float(np.nanmax(t_all["mean"])) if vmax is None else vmax
-    outline = set(int(c) for c in (outline or []))
+    t_all = cell_table(ra, dec, values, style.nside)[0]
+    limits = (float(np.nanmin(t_all["mean"])) if style.vmin is None else style.vmin,
+              float(np.nanmax(t_all["mean"])) if style.vmax is None else style.vmax)
     axes = []
-    coll = None
     for k, p in enumerate(ids):
         sel = lab == p
         ax = fig.add_subplot(sub[0, k])
-        t, lon, lat = cell_table(ra[sel], dec[sel], values[sel], nside)
-        ref = float(np.median(ra[sel]))
-        verts = [np.column_stack([_unwrap(lo, ref), la]) for lo, la in zip(lon, lat)]
-        coll = PolyCollection(verts, array=t["mean"].to_numpy(), cmap=cmap, edgecolors="0.7", linewidths=0.2)
-        coll.set_clim(vmin, vmax)
-        ax.add_collection(coll)
-        edge = [v for v, c in zip(verts, t["cell"]) if int(c) in outline]
-        if edge:
-            ax.add_collection(PolyCollection(edge, facecolors="none", edgecolors="k", linewidths=1.2))
-        xy = np.vstack(verts)
-        pad = 0.05 * max(np.ptp(xy[:, 0]), np.ptp(xy[:, 1]))
-        ax.set_xlim(xy[:, 0].max() + pad, xy[:, 0].min() - pad)  # RA increases to the left
-        ax.set_ylim(xy[:, 1].min() - pad, xy[:, 1].max() + pad)
-        ax.set_aspect(1.0 / np.cos(np.radians(np.median(dec[sel]))), adjustable="datalim")
-        ax.set_xlabel("RA (deg)", fontsize=7)
+        coll = _patch_panel(ax, ra[sel], dec[sel], values[sel], style, limits)
         if k == 0:
             ax.set_ylabel("Dec (deg)", fontsize=7)
-        ax.tick_params(labelsize=6)
-        ax.set_title(f"{int(sel.sum()):,}\ngalaxies", fontsize=7)  # two lines: narrow patches sit side by side
         axes.append(ax)
     cb = fig.colorbar(coll, ax=axes, orientation="horizontal", shrink=0.8, aspect=30)
-    cb.set_label(label, fontsize=7)
-    from matplotlib.ticker import MaxNLocator
-
+    cb.set_label(style.label, fontsize=7)
     cb.ax.xaxis.set_major_locator(MaxNLocator(4))
     cb.ax.tick_params(labelsize=6)
     return axes

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from photoz import bins, learning_curve as lc, metrics, wording
+from photoz.tables import TrialPredictions
 
 N_BINS = 40
 EDGES = bins.edges(N_BINS, 0.0, 0.4)
@@ -70,7 +71,7 @@ def _members(cat, ens, m=3):
 
 def _curve(inputs, n_bootstrap=20, members=True):
     cat, ens, knn, trials = inputs
-    preds = lc.CurvePredictions(ens, knn, _members(cat, ens) if members else {})
+    preds = TrialPredictions(ens, knn, _members(cat, ens) if members else {})
     return lc.learning_curve(["small", "main"], preds, cat, trials, networks={"small": "reduced", "main": "full"},
                              bin_edges=EDGES, n_bootstrap=n_bootstrap, seed=5)
 

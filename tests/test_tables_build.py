@@ -25,6 +25,8 @@ TRIALS = {
     "main": {"train": "cv_train", "test": "cv_test", "folds": "all", "members": 2},
     "s82only": {"train": "s82_train", "test": "s82_test", "folds": "single", "members": 1},
 }
+#: what the table2 command's --config-json holds besides the rows
+CFG = {"regions": REGIONS, "trials": TRIALS, "n_folds": 5, "bootstrap": 30, "seed": 0}
 ROWS = fill_section("table2", [
     {"label": "80% training, full test sample", "trial": "main", "subset": "all", "published": "full"},
     {"label": "B16 on the same galaxies", "trial": "main", "subset": "all", "estimator": "b16", "published": "b16"},
@@ -221,8 +223,9 @@ def test_table2_errors_name_the_file(world):
     cat = pd.read_parquet(d / "results/shards/catalog.parquet")
     knn = pd.read_parquet(d / "results/knn/main.parquet").iloc[5:]
     with pytest.raises(ValueError, match=r"knn/main.parquet: 5 test galaxies missing"):
-        tables.table2(rows, {"main": ens}, cat, REGIONS, TRIALS, 5, knn={"main": knn},
-                      knn_names={"main": "results/knn/main.parquet"}, n_bootstrap=0)
+        tables.table2(rows, tables.TrialPredictions({"main": ens}, {"main": knn},
+                                                    knn_names={"main": "results/knn/main.parquet"}),
+                      cat, dict(CFG, bootstrap=0))
     bad = d / "bad.parquet"
     pq.write_table(pq.read_table(d / "results/ensemble/main.parquet").drop_columns(["width68"]), bad)
     with pytest.raises(ValueError, match=r"bad.parquet: missing columns \['width68'\]"):
@@ -322,6 +325,6 @@ def test_empty_subset_gives_an_empty_row(world):
     ens = tables.read_ensemble(d / "results/ensemble/s82only.parquet")
     cat = pd.read_parquet(d / "results/shards/catalog.parquet")
     rows = fill_section("table2", [{"label": "inside", "trial": "s82only", "subset": "s82", "published": "s82only_in"}])
-    t = tables.table2(rows, {"s82only": ens}, cat, REGIONS, TRIALS, 5, n_bootstrap=5)
+    t = tables.table2(rows, tables.TrialPredictions({"s82only": ens}), cat, dict(CFG, bootstrap=5))
     assert t["n_test"].iloc[0] == 0 and np.isnan(t["sigma_mad"].iloc[0]) and t["pub_n_test"].iloc[0] == 3942
     assert "--" in tables.latex_table2(t)

@@ -49,13 +49,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from photoz import latex, metrics
+from photoz.tables import TrialPredictions
 
 __all__ = [
     "ESTIMATORS", "COLUMNS", "TEST_FOLD", "fold_rows", "point_scores", "ratio_bootstrap", "member_spread",
@@ -230,31 +230,6 @@ def _check_same_galaxies(ids, ref_ids, what, ref_what):
                          "on the same galaxies (train: cv_train, test: cv_test)")
 
 
-@dataclass
-class CurvePredictions:
-    """The predictions of the learning-curve trials, and the files they came from (named in errors).
-
-    ``ensembles``: trial -> (DataFrame, pdf ndarray), ``photoz.tables.read_ensemble`` of
-    ``results/ensemble/{trial}.parquet``; ``knns``: trial -> ``results/knn/{trial}.parquet``
-    (``specObjID, fold, z_phot, n_train``); ``members``: trial -> list of (specObjID, pdf) of each
-    member's fold-0 predictions (``results/predictions/{trial}/fold0/seed{s}.npz``), the spread
-    between members (:func:`member_spread`; without them the CNN's member terms are NaN, and so
-    are its total σ_MAD and ratio errors); ``ensemble_names``, ``knn_names``: trial -> path.
-    """
-
-    ensembles: dict
-    knns: dict
-    members: dict = field(default_factory=dict)
-    ensemble_names: dict = field(default_factory=dict)
-    knn_names: dict = field(default_factory=dict)
-
-    def sources(self, t):
-        """The ensemble's and the kNN's file names of trial ``t``."""
-        from photoz import trials as ztrials
-
-        return self.ensemble_names.get(t, ztrials.ensemble_path(t)), self.knn_names.get(t, ztrials.knn_path(t))
-
-
 def _fold0(t, preds, trials):
     """Trial ``t``'s fold-0 ensemble rows, their PDFs (the same order) and its kNN rows, checked."""
     ens_src, knn_src = preds.sources(t)
@@ -334,7 +309,7 @@ def learning_curve(names, preds, catalog, trials, networks=None, bin_edges=None,
     ----------
     names : list of str
         The config's ``learning_curve`` trials, ascending training size.
-    preds : CurvePredictions
+    preds : photoz.tables.TrialPredictions
         The trials' ensembles, kNN predictions and members.
     catalog : DataFrame
         The shard catalog (``specObjID, fold, val_*, sel_*``, ...): the training sizes.
@@ -522,7 +497,7 @@ def main(argv=None):
             members.setdefault(t, []).append((f["specObjID"], f["pdf"]))
     cat = read_catalog(a.catalog)  # every column: the selections may use any (fold, val_*, sel_*, rank, ...)
     b = cfg["bins"]
-    preds = CurvePredictions(ensembles, knns, members, ens_paths, knn_paths)
+    preds = TrialPredictions(ensembles, knns, members, ens_paths, knn_paths)
     df = learning_curve(names, preds, cat, cfg["trials"], networks=cfg["networks"],
                         bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]), n_bootstrap=cfg["bootstrap"],
                         seed=cfg["seed"])

@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -219,8 +220,29 @@ def _align(ids, table, what, source):
     return pos
 
 
-def table2(rows, ensembles, catalog, regions, trials, n_folds, knn=None, n_bootstrap=200, seed=0,
-           bin_edges=None, catalog_name="catalog", ensemble_names=None, knn_names=None):
+@dataclass
+class TrialPredictions:
+    """The predictions of some trials, and the files they came from (named in errors).
+
+    ``ensembles``: trial -> (DataFrame, pdf ndarray), :func:`read_ensemble` of
+    ``results/ensemble/{trial}.parquet``; ``knns``: trial -> ``results/knn/{trial}.parquet``;
+    ``members``: trial -> list of (specObjID, pdf) of each member's fold-0 predictions
+    (``results/predictions/{trial}/fold0/seed{s}.npz``; the learning curve's member spread);
+    ``ensemble_names``, ``knn_names``: trial -> path.
+    """
+
+    ensembles: dict
+    knns: dict = field(default_factory=dict)
+    members: dict = field(default_factory=dict)
+    ensemble_names: dict = field(default_factory=dict)
+    knn_names: dict = field(default_factory=dict)
+
+    def sources(self, t):
+        """The ensemble's and the kNN's file names of trial ``t``."""
+        return self.ensemble_names.get(t, ztrials.ensemble_path(t)), self.knn_names.get(t, ztrials.knn_path(t))
+
+
+def table2(rows, preds, catalog, cfg, bin_edges=None, catalog_name="catalog"):
     """Compute every Table 2 row.
 
     Parameters
@@ -228,40 +250,33 @@ def table2(rows, ensembles, catalog, regions, trials, n_folds, knn=None, n_boots
     rows : list of dict
         The config's ``table2`` entries (label, trial, subset, remove_widest,
         estimator, published).
-    ensembles : dict trial -> (DataFrame, pdf ndarray)
-        From :func:`read_ensemble`.
+    preds : TrialPredictions
+        The rows' trials' ensembles and kNN predictions.
     catalog : DataFrame
         ``results/shards/catalog.parquet`` columns (specObjID, z, ra, dec,
         stripe82, zphot, fold, sel_*, val_*).
-    regions, trials : dict
-        The config's ``regions`` and ``trials``.
-    n_folds : int
-    knn : dict trial -> DataFrame (``results/knn/{trial}.parquet``), optional
-    n_bootstrap, seed : int
+    cfg : dict
+        ``regions`` and ``trials`` (the config's), ``n_folds``, ``bootstrap`` (resamples) and ``seed``.
     bin_edges : ndarray (n_bins + 1,)
 
     Returns
     -------
     DataFrame, one row per entry of ``rows``.
     """
-    knn = knn or {}
-    ensemble_names = ensemble_names or {}
-    knn_names = knn_names or {}
     cache = {}
     out = []
     for i, row in enumerate(rows):
         trial = row["trial"]
-        where = f"table2[{i}] ({row['label']!r})"
-        if trial not in ensembles:
-            raise ValueError(f"{where}: no ensemble predictions for trial {trial!r}")
+        if trial not in preds.ensembles:
+            raise ValueError(f"table2[{i}] ({row['label']!r}): no ensemble predictions for trial {trial!r}")
         if trial not in cache:
-            cache[trial] = _trial_predictions(trial, ensembles[trial], catalog, trials[trial], n_folds, bin_edges,
-                                              catalog_name, ensemble_names.get(trial, f"ensemble of {trial}"))
-        out.append(_table2_row(i, row, where, cache[trial], regions, knn, knn_names, n_bootstrap, seed, catalog_name))
+            cache[trial] = _trial_predictions(trial, preds.ensembles[trial], catalog, cfg, bin_edges,
+                                              catalog_name, preds.sources(trial)[0])
+        out.append(_table2_row(i, row, cache[trial], preds, cfg, catalog_name))
     return pd.DataFrame(out)
 
 
-def _trial_predictions(trial, ensemble, catalog, spec, n_folds, bin_edges, catalog_name, source):
+def _trial_predictions(trial, ensemble, catalog, cfg, bin_edges, catalog_name, source):
     """A trial's predictions aligned with its catalog rows, the CRPS of each PDF and the training sizes."""
     ens, pdf = ensemble
     pos = _align(ens["specObjID"].to_numpy(), catalog, "test", catalog_name)
@@ -277,7 +292,8 @@ def _trial_predictions(trial, ensemble, catalog, spec, n_folds, bin_edges, catal
     if "crps" in ens.columns:
         diff = np.max(np.abs(crps - ens["crps"].to_numpy())) if len(crps) else 0.0
         log.info("trial %s: CRPS recomputed from the PDFs; max |difference| to the ensemble's crps column %.2e", trial, diff)
-    folds = ztrials.folds(spec, n_folds)
+    spec = cfg["trials"][trial]
+    folds = ztrials.folds(spec, cfg["n_folds"])
     return {"ens": ens, "cat": cat, "crps": crps, "folds": folds,
             "n_train_cnn": training_size(catalog, spec, folds, True),
             "n_train_all": training_size(catalog, spec, folds, False)}
@@ -292,7 +308,7 @@ def _remove_widest(mask, width68, frac):
     return mask & (w <= cut), cut
 
 
-def _estimate(est, where, trial, c, knn, knn_names, catalog_name):
+def _estimate(est, where, trial, c, preds, catalog_name):
     """The estimator's redshifts ``zp``, where it has one (``valid``), and its training size."""
     ens, cat = c["ens"], c["cat"]
     if est == "cnn":
@@ -303,10 +319,10 @@ def _estimate(est, where, trial, c, knn, knn_names, catalog_name):
         zp = cat["zphot"].to_numpy(dtype=np.float64)
         return zp, np.isfinite(zp) & (zp > -1), np.nan
     if est == "knn":
-        if trial not in knn:
+        if trial not in preds.knns:
             raise ValueError(f"{where}: no kNN predictions for trial {trial!r}")
-        k = knn[trial]
-        pos = _align(ens["specObjID"].to_numpy(), k, "test", knn_names.get(trial, f"knn of {trial}"))
+        k = preds.knns[trial]
+        pos = _align(ens["specObjID"].to_numpy(), k, "test", preds.sources(trial)[1])
         return k["z_phot"].to_numpy(dtype=np.float64)[pos], np.ones(len(ens), dtype=bool), c["n_train_all"]
     raise ValueError(f"{where}: unknown estimator {est!r}; allowed: cnn, b16, knn")
 
@@ -352,7 +368,7 @@ def _fold_mean(per_fold):
     return out
 
 
-def _table2_row(i, row, where, c, regions, knn, knn_names, n_bootstrap, seed, catalog_name):
+def _table2_row(i, row, c, preds, cfg, catalog_name):
     """Row ``i`` of Table 2: its subset, estimator, metrics and the published values.
 
     A trial tested on several folds (the main trial) is scored as the paper
@@ -363,9 +379,11 @@ def _table2_row(i, row, where, c, regions, knn, knn_names, n_bootstrap, seed, ca
     bootstrap errors (``pooled_*`` the same).
     """
     trial, est = row["trial"], row["estimator"]
+    where = f"table2[{i}] ({row['label']!r})"
+    n_bootstrap, seed = cfg["bootstrap"], cfg["seed"]
     frac = row.get("remove_widest")
-    subset = subset_mask(row["subset"], c["cat"], regions)
-    zp, valid, n_train = _estimate(est, where, trial, c, knn, knn_names, catalog_name)
+    subset = subset_mask(row["subset"], c["cat"], cfg["regions"])
+    zp, valid, n_train = _estimate(est, where, trial, c, preds, catalog_name)
     pooled, width_cut = _sample(subset, c["ens"]["width68"], frac, valid)
     if est == "b16":
         cut_only, _ = _remove_widest(subset, c["ens"]["width68"], frac)
@@ -559,10 +577,9 @@ def main(argv=None):
         knn = {t: pd.read_parquet(path, columns=["specObjID", "z_phot"]) for t, path in knn_paths.items()}
         cat = read_catalog(a.catalog, CATALOG_COLUMNS + ("fold",))
         b = cfg["bins"]
-        df = table2(cfg["table2"], ensembles, cat, cfg["regions"], cfg["trials"], cfg["n_folds"], knn=knn,
-                    n_bootstrap=cfg["bootstrap"], seed=cfg["seed"],
-                    bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]), catalog_name=a.catalog,
-                    ensemble_names=ens_paths, knn_names=knn_paths)
+        preds = TrialPredictions(ensembles, knn, ensemble_names=ens_paths, knn_names=knn_paths)
+        df = table2(cfg["table2"], preds, cat, cfg, bin_edges=zbins.edges(b["n"], b["z_min"], b["z_max"]),
+                    catalog_name=a.catalog)
         from photoz.latex import relabel_b16
 
         df["label"] = [relabel_b16(v, cfg["mode"]) for v in df["label"]]

@@ -145,8 +145,8 @@ def test_frame_index_command_with_mock_skyserver(tmp_path):
     from photoz.sdss.skyserver_server import serve_sqlite
 
     with serve_sqlite(db) as s:
-        run_catalog_query(SkyServerClient(s.url, max_requests_per_minute=1e6), {"r_max": 17.8, "z_min": 0.0,
-                                                                              "z_max": 0.4}, tmp_path / "p", 100, cat)
+        run_catalog_query(SkyServerClient(s.url, 12, timeout=120, max_retries=6, max_requests_per_minute=1e6),
+                          {"r_max": 17.8, "z_min": 0.0, "z_max": 0.4}, tmp_path / "p", 100, cat)
     sdss = fill_section("sdss", {"data_release": 12, "rerun": 301, "skyserver_url": "https://skyserver.sdss.org",
                                  "sas_url": "https://data.sdss.org/sas", "page_size": 7, "max_requests_per_minute": 60000})
     rc = fx.main(["--sdss-json", json.dumps(sdss), "--nside", "64", "--n-groups", "4", "--size", "64", "--pixel-scale", "0.396",

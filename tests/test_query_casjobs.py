@@ -36,13 +36,13 @@ def reference(db, tmp_path_factory):
     """The same catalog through SkyServer SQL paging."""
     out = tmp_path_factory.mktemp("ref")
     with serve_sqlite(db[0]) as s:
-        c = skyserver.SkyServerClient(s.url, max_requests_per_minute=1e6)
+        c = skyserver.SkyServerClient(s.url, 12, timeout=120, max_retries=6, max_requests_per_minute=1e6)
         return run_catalog_query(c, SEL, out / "pages", 1000, out / "cat.parquet")
 
 
 def client(url, token=TOKEN, retries=3):
-    return CasJobsClient(url, token, "TEST_TOKEN", timeout=5, max_retries=retries, backoff_base=0.001,
-                         poll_s=0.02)
+    return CasJobsClient(url, token, "TEST_TOKEN", timeout=5, max_retries=retries, poll_s=0.02,
+                         backoff=(0.001, 300.0))
 
 
 def run(c, pages, page=7, out=None):

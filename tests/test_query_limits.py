@@ -18,7 +18,7 @@ from test_query_fixtures import make_skyserver_db
 
 from photoz.config import load_config
 from photoz.sdss import query as Q
-from photoz.sdss.skyserver import (QueryError, SkyServerClient, catalog_paged_query, fetch_paged,
+from photoz.sdss.skyserver import (QueryError, SkyServerClient, catalog_paged_query, client_from_config, fetch_paged,
                                    run_catalog_query)
 from photoz.sdss.skyserver_server import QUERY_STRING_MESSAGE, RateWindow, serve_sqlite
 
@@ -28,14 +28,14 @@ SEL = {"r_max": 17.8, "z_min": 0.0, "z_max": 0.4}
 
 def client(url, retries=3, **kw):
     kw.setdefault("max_requests_per_minute", 1e6)
-    return SkyServerClient(url, timeout=5, max_retries=retries, backoff_base=0.001, **kw)
+    return SkyServerClient(url, 12, timeout=5, max_retries=retries, backoff=(0.001, 300.0), **kw)
 
 
 def test_every_query_of_the_dr12_plan_fits_the_url_limit():
     """Every page query of config/sdss-dr12.yaml (516,546 rows) within 2,048 encoded characters."""
     cfg = load_config(ROOT / "config" / "sdss-dr12.yaml")
     sdss, sel = cfg["sdss"], cfg["selection"]
-    c = SkyServerClient(sdss["skyserver_url"], data_release=sdss["data_release"])
+    c = client_from_config(sdss)
     page = int(sdss["page_size"])
     assert page <= Q.MAX_ROWS
     n_rows = 516_546
@@ -72,7 +72,7 @@ def test_a_query_over_the_limit_is_refused_with_the_limit_named(tmp_path):
             def check_length(self, sql, label="query"):
                 return 0
 
-        careless = Careless(s.url, timeout=5, max_retries=5, max_requests_per_minute=1e6, backoff_base=0.001)
+        careless = Careless(s.url, 12, timeout=5, max_retries=5, max_requests_per_minute=1e6, backoff=(0.001, 300.0))
         with pytest.raises(QueryError, match="HTTP 400.*maxQueryStringLength"):
             careless.fetch(long_sql, ["run"], "long query")
         assert len(s.requests) == 2
@@ -112,7 +112,7 @@ def test_client_rides_the_servers_rate_limit(tmp_path):
 
     with serve_sqlite(db, retry_after=0) as s:
         s.rate = RateWindow(3, clock=lambda: t[0])
-        c = SkyServerClient(s.url, timeout=5, max_retries=3, max_requests_per_minute=1e6, backoff_base=0.001,
+        c = SkyServerClient(s.url, 12, timeout=5, max_retries=3, max_requests_per_minute=1e6, backoff=(0.001, 300.0),
                             sleep=sleep)
         df = fetch_paged(c, catalog_paged_query(SEL), tmp_path / "p", 8, None)
         refused = [f for _, _, f in s.requests if f == "rate"]

@@ -29,7 +29,8 @@ def db(tmp_path_factory):
 
 
 def client(url, retries=8):
-    return SkyServerClient(url, timeout=0.4, max_retries=retries, max_requests_per_minute=1e6, backoff_base=0.001)
+    return SkyServerClient(url, 12, timeout=0.4, max_retries=retries, max_requests_per_minute=1e6,
+                           backoff=(0.001, 300.0))
 
 
 @pytest.fixture(scope="module")

@@ -106,13 +106,12 @@ class CasJobsClient:
     ``token`` is held in memory only; ``__repr__`` never shows it.
     """
 
-    def __init__(self, url, token, token_env="SCISERVER_TOKEN", timeout=120.0, max_retries=6,
-                 backoff_base=2.0, backoff_max=300.0, poll_s=10.0, sleep=time.sleep):
+    def __init__(self, url, token, token_env, timeout, max_retries, poll_s, backoff=(2.0, 300.0), sleep=time.sleep):
         self.base_url = url.rstrip("/")
         self._token = token
         self.token_env = token_env
         self.timeout, self.max_retries = float(timeout), int(max_retries)
-        self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
+        self.backoff_base, self.backoff_max = map(float, backoff)
         self.poll_s, self.sleep = float(poll_s), sleep
         self.session = requests.Session()
         self.n_requests = 0

@@ -181,13 +181,13 @@ class SkyServerClient:
         Retries per page after the first attempt.
     max_requests_per_minute : float
         Rate limit (SkyServer asks for at most 60).
-    backoff_base, backoff_max : float
-        Retry k waits ``min(backoff_max, backoff_base * 2**k)`` seconds (or
+    backoff : (float, float)
+        ``(base, max)``: retry k waits ``min(max, base * 2**k)`` seconds (or
         the server's ``Retry-After`` if longer).
     """
 
-    def __init__(self, url, data_release=12, timeout=120.0, max_retries=6, max_requests_per_minute=60,
-                 backoff_base=2.0, backoff_max=300.0, sleep=time.sleep):
+    def __init__(self, url, data_release, timeout, max_retries, max_requests_per_minute, backoff=(2.0, 300.0),
+                 sleep=time.sleep):
         from astroquery.sdss import SDSSClass  # imported here: astroquery is slow to import
 
         self.base_url = skyserver_base_url(url)
@@ -195,7 +195,7 @@ class SkyServerClient:
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
         self.limiter = RateLimiter(max_requests_per_minute, sleep=sleep)
-        self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
+        self.backoff_base, self.backoff_max = map(float, backoff)
         self.sleep = sleep
         self._sdss = SDSSClass()
         self.n_requests = 0

@@ -125,7 +125,7 @@ def swarp_in_memory(frames, ra, dec, tmp):
                     _write_stamp(path, *cut_stamp(f.image, f.header, box))
                     stamps[i].append(path)
         for i in range(len(ra)):
-            cube[i, b] = run_swarp(stamps[i], ra[i], dec[i], workdir=tmp)[0]
+            cube[i, b] = run_swarp(stamps[i], (ra[i], dec[i]), (64, 0.396), workdir=tmp)[0]
             for path in stamps[i]:
                 path.unlink()
     return cube

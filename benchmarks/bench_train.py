@@ -181,7 +181,8 @@ def step_variants(device, width, dense, batch, left):
                 return train.SpeedSettings(**dict(vars(orig(cls, cfg)), fused=_f))
 
             train.SpeedSettings.resolve = classmethod(resolve)
-            r = bench_step(device, 6, batch, iters=30, warmup=5, width=width, dense=dense)
+            r = bench_step(device, paper_config(width=width, dense=dense, batch_size=batch, device=device.type), 6,
+                           iters=30, warmup=5)
         except Exception as exc:
             say(f"  fused={fused} conv_1x1_as_mm={mm}: failed: {exc!r}"[:600])
             continue
@@ -292,8 +293,9 @@ def main(argv=None):
         if a.tiny:
             comp = "false"  # a CPU compile per shape would take minutes
         try:
-            r = bench_step(device, g, b, iters=30 if cuda else 2, warmup=5 if cuda else 2, width=width, dense=dense,
-                           compile=comp, cuda_graph=graph)
+            cfg = paper_config(width=width, dense=dense, batch_size=b, device=device.type, compile=comp,
+                               cuda_graph=graph)
+            r = bench_step(device, cfg, g, iters=30 if cuda else 2, warmup=5 if cuda else 2)
         except Exception as exc:  # out of memory, or a failure of one configuration: report it and go on
             say(f"  members={g} batch={b} compile={comp} cuda_graph={graph}: failed: {exc!r}"[:600])
             if cuda:

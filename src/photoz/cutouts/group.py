@@ -359,7 +359,7 @@ def _process_chunk(chunk, keys, frames, settings, out):
             if settings.resampler == "native":
                 _native_contributions(frame, gals, b, settings, out, contrib)
             else:
-                _swarp_stamps(frame, gals, band, key, b, settings, out, tmp, contrib, covers)
+                _swarp_stamps(frame, gals, key, b, settings, out, tmp, (contrib, covers))
             del frame
         if settings.resampler == "native":
             _combine_native(contrib, out)
@@ -394,7 +394,11 @@ def _native_contributions(frame, gals, b, settings, out, contrib):
             contrib.setdefault((i, b), []).append((vals[k], cov[k]))
 
 
-def _swarp_stamps(frame, gals, band, key, b, settings, out, tmp, contrib, covers):
+def _swarp_stamps(frame, gals, key, b, settings, out, tmp, acc):
+    """Cut the stamps of ``gals`` from ``frame`` (band index ``b``) into ``tmp`` for SWarp; ``acc`` is the
+    chunk's ``(contrib, covers)``: each (galaxy, band)'s stamp files and pixel coverage, filled here."""
+    contrib, covers = acc
+    band = settings.bands[b]
     R, D = grid_world(out.ra[gals], out.dec[gals], settings.size, settings.pixel_scale)
     x, y = project(frame.wcs, R, D)
     nrow, ncol = frame.shape
@@ -429,7 +433,7 @@ def _combine_swarp(contrib, covers, settings, out, tmp):
             continue
         jobs.append((stamps, float(out.ra[i]), float(out.dec[i])))
         slots.append((i, b))
-    results = run_swarp_batch(jobs, settings.size, settings.pixel_scale, settings.swarp_binary, settings.threads,
+    results = run_swarp_batch(jobs, (settings.size, settings.pixel_scale), settings.swarp_binary, settings.threads,
                               workdir=tmp)
     for (i, b), res in zip(slots, results):
         if isinstance(res, SwarpError):

@@ -57,13 +57,22 @@ def check_swarp(binary="auto", timeout=60):
     return exe
 
 
-def swarp_command(binary, stamps, ra, dec, size, pixel_scale, imageout, weightout, resample_dir, nthreads=1):
-    """The SWarp command line of one cutout (a list of arguments)."""
+#: SWarp's outputs in its working folder: the cutout and its weight map
+COADD, COADD_WEIGHT = "coadd.fits", "coadd.weight.fits"
+
+
+def swarp_command(binary, stamps, centre, grid, out_dir, nthreads=1):
+    """The SWarp command line of one cutout (a list of arguments).
+
+    ``centre``: (RA, Dec) in degrees; ``grid``: (size in pixels, pixel scale in arcsec);
+    the outputs (``COADD``, ``COADD_WEIGHT``) and SWarp's resampled stamps go to ``out_dir``.
+    """
+    (ra, dec), (size, pixel_scale) = centre, grid
     return [
         binary, *map(str, stamps),
         "-c", os.devnull,
-        "-IMAGEOUT_NAME", str(imageout),
-        "-WEIGHTOUT_NAME", str(weightout),
+        "-IMAGEOUT_NAME", str(Path(out_dir) / COADD),
+        "-WEIGHTOUT_NAME", str(Path(out_dir) / COADD_WEIGHT),
         "-SUBTRACT_BACK", "N",
         "-RESAMPLING_TYPE", "LANCZOS3",
         "-PROJECTION_TYPE", "TAN",
@@ -73,15 +82,18 @@ def swarp_command(binary, stamps, ra, dec, size, pixel_scale, imageout, weightou
         "-PIXEL_SCALE", f"{float(pixel_scale)}",
         "-IMAGE_SIZE", f"{int(size)},{int(size)}",
         "-COMBINE", "Y",
-        "-RESAMPLE_DIR", str(resample_dir),
+        "-RESAMPLE_DIR", str(out_dir),
         "-NTHREADS", str(int(nthreads)),
         "-VERBOSE_TYPE", "QUIET",
         "-WRITE_XML", "N",
     ]
 
 
-def run_swarp(stamps, ra, dec, size=64, pixel_scale=0.396, binary="auto", workdir=None):
+def run_swarp(stamps, centre, grid, binary="auto", workdir=None):
     """Resample and median-combine ``stamps`` (FITS paths) into one cutout.
+
+    ``centre``: (RA, Dec) in degrees; ``grid``: (size in pixels, pixel scale in arcsec), the
+    config's ``cutouts.size`` and ``cutouts.pixel_scale``.
 
     Returns
     -------
@@ -94,26 +106,27 @@ def run_swarp(stamps, ra, dec, size=64, pixel_scale=0.396, binary="auto", workdi
     with tempfile.TemporaryDirectory(prefix="swarp-", dir=workdir) as tmp:
         # SWarp runs in its own folder: every path it is given is absolute
         tmp = Path(tmp).resolve()
-        img, wgt = tmp / "coadd.fits", tmp / "coadd.weight.fits"
+        img, wgt = tmp / COADD, tmp / COADD_WEIGHT
         stamps = [Path(s).resolve() for s in stamps]
-        cmd = swarp_command(exe, stamps, ra, dec, size, pixel_scale, img, wgt, tmp)
+        cmd = swarp_command(exe, stamps, centre, grid, tmp)
         proc = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         if proc.returncode != 0 or not img.exists():
             raise SwarpError(f"SWarp failed (exit {proc.returncode}) on {len(stamps)} stamps at "
-                             f"({ra:.6f}, {dec:.6f}): {proc.stderr.strip()[-500:]}")
+                             f"({centre[0]:.6f}, {centre[1]:.6f}): {proc.stderr.strip()[-500:]}")
         image = np.array(fits.getdata(img), dtype=np.float32)
         weight = np.array(fits.getdata(wgt), dtype=np.float32)
-    if image.shape != (size, size):
-        raise SwarpError(f"SWarp returned shape {image.shape}, expected {(size, size)}")
+    if image.shape != (grid[0], grid[0]):
+        raise SwarpError(f"SWarp returned shape {image.shape}, expected {(grid[0], grid[0])}")
     return image, weight
 
 
-def run_swarp_batch(jobs, size=64, pixel_scale=0.396, binary="auto", threads=1, workdir=None):
+def run_swarp_batch(jobs, grid, binary="auto", threads=1, workdir=None):
     """Run many cutouts, ``threads`` SWarp processes at a time.
 
     Parameters
     ----------
     jobs : list of (stamps, ra, dec)
+    grid : (size in pixels, pixel scale in arcsec)
 
     Returns
     -------
@@ -122,7 +135,7 @@ def run_swarp_batch(jobs, size=64, pixel_scale=0.396, binary="auto", threads=1, 
     def one(job):
         stamps, ra, dec = job
         try:
-            return run_swarp(stamps, ra, dec, size, pixel_scale, binary, workdir)
+            return run_swarp(stamps, (ra, dec), grid, binary, workdir)
         except SwarpError as err:
             return err
 

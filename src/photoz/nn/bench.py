@@ -98,19 +98,18 @@ def matmul_rate(device, dtype, n=8192, reps=20):
     return 2 * n ** 3 * reps / (time.perf_counter() - t)
 
 
-def bench_step(device, members=1, batch=128, iters=20, warmup=5, width=1.0, dense=1096, compile="auto",
-               cuda_graph="auto", n_data=4096):
+def bench_step(device, cfg, members=1, iters=20, warmup=5, n_data=4096):
     """Training images/s (summed over members) of the loop's step on device-resident data.
 
-    The members, optimizers and forward functions come from ``photoz.nn.train._build`` with the
-    given speed settings (``auto`` as the loop resolves it); the step is ``GraphedStep`` when a
-    CUDA graph is on, else ``train_step``. ``warmup_s`` is the time of the first ``warmup``
-    steps (compilation, cuDNN's algorithm search, the graph's capture).
+    ``cfg`` is the :class:`~photoz.nn.train.TrainConfig` (e.g. :func:`paper_config` with the network,
+    ``batch_size`` and speed settings to measure). The members, optimizers and forward functions come
+    from ``photoz.nn.train._build`` with its speed settings (``auto`` as the loop resolves it); the
+    step is ``GraphedStep`` when a CUDA graph is on, else ``train_step``. ``warmup_s`` is the time of
+    the first ``warmup`` steps (compilation, cuDNN's algorithm search, the graph's capture).
     """
     from .train import GraphedStep, SpeedSettings, _build, _configure_torch, augment_codes, train_step
 
-    cfg = paper_config(width=width, dense=dense, batch_size=batch, device=device.type, compile=compile,
-                       cuda_graph=cuda_graph)
+    batch = cfg.batch_size
     sp = SpeedSettings.resolve(cfg)
     _configure_torch(cfg, sp)
     seeds = list(range(members))
@@ -118,7 +117,7 @@ def bench_step(device, members=1, batch=128, iters=20, warmup=5, width=1.0, dens
     step = GraphedStep(fwds, opts, (members, batch), sp.amp, sp.device) if sp.graph else partial(train_step, fwds, opts, amp=sp.amp)
     gen = torch.Generator(device="cpu").manual_seed(0)
     data = torch.randn(n_data, N_BANDS, IMAGE_SIZE, IMAGE_SIZE, generator=gen).to(device)
-    y_all = torch.randint(0, 180, (n_data,), generator=gen).to(device)
+    y_all = torch.randint(0, cfg.n_bins, (n_data,), generator=gen).to(device)
     e_all = torch.rand(n_data, generator=gen).to(device)
     order = torch.as_tensor(np.stack([np.random.default_rng(s).integers(0, n_data, (warmup + iters) * batch) for s in seeds])).to(device)
     codes = torch.as_tensor(np.stack([augment_codes(s, 0, (warmup + iters) * batch) for s in seeds])).to(device)

@@ -55,22 +55,33 @@ __all__ = ["CasJobsServer", "serve_casjobs"]
 log = logging.getLogger("photoz.casjobs_server")
 
 
+#: The loopback service's behaviour, and what a test may change: the context it serves, tokens
+#: that are refused as expired (``expired``; or every token after ``expire_after`` requests),
+#: how many jobs fail (``fail_jobs``), queued faults, how long a job runs, the row cap of a
+#: query, and how many PUT (submission) replies are lost after the job was created.
+BEHAVIOUR = {"context": "DR12", "expired": (), "expire_after": None, "fail_jobs": 0, "faults": (),
+             "job_seconds": 0.05, "max_rows": MAX_ROWS, "lose_put_replies": 0}
+
+
 class CasJobsServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, db_path, mydb_path, tokens, context="DR12", expired=(), expire_after=None,
-                 fail_jobs=0, faults=(), job_seconds=0.05, max_rows=MAX_ROWS, lose_put_replies=0):
+    def __init__(self, address, db_path, mydb_path, tokens, **behaviour):
+        unknown = sorted(set(behaviour) - set(BEHAVIOUR))
+        if unknown:
+            raise TypeError(f"CasJobsServer: unknown behaviour {unknown}; known: {', '.join(BEHAVIOUR)}")
+        b = {**BEHAVIOUR, **behaviour}
         super().__init__(address, CasJobsHandler)
         self.db_path, self.mydb_path = str(db_path), str(mydb_path)
-        self.tokens, self.expired = set(tokens), set(expired)
-        self.expire_after = expire_after
-        self.context = context
-        self.fail_jobs = int(fail_jobs)
-        self.lose_put_replies = int(lose_put_replies)
-        self.faults = collections.deque(faults)
-        self.job_seconds = float(job_seconds)
-        self.max_rows = int(max_rows)
+        self.tokens, self.expired = set(tokens), set(b["expired"])
+        self.expire_after = b["expire_after"]
+        self.context = b["context"]
+        self.fail_jobs = int(b["fail_jobs"])
+        self.lose_put_replies = int(b["lose_put_replies"])
+        self.faults = collections.deque(b["faults"])
+        self.job_seconds = float(b["job_seconds"])
+        self.max_rows = int(b["max_rows"])
         self.jobs = {}
         self.requests = []  # (method, path, body query or None)
         self.lock = threading.Lock()

@@ -113,24 +113,35 @@ class RateWindow:
             return 0
 
 
+#: The loopback service's behaviour, and what a test may change: queued faults (and how long a
+#: slow one waits), the Retry-After of a refusal, the real service's limits (query string length,
+#: rows per answer, requests per minute) and how a SQL error is answered (``page``: the HTML page,
+#: ``json``, or ``table``: astroquery's one-column error table).
+BEHAVIOUR = {"faults": (), "fault_delay": 5.0, "retry_after": 0, "max_query_string": MAX_QUERY_STRING,
+             "max_rows": MAX_ROWS, "max_per_minute": 60, "sql_error_style": "page"}
+
+
 class SkyServerServer(ThreadingHTTPServer):
     """The HTTP server; holds the database path, the fault queue and a request log."""
 
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address, db_path, faults=(), fault_delay=5.0, retry_after=0,
-                 max_query_string=MAX_QUERY_STRING, max_rows=MAX_ROWS, max_per_minute=60, sql_error_style="page"):
+    def __init__(self, address, db_path, **behaviour):
+        unknown = sorted(set(behaviour) - set(BEHAVIOUR))
+        if unknown:
+            raise TypeError(f"SkyServerServer: unknown behaviour {unknown}; known: {', '.join(BEHAVIOUR)}")
+        b = {**BEHAVIOUR, **behaviour}
         super().__init__(address, SkyServerHandler)
-        if sql_error_style not in ("page", "json", "table"):
-            raise ValueError(f"sql_error_style must be 'page', 'json' or 'table', not {sql_error_style!r}")
-        self.sql_error_style = sql_error_style
-        self.max_query_string, self.max_rows = int(max_query_string), int(max_rows)
-        self.rate = RateWindow(max_per_minute)
+        if b["sql_error_style"] not in ("page", "json", "table"):
+            raise ValueError(f"sql_error_style must be 'page', 'json' or 'table', not {b['sql_error_style']!r}")
+        self.sql_error_style = b["sql_error_style"]
+        self.max_query_string, self.max_rows = int(b["max_query_string"]), int(b["max_rows"])
+        self.rate = RateWindow(b["max_per_minute"])
         self.db_path = str(db_path)
-        self.faults = collections.deque(faults)
-        self.fault_delay = float(fault_delay)
-        self.retry_after = retry_after
+        self.faults = collections.deque(b["faults"])
+        self.fault_delay = float(b["fault_delay"])
+        self.retry_after = b["retry_after"]
         self.requests = []  # (path, cmd, fault) per request
         self.lock = threading.Lock()
 

@@ -135,9 +135,9 @@ def test_fig12_outlines_the_cells_the_search_found(results, default_config, tmp_
     seen = []
     orig = skymap.map_panel
 
-    def spy(*a, **kw):
-        seen.append((list(kw.get("outline") or []), kw.get("nside")))
-        return orig(*a, **kw)
+    def spy(fig, spec, ra, dec, values, style):
+        seen.append((list(style.outline or []), style.nside))
+        return orig(fig, spec, ra, dec, values, style)
 
     monkeypatch.setattr(skymap, "map_panel", spy)
     mod.make(inputs, default_config, common.silence("t"))

@@ -305,4 +305,4 @@ def b16_name(cfg):
     """The B16 estimator's name in a figure: "B16" in mode sdss, "B16-like (mock)" otherwise (``photoz.latex.b16_name``)."""
     from photoz.latex import b16_name as name
 
-    return name((cfg or {}).get("mode", "mock"))
+    return name(cfg["mode"])

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from photoz.figures import FIGURES, common, figure_inputs
+from photoz.figures import FIGURES, common, declared_config, figure_inputs
 from synthetic_results import write_results
 
 
@@ -18,7 +19,8 @@ def results(tmp_path_factory):
 
 
 def _args(name, res, cfg):
-    args = []
+    """The figure rule's command line: each input, and only the config sections the figure declares."""
+    args = ["--config-json", json.dumps({s: cfg[s] for s in declared_config(name)})]
     for key, path in figure_inputs(name, cfg).items():
         args += [f"--{key.replace('_', '-')}", str(res.parent / path)]
     return args

@@ -16,7 +16,7 @@ from photoz import trials as _trials  # noqa: E402
 from photoz.config import (  # noqa: E402
     ConfigError, coerce_overrides, result_settings, run_dir, validate_config,
 )
-from photoz.figures import FIGURES, figure_inputs, figure_source  # noqa: E402
+from photoz.figures import FIGURES, declared_config, figure_inputs, figure_source  # noqa: E402
 
 try:
     # `--config 'training={epochs: 2}'` arrives as strings: typed per the schema first.

@@ -1,6 +1,7 @@
 # rules of the figures family (see docs/dataflow.md, Sect. 5): one `figure` rule
 # on a {name} wildcard, one job per figure of photoz.figures.FIGURES, running
-# `python -m photoz figure NAME` (src/photoz/figures/NAME.py) and writing
+# `python -m photoz figure NAME` (src/photoz/figures/NAME.py) with the config
+# sections the module declares it reads (CONFIG), and writing
 # results/figures/NAME.pdf and .png; the PNGs are report() outputs for
 # `snakemake --report`. A figure's inputs are those its module declares
 # (INPUTS) and the module's own source file, so editing one figure's code
@@ -22,10 +23,10 @@ rule figure:
     log:
         "logs/figure/{name}.log",
     params:
-        # the rerun trigger: the config without its execution keys
-        settings=json.dumps(result_settings(config), sort_keys=True),
-        # the config for the command (derived, not a trigger)
-        cfg=config_json(*config),
+        # the rerun trigger: the config sections the figure reads (its CONFIG), without their execution keys
+        settings=lambda w: json.dumps({s: result_settings(config, s) for s in declared_config(w.name)}, sort_keys=True),
+        # those sections for the command (derived, not a trigger)
+        cfg=lambda w, threads: json.dumps({s: config[s] for s in declared_config(w.name)}, sort_keys=True),
         args=lambda w, input: figure_args(dict(input.items())),
     wildcard_constraints:
         name="|".join(FIGURES),

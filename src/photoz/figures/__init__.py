@@ -1,7 +1,9 @@
 """The paper's figures: one module per figure, shared style and helpers in ``common``.
 
 A figure is a module ``figNN_name.py`` of this package (its file name is its
-name); it declares ``INPUTS`` (option name -> path, a literal dict) and
+name); it declares ``INPUTS`` (option name -> path, a literal dict), ``CONFIG``
+(the config sections its ``make`` reads, a literal tuple: the workflow passes
+it those and no others, and reruns it only when one of them changes) and
 ``make(inputs, cfg, log)`` returning a matplotlib figure. ``FIGURES`` lists
 them by file (the one list: the workflow's ``figure`` rule and the paper take
 it from here); ``python -m photoz figure NAME [options]`` runs one
@@ -21,7 +23,8 @@ from pathlib import Path
 
 from photoz import trials
 
-__all__ = ["FIGURES", "ROLES", "figure_source", "declared_inputs", "resolve_inputs", "figure_inputs"]
+__all__ = ["FIGURES", "ROLES", "figure_source", "declared_inputs", "declared_config", "resolve_inputs",
+           "figure_inputs"]
 
 #: Figure name -> module, one per ``fig*.py`` file of this package, in file-name order.
 FIGURES = {p.stem: f"{__name__}.{p.stem}" for p in sorted(Path(__file__).parent.glob("fig*.py"))}
@@ -37,20 +40,31 @@ def figure_source(name):
     return Path(__file__).with_name(FIGURES[name].rsplit(".", 1)[1] + ".py")
 
 
-def declared_inputs(name):
-    """The ``INPUTS`` declaration of figure ``name`` (option -> path, roles unresolved), read from its source."""
+def _declared(name, var, kind, what):
+    """The literal ``var = ...`` of figure ``name``'s source (not imported): a ``kind`` of str ``what``."""
     path = figure_source(name)
     tree = ast.parse(path.read_text(), filename=str(path))
     for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "INPUTS" for t in node.targets):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == var for t in node.targets):
             try:
                 value = ast.literal_eval(node.value)
             except ValueError as err:
-                raise ValueError(f"{path}: INPUTS must be a literal dict of option -> path ({err})") from None
-            if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
-                raise ValueError(f"{path}: INPUTS must be a literal dict of option -> path")
+                raise ValueError(f"{path}: {var} must be a literal {what} ({err})") from None
+            items = value.values() if isinstance(value, dict) else value
+            if not isinstance(value, kind) or not all(isinstance(v, str) for v in items):
+                raise ValueError(f"{path}: {var} must be a literal {what}")
             return value
-    raise ValueError(f"{path}: no INPUTS declaration")
+    raise ValueError(f"{path}: no {var} declaration")
+
+
+def declared_inputs(name):
+    """The ``INPUTS`` declaration of figure ``name`` (option -> path, roles unresolved), read from its source."""
+    return _declared(name, "INPUTS", dict, "dict of option -> path")
+
+
+def declared_config(name):
+    """The ``CONFIG`` declaration of figure ``name``: the config sections its ``make`` reads."""
+    return _declared(name, "CONFIG", tuple, "tuple of config section names")
 
 
 def resolve_inputs(declared, cfg, figure="figure"):

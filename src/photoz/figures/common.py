@@ -258,12 +258,12 @@ def load_cutouts(catalog, manifest, ids):
 # --- command line ---------------------------------------------------------------
 
 def load_cfg(config_json):
-    """The config: from ``--config-json`` if given, else the repository's config.yaml."""
-    from photoz.config import ROOT, load_config, validate_config
+    """The config: the sections given by ``--config-json`` (the schema's defaults filled in), else the
+    repository's config.yaml whole."""
+    from photoz.config import ROOT, fill_section, load_config
 
     if config_json:
-        cfg = json.loads(config_json)
-        return validate_config(cfg) if "mode" in cfg else cfg
+        return {k: fill_section(k, v) for k, v in json.loads(config_json).items()}
     return load_config(ROOT / "config.yaml")
 
 
@@ -276,7 +276,8 @@ def run(module, argv=None):
     for key, default in module.INPUTS.items():
         parser.add_argument(f"--{key.replace('_', '-')}", dest=key, default=None,
                             help=f"input (default: {default}, a role in braces naming the config's trial)")
-    parser.add_argument("--config-json", default=None, help="the whole config, as JSON (default: config.yaml)")
+    parser.add_argument("--config-json", default=None,
+                        help="the config sections the figure reads (its CONFIG), as JSON (default: config.yaml)")
     parser.add_argument("--out", default=f"results/figures/{name}.pdf", help="output (.pdf; the .png goes beside)")
     parser.add_argument("--log", default=None, help="log file")
     args = parser.parse_args(argv)

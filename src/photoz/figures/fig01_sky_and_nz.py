@@ -12,6 +12,7 @@ import numpy as np
 from photoz.figures import common, skymap
 
 INPUTS = {"catalog": "results/catalog.parquet"}
+CONFIG = ("selection", "tiles", "zone")
 
 
 def make(inputs, cfg, log):

@@ -7,6 +7,7 @@ import numpy as np
 from photoz.figures import common
 
 INPUTS = {"catalog": "results/shards/catalog.parquet", "manifest": "results/shards/manifest.json"}
+CONFIG = ("cutouts", "seed")
 N_GALAXIES = 5
 
 

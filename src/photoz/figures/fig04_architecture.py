@@ -7,6 +7,7 @@ from matplotlib.patches import FancyBboxPatch
 from photoz.figures import common
 
 INPUTS = {}
+CONFIG = ("bins", "networks")
 
 
 def network_rows(cfg, network="full"):

@@ -8,6 +8,7 @@ from photoz import trials
 from photoz.figures import common
 
 INPUTS = {}
+CONFIG = ("dataset", "trials", "training")
 
 
 def make(inputs, cfg, log):

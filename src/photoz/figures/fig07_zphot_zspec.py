@@ -8,6 +8,7 @@ from matplotlib.colors import LogNorm
 from photoz.figures import common
 
 INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet"}
+CONFIG = ("bins", "mode")
 
 
 def make(inputs, cfg, log):

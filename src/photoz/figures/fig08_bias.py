@@ -7,6 +7,7 @@ import numpy as np
 from photoz.figures import common
 
 INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet"}
+CONFIG = ("bins", "mode")
 EUCLID = 0.002
 
 

@@ -9,6 +9,7 @@ from photoz.figures import common
 
 INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet",
           "manifest": "results/shards/manifest.json"}
+CONFIG = ("bins", "seed")
 N_ROWS, N_COLS = 4, 3
 
 

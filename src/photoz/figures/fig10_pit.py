@@ -7,6 +7,7 @@ import numpy as np
 from photoz.figures import common
 
 INPUTS = {"ensemble": "results/ensemble/{main}.parquet"}
+CONFIG = ()
 
 
 def make(inputs, cfg, log):

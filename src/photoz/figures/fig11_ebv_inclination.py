@@ -12,6 +12,7 @@ from photoz.figures import common
 
 INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "ensemble_noebv": "results/ensemble/{noebv}.parquet",
           "catalog": "results/shards/catalog.parquet"}
+CONFIG = ("mode",)
 
 
 def inclination(exp_ab, dev_ab, frac_dev):

@@ -15,6 +15,7 @@ from photoz.figures import common, skymap
 
 INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet",
           "zone": "results/zone/zone.json"}
+CONFIG = ("zone",)
 
 
 def make(inputs, cfg, log):

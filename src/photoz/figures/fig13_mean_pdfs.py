@@ -16,6 +16,7 @@ from photoz.figures import common
 
 INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet",
           "zone": "results/zone/zone.json"}
+CONFIG = ("bins", "regions")
 
 
 def centred_mean_pdf(pdfs, z_spec, n_bins, z_min, z_max, half=30):

@@ -12,6 +12,7 @@ from matplotlib.ticker import NullFormatter
 from photoz.figures import common
 
 INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet"}
+CONFIG = ("regions",)
 BAND_COLORS = ["#CC79A7", "#0072B2", "#009E73", "#E69F00", "#D55E00"]
 PAIRS = [("u", "g"), ("g", "r"), ("r", "i"), ("i", "z")]
 

@@ -16,6 +16,7 @@ import numpy as np
 from photoz.figures import common
 
 INPUTS = {"learning_curve": "results/learning_curve.csv"}
+CONFIG = ()
 #: The published points of the curve: Table 2 keys of ``photoz.published`` (ascending training size).
 PUBLISHED_KEYS = ("frac2", "frac20", "frac50", "full")
 #: The published row whose training size B16 is drawn at, and B16's row.

@@ -13,6 +13,7 @@ from photoz.figures import common
 
 INPUTS = {"ensemble": "results/ensemble/{main}.parquet", "catalog": "results/shards/catalog.parquet",
           "failures": "results/cutouts/failures.csv"}
+CONFIG = ()
 
 
 def make(inputs, cfg, log):

@@ -36,8 +36,8 @@ def main():
           f"pandas {pandas.__version__}, scikit-learn {sklearn.__version__}")
     rng = np.random.default_rng(0)
     n = a.n
-    e = bins.edges()
-    mid = bins.midpoints()
+    e = bins.edges(180, 0.0, 0.4)
+    mid = bins.midpoints(180, 0.0, 0.4)
     z_spec = rng.uniform(0.01, 0.39, n)
     sig = rng.uniform(0.004, 0.03, n).astype(np.float32)
     mu = (z_spec + rng.normal(0, 1, n) * sig).astype(np.float32)

@@ -274,7 +274,7 @@ def test_ratio_bootstrap_is_paired():
     r, e = lc.ratio_bootstrap(dz, 2 * dz + rng.normal(0, 0.001, dz.size), 50, seed=1)
     assert r == pytest.approx(0.5, rel=0.05) and 0 < e < 0.05
     with pytest.raises(ValueError, match="paired"):
-        lc.ratio_bootstrap(dz, dz[:10])
+        lc.ratio_bootstrap(dz, dz[:10], 50, seed=1)
 
 
 def test_figure_renders_from_small_csv(tmp_path):

@@ -94,7 +94,7 @@ def test_pit_known_values_and_calibrated_pdfs_are_flat():
     # PDFs whose z_spec are drawn from themselves: PIT is uniform
     rng = np.random.default_rng(7)
     n = 20000
-    eg = bins.edges()
+    eg = bins.edges(180, 0.0, 0.4)
     mu = rng.uniform(0.08, 0.32, n)
     sig = rng.uniform(0.005, 0.03, n)
     pdf = gaussian_pdfs(mu, sig, eg)
@@ -114,14 +114,14 @@ def test_pit_known_values_and_calibrated_pdfs_are_flat():
 
 
 def test_width_and_quantile():
-    e = bins.edges()
+    e = bins.edges(180, 0.0, 0.4)
     flat = np.ones((1, 180))
     assert metrics.width(flat, e)[0] == pytest.approx(0.68 * 0.4)
     assert metrics.quantile(flat, 0.5, e)[0] == pytest.approx(0.2)
     sig = np.array([0.01, 0.02])
     w = metrics.width(gaussian_pdfs([0.2, 0.2], sig, e), e)
     np.testing.assert_allclose(w, 2 * norm.ppf(0.84) * sig, rtol=1e-2)  # bins of 0.0022
-    ef = bins.edges(3600)
+    ef = bins.edges(3600, 0.0, 0.4)
     wf = metrics.width(gaussian_pdfs([0.2, 0.2], sig, ef), ef)
     np.testing.assert_allclose(wf, 2 * norm.ppf(0.84) * sig, rtol=1e-4)
     with pytest.raises(ValueError):
@@ -130,7 +130,7 @@ def test_width_and_quantile():
 
 def test_unnormalised_and_chunked_inputs_agree(monkeypatch):
     rng = np.random.default_rng(5)
-    e = bins.edges()
+    e = bins.edges(180, 0.0, 0.4)
     pdf = rng.random((257, 180)).astype(np.float32)
     z = rng.uniform(-0.01, 0.41, 257)
     ref = (metrics.crps(pdf, z, e), metrics.pit(pdf, z, e), metrics.width(pdf, e))
@@ -141,12 +141,12 @@ def test_unnormalised_and_chunked_inputs_agree(monkeypatch):
         np.testing.assert_allclose(a, b, rtol=1e-6)
         np.testing.assert_allclose(a, c, rtol=1e-12)
     # z_phot = sum_k z_k p_k
-    np.testing.assert_allclose(metrics.z_phot(pdf, bins.midpoints()),
-                               (pdf / pdf.sum(1, keepdims=True)) @ bins.midpoints(), rtol=1e-6)
+    np.testing.assert_allclose(metrics.z_phot(pdf, bins.midpoints(180, 0.0, 0.4)),
+                               (pdf / pdf.sum(1, keepdims=True)) @ bins.midpoints(180, 0.0, 0.4), rtol=1e-6)
 
 
 def test_bad_inputs_raise_clear_errors():
-    e = bins.edges()
+    e = bins.edges(180, 0.0, 0.4)
     with pytest.raises(ValueError, match="no positive probability"):
         metrics.crps(np.zeros((2, 180)), np.array([0.1, 0.2]), e)
     with pytest.raises(ValueError, match="edges"):

@@ -12,8 +12,8 @@ from pathlib import Path
 from photoz import bins, metrics
 from photoz.nn.ensemble import build_table, ensemble_fold, write_parquet
 
-EDGES = bins.edges()
-MID = bins.midpoints()
+EDGES = bins.edges(180, 0.0, 0.4)  # the default's bins (config bins)
+MID = bins.centres(EDGES)
 
 
 def gaussian_pdfs(mu, sigma):

@@ -79,7 +79,7 @@ def _run_loop(settings, out):
     model, _ = load_member(Path(out) / "checkpoint.pt")
     with torch.no_grad():
         p = torch.softmax(model(torch.from_numpy(xv), torch.from_numpy(ev)), -1).double().numpy()
-    return hist, p @ bins.midpoints()
+    return hist, p @ bins.midpoints(cfg.n_bins, cfg.z_min, cfg.z_max)
 
 
 def write_reference(path=REFERENCE):

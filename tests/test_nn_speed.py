@@ -70,7 +70,7 @@ def _run(shards, out, source="memmap", **settings):
     model, _ = load_member(out / "checkpoint.pt")
     with torch.no_grad():
         p = torch.softmax(model(vas.batch(torch.arange(len(vas))), torch.as_tensor(va.ebv)), -1).double().numpy()
-    return [r["train_loss"] for r in hist], [r["val_loss"] for r in hist], p @ bins.midpoints()
+    return [r["train_loss"] for r in hist], [r["val_loss"] for r in hist], p @ bins.midpoints(cfg.n_bins, cfg.z_min, cfg.z_max)
 
 
 @pytest.fixture(scope="module")

@@ -17,8 +17,8 @@ from photoz import bins, metrics, published, tables
 from photoz.config import fill_section
 
 N = 2500
-EDGES = bins.edges()
-MID = bins.midpoints()
+EDGES = bins.edges(180, 0.0, 0.4)  # the default's bins (config bins)
+MID = bins.centres(EDGES)
 REGIONS = {"suspect_zone": {"ra_min": 150.25, "ra_max": 150.55, "dec_min": 29.6, "dec_max": 30.4},
            "stripe82": {"ra_min": -60.0, "ra_max": 60.0, "dec_min": -1.26, "dec_max": 1.26}}
 TRIALS = {
@@ -225,7 +225,7 @@ def test_table2_errors_name_the_file(world):
     with pytest.raises(ValueError, match=r"knn/main.parquet: 5 test galaxies missing"):
         tables.table2(rows, tables.TrialPredictions({"main": ens}, {"main": knn},
                                                     knn_names={"main": "results/knn/main.parquet"}),
-                      cat, dict(CFG, bootstrap=0))
+                      cat, dict(CFG, bootstrap=0), EDGES)
     bad = d / "bad.parquet"
     pq.write_table(pq.read_table(d / "results/ensemble/main.parquet").drop_columns(["width68"]), bad)
     with pytest.raises(ValueError, match=r"bad.parquet: missing columns \['width68'\]"):
@@ -325,6 +325,6 @@ def test_empty_subset_gives_an_empty_row(world):
     ens = tables.read_ensemble(d / "results/ensemble/s82only.parquet")
     cat = pd.read_parquet(d / "results/shards/catalog.parquet")
     rows = fill_section("table2", [{"label": "inside", "trial": "s82only", "subset": "s82", "published": "s82only_in"}])
-    t = tables.table2(rows, tables.TrialPredictions({"s82only": ens}), cat, dict(CFG, bootstrap=5))
+    t = tables.table2(rows, tables.TrialPredictions({"s82only": ens}), cat, dict(CFG, bootstrap=5), EDGES)
     assert t["n_test"].iloc[0] == 0 and np.isnan(t["sigma_mad"].iloc[0]) and t["pub_n_test"].iloc[0] == 3942
     assert "--" in tables.latex_table2(t)

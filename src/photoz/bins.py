@@ -1,4 +1,4 @@
-"""The redshift classes of the network: equal-width bins over [z_min, z_max)."""
+"""The redshift classes of the network: ``n`` equal-width bins over [z_min, z_max) (config ``bins``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import numpy as np
 __all__ = ["edges", "midpoints", "centres", "to_class"]
 
 
-def edges(n=180, z_min=0.0, z_max=0.4):
+def edges(n, z_min, z_max):
     """Bin edges, shape (n + 1,)."""
     return np.linspace(z_min, z_max, n + 1)
 
 
-def midpoints(n=180, z_min=0.0, z_max=0.4):
+def midpoints(n, z_min, z_max):
     """Bin midpoints z_k, shape (n,): the values of the point estimate sum_k z_k p_k."""
     return centres(edges(n, z_min, z_max))
 
@@ -23,7 +23,7 @@ def centres(bin_edges):
     return 0.5 * (e[:-1] + e[1:])
 
 
-def to_class(z, n=180, z_min=0.0, z_max=0.4):
+def to_class(z, n, z_min, z_max):
     """Class index of each redshift; values outside the range are clipped to the end bins."""
     k = np.floor((np.asarray(z, dtype=np.float64) - z_min) / (z_max - z_min) * n).astype(np.int64)
     return np.clip(k, 0, n - 1)

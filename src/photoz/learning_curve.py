@@ -93,7 +93,7 @@ def fold_rows(df, fold=TEST_FOLD, source="predictions"):
     return out
 
 
-def point_scores(z_phot, z_spec, crps=None, n_bootstrap=200, seed=0):
+def point_scores(z_phot, z_spec, crps, n_bootstrap, seed):
     """Bias, σ_MAD, η (percent) with bootstrap errors, and the mean CRPS ± its standard error.
 
     Parameters
@@ -120,7 +120,7 @@ def point_scores(z_phot, z_spec, crps=None, n_bootstrap=200, seed=0):
     return out
 
 
-def ratio_bootstrap(dz_a, dz_b, n_resamples=200, seed=0, chunk_elements=20_000_000):
+def ratio_bootstrap(dz_a, dz_b, n_resamples, seed, chunk_elements=20_000_000):
     """σ_MAD(a) / σ_MAD(b) of paired residuals and its bootstrap error.
 
     Both samples hold the residuals of the same galaxies (same order); each
@@ -302,7 +302,7 @@ def _trial_rows(t, ens, pdf, knn, mem_z, edges, n_bootstrap, seed):
     return rows
 
 
-def learning_curve(names, preds, catalog, trials, networks=None, bin_edges=None, n_bootstrap=200, seed=0):
+def learning_curve(names, preds, catalog, trials, bin_edges, networks, n_bootstrap, seed):
     """Every point of the learning curve, one row per (trial, estimator).
 
     Parameters
@@ -337,7 +337,7 @@ def learning_curve(names, preds, catalog, trials, networks=None, bin_edges=None,
         ids = ens["specObjID"].to_numpy()
         ref = ref or (ids, f"trial {t!r} ({ens_src})")
         _check_same_galaxies(ids, ref[0], f"trial {t!r} ({ens_src})", ref[1])
-        edges = bin_edges if bin_edges is not None else zbins.edges(pdf.shape[1])
+        edges = bin_edges
         if pdf.shape[1] != len(edges) - 1:
             raise ValueError(f"{ens_src}: PDFs have {pdf.shape[1]} bins, the config's bins.n is {len(edges) - 1}")
         mem_z = _member_z(t, preds.members.get(t, []), ids, zbins.centres(np.asarray(edges, dtype=np.float64)))

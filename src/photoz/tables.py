@@ -169,7 +169,7 @@ def training_size(cat, trial, folds, exclude_validation=True):
 # --------------------------------------------------------------------------
 # Table 1
 # --------------------------------------------------------------------------
-def table1(ens, n_bootstrap=200, seed=0):
+def table1(ens, n_bootstrap, seed):
     """Per-fold bias, σ_MAD, η of one trial's ensemble, their mean and std (ddof=1).
 
     The published fold values (paper folds 1..5) stand beside ours in fold
@@ -242,7 +242,7 @@ class TrialPredictions:
         return self.ensemble_names.get(t, ztrials.ensemble_path(t)), self.knn_names.get(t, ztrials.knn_path(t))
 
 
-def table2(rows, preds, catalog, cfg, bin_edges=None, catalog_name="catalog"):
+def table2(rows, preds, catalog, cfg, bin_edges, catalog_name="catalog"):
     """Compute every Table 2 row.
 
     Parameters
@@ -285,7 +285,7 @@ def _trial_predictions(trial, ensemble, catalog, cfg, bin_edges, catalog_name, s
     if (dzs > 1e-4).any():
         j = int(np.argmax(dzs))
         raise ValueError(f"{source}: z_spec of specObjID {ens['specObjID'].iloc[j]} differs from {catalog_name} z by {dzs[j]:.3g}")
-    edges = bin_edges if bin_edges is not None else zbins.edges(pdf.shape[1])
+    edges = bin_edges
     if pdf.shape[1] != len(edges) - 1:
         raise ValueError(f"{source}: PDFs have {pdf.shape[1]} bins, the config's bins.n is {len(edges) - 1}")
     crps = metrics.crps(pdf, ens["z_spec"].to_numpy(), edges)

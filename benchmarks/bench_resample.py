@@ -104,7 +104,7 @@ def native_in_memory(frames, ra, dec):
     """Cutouts of all galaxies from in-memory frames ``{band: [Frame, ...]}`` with the native resampler."""
     cube = np.zeros((len(ra), len(BANDS), 64, 64), np.float32)
     for b, band in enumerate(BANDS):
-        per = [resample_frame(f.image, f.wcs, ra, dec) for f in frames[band]]
+        per = [resample_frame(f.image, f.wcs, ra, dec, 64, 0.396) for f in frames[band]]
         for i in range(len(ra)):
             items = [(v[i], c[i]) for v, c in per if c[i].any()]
             cube[i, b] = combine_median([v for v, _ in items], [c for _, c in items])[0]
@@ -117,7 +117,7 @@ def swarp_in_memory(frames, ra, dec, tmp):
     for b, band in enumerate(BANDS):
         stamps = [[] for _ in ra]
         for k, f in enumerate(frames[band]):
-            x, y = project(f.wcs, *grid_world(ra, dec))
+            x, y = project(f.wcs, *grid_world(ra, dec, 64, 0.396))
             for i in range(len(ra)):
                 box = stamp_box(x[i], y[i], f.shape)
                 if box is not None:

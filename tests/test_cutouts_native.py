@@ -15,6 +15,8 @@ from photoz.cutouts.native import (
 )
 from photoz.cutouts.stamps import grid_world, project
 
+GRID = (64, 0.396)  # the cutouts: 64 x 64 pixels at SDSS's 0.396 arcsec/pixel
+
 
 def _frame_wcs(ctype=("RA---TAN", "DEC--TAN"), rot_deg=27.0, sip=False):
     s = 0.396127 / 3600.0
@@ -36,10 +38,10 @@ def _centres(wcs, n=7, seed=3):
 def test_tan_homography_is_exact():
     w = _frame_wcs()
     ra, dec = _centres(w)
-    h = tan_homography(w, ra, dec)
+    h = tan_homography(w, ra, dec, *GRID)
     assert h.shape == (7, 3, 3)
-    x, y = frame_pixel_grid(w, ra, dec)
-    xe, ye = project(w, *grid_world(ra, dec))
+    x, y = frame_pixel_grid(w, ra, dec, *GRID)
+    xe, ye = project(w, *grid_world(ra, dec, *GRID))
     np.testing.assert_allclose(x, xe, atol=1e-7, rtol=0)
     np.testing.assert_allclose(y, ye, atol=1e-7, rtol=0)
 
@@ -48,8 +50,8 @@ def test_tan_homography_is_exact():
 def test_other_wcs_fall_back_to_all_world2pix(kind):
     w = _frame_wcs(ctype=("RA---SIN", "DEC--SIN")) if kind == "sin" else _frame_wcs(sip=True)
     ra, dec = _centres(w)
-    x, y = frame_pixel_grid(w, ra, dec)
-    xe, ye = project(w, *grid_world(ra, dec))
+    x, y = frame_pixel_grid(w, ra, dec, *GRID)
+    xe, ye = project(w, *grid_world(ra, dec, *GRID))
     np.testing.assert_array_equal(x, xe)
     np.testing.assert_array_equal(y, ye)
 
@@ -73,8 +75,8 @@ def test_fast_and_exact_projection_give_the_same_cutouts():
     w = _frame_wcs()
     img = np.random.default_rng(1).normal(size=(1489, 2048)).astype(np.float32)
     ra, dec = w.all_pix2world([5.0, 2040.0, 1000.0, 1500.0], [700.0, 20.0, 1485.0, 600.0], 0)
-    v1, c1 = resample_frame(img, w, ra, dec)
-    v2, c2 = resample_frame(img, w, ra, dec, exact_projection=True)
+    v1, c1 = resample_frame(img, w, ra, dec, *GRID)
+    v2, c2 = resample_frame(img, w, ra, dec, *GRID, exact_projection=True)
     np.testing.assert_array_equal(c1, c2)
     assert 0 < c1.mean() < 1  # some cutouts run off the frame
     np.testing.assert_allclose(v1, v2, atol=1e-5)

@@ -38,7 +38,7 @@ def test_resample_conserves_flux_and_centres_source(tmp_path):
     p = tmp_path / "frame-r-009001-1-0011.fits"
     synthetic_frame(p, 150.0, 30.0, shape=(200, 220), sources=[(150.001, 30.002, 100.0, 1.5)], noise=0.0)
     f = read_frame(p)
-    vals, cov = resample_frame(f.image, f.wcs, [150.001], [30.002])
+    vals, cov = resample_frame(f.image, f.wcs, [150.001], [30.002], 64, 0.396)
     assert cov.all()
     assert vals.sum() == pytest.approx(100.0, rel=2e-3)
     # the source sits at CRPIX (32.5, 1-based): between the 4 central pixels

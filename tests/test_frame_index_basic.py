@@ -94,12 +94,12 @@ def test_containing_and_epochs_and_stripe82(tmp_path):
     assert frames["stripe82"].sum() == 18  # the three runs at dec 0, RA 20
     cat = pd.DataFrame({"specObjID": [1, 2, 3, 4], "ra": [150.0, 20.3, 20.3, 200.0],
                         "dec": [30.0, 0.0, 0.10, 10.0]})
-    t = galaxy_index(cat, frames, nside=64, n_groups=3).to_pandas()
+    t = galaxy_index(cat, frames, 64, 3, 64, 0.396).to_pandas()
     assert t["n_epochs"].tolist() == [1, 3, 3, 0]
     assert t["stripe82"].tolist() == [False, True, True, False]
     assert list(t["frames"][3]) == []
     # a galaxy on the overlap of two consecutive fields of one run sees both, one epoch
-    t2 = galaxy_index(pd.DataFrame({"specObjID": [9], "ra": [150.0747], "dec": [30.0]}), frames, 64, 1).to_pandas()
+    t2 = galaxy_index(pd.DataFrame({"specObjID": [9], "ra": [150.0747], "dec": [30.0]}), frames, 64, 1, 64, 0.396).to_pandas()
     assert set(t2["frames"][0]) == {"9001-1-11", "9001-1-12"} and t2["n_epochs"][0] == 1
 
 

@@ -82,7 +82,7 @@ def test_row_cap_is_enforced_and_caught(tmp_path):
     db = tmp_path / "db.sqlite"
     make_skyserver_db(db, 20)
     with pytest.raises(ValueError, match="500000"):
-        Q.catalog_page_query(SEL, limit=Q.MAX_ROWS + 1)
+        Q.catalog_page_query(SEL, None, limit=Q.MAX_ROWS + 1)
     with serve_sqlite(db, max_rows=5) as s:  # a server whose cap is below the page size
         with pytest.raises(QueryError, match="5 rows instead of the 8 the count predicts"):
             fetch_paged(client(s.url, retries=1), catalog_paged_query(SEL), tmp_path / "p", 8)

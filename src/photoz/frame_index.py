@@ -218,7 +218,7 @@ def assign_groups(tiles, n_groups):
     return g[inv].astype(np.int32)
 
 
-def galaxy_index(catalog, frames, nside, n_groups, cutout_size=64, pixel_scale=0.396):
+def galaxy_index(catalog, frames, nside, n_groups, cutout_size, pixel_scale):
     """``galaxies.parquet`` rows: specObjID, tile, group, n_epochs, stripe82, frames (list of keys)."""
     from astropy import units as u
     from astropy_healpix import HEALPix

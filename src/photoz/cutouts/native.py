@@ -199,7 +199,7 @@ def _is_plain_tan(wcs):
     return not np.isfinite(lonpole) or lonpole == 180.0
 
 
-def tan_homography(wcs, ra, dec, size=64, pixel_scale=0.396):
+def tan_homography(wcs, ra, dec, size, pixel_scale):
     """Homographies from cutout pixels to the pixels of a TAN frame.
 
     Parameters
@@ -253,7 +253,7 @@ def _standard_to_world(ra0, dec0, xi, eta):
     return np.degrees(ra) % 360.0, np.degrees(dec)
 
 
-def frame_pixel_grid(wcs, ra, dec, size=64, pixel_scale=0.396, exact=False):
+def frame_pixel_grid(wcs, ra, dec, size, pixel_scale, exact=False):
     """0-based frame pixel coordinates of the cutout pixel centres of many galaxies.
 
     Uses :func:`tan_homography` when the frame WCS is a plain TAN and the
@@ -286,7 +286,7 @@ def frame_pixel_grid(wcs, ra, dec, size=64, pixel_scale=0.396, exact=False):
     return project(wcs, R, D)
 
 
-def resample_frame(image, wcs, ra, dec, size=64, pixel_scale=0.396, exact_projection=False, block=2):
+def resample_frame(image, wcs, ra, dec, size, pixel_scale, exact_projection=False, block=2):
     """Resample one frame onto the cutout grids of many galaxies.
 
     Parameters

@@ -36,7 +36,7 @@ def output_crpix(size):
     return (size + 1) / 2.0
 
 
-def output_header(ra, dec, size=64, pixel_scale=0.396):
+def output_header(ra, dec, size, pixel_scale):
     """FITS WCS keywords of one cutout grid (a dict)."""
     c = output_crpix(size)
     s = pixel_scale / 3600.0
@@ -49,7 +49,7 @@ def output_header(ra, dec, size=64, pixel_scale=0.396):
     }
 
 
-def grid_offsets(size=64, pixel_scale=0.396):
+def grid_offsets(size, pixel_scale):
     """Intermediate world coordinates (xi, eta) in degrees of the grid's pixel centres.
 
     Returns two ``(size, size)`` arrays indexed ``[row, column]`` (0-based),
@@ -63,7 +63,7 @@ def grid_offsets(size=64, pixel_scale=0.396):
     return xi, eta
 
 
-def grid_world(ra, dec, size=64, pixel_scale=0.396):
+def grid_world(ra, dec, size, pixel_scale):
     """RA, Dec (degrees) of every output pixel centre of the cutouts of many galaxies.
 
     Parameters

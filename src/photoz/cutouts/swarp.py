@@ -120,7 +120,7 @@ def run_swarp(stamps, centre, grid, binary="auto", workdir=None):
     return image, weight
 
 
-def run_swarp_batch(jobs, grid, binary="auto", threads=1, workdir=None):
+def run_swarp_batch(jobs, grid, binary, threads, workdir=None):
     """Run many cutouts, ``threads`` SWarp processes at a time.
 
     Parameters

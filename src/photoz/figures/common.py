@@ -169,7 +169,7 @@ def test_sample(ensemble_path, catalog_path, columns=()):
 
 # --- sky ------------------------------------------------------------------------
 
-def cell_means(ra, dec, values, nside=64):
+def cell_means(ra, dec, values, nside):
     """Mean of ``values`` in HEALPix cells (nested): per-galaxy cell mean, and the table of cells."""
     from astropy import units as u
     from astropy_healpix import HEALPix

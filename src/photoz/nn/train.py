@@ -321,7 +321,7 @@ class GraphedStep:
 
 
 @torch.no_grad()
-def predict_logits(nets, source, ebv, batch_size=1024, amp=False, device=None):
+def predict_logits(nets, source, ebv, batch_size, amp=False, device=None):
     """Log-softmax of every member of ``nets`` (a sequence of networks) for every galaxy of ``source``.
 
     Returns ``(G, N, n_bins)`` float32 on the CPU.

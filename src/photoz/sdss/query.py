@@ -132,7 +132,7 @@ _CATALOG_FROM = (
 )
 
 
-def catalog_page_query(selection, after=None, limit=50000):
+def catalog_page_query(selection, after, limit):
     """One keyset page of the catalog query (SkyServer dialect).
 
     ``after`` is the last ``specObjID`` of the previous page (None for the
@@ -185,7 +185,7 @@ def _field_where(rerun, after):
     return cond
 
 
-def field_page_query(rerun=301, after=None, limit=50000):
+def field_page_query(rerun, after, limit):
     """One keyset page of the ``Field`` table; ``after`` is a (run, camcol, field) tuple."""
     if not 1 <= int(limit) <= MAX_ROWS:
         raise ValueError(f"page size must be between 1 and SkyServer's {MAX_ROWS} rows, got {limit}")
@@ -194,7 +194,7 @@ def field_page_query(rerun=301, after=None, limit=50000):
             " ORDER BY fi.run,fi.camcol,fi.field")
 
 
-def field_count_query(rerun=301):
+def field_count_query(rerun):
     """Number of fields of ``rerun`` in the ``Field`` table."""
     return f"SELECT COUNT(*) AS n FROM Field fi WHERE {_field_where(rerun, None)}"
 

@@ -226,7 +226,7 @@ def _download(url, part, timeout, session):
                 fh.write(chunk)
 
 
-def fetch_frame(url, dest, timeout=120.0, max_retries=6, backoff_base=2.0, backoff_max=300.0, session=None,
+def fetch_frame(url, dest, timeout, max_retries, backoff_base=2.0, backoff_max=300.0, session=None,
                 sleep=time.sleep):
     """Make ``dest`` a verified copy of ``url``; return its sha256.
 

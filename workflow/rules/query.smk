@@ -57,11 +57,13 @@ rule frame_index:
     params:
         settings=settings_json("sdss"),
         sdss=lambda w, threads: json.dumps(config["sdss"], sort_keys=True),
-        nside=config["tiles"]["nside"],
-        n_groups=config["tiles"]["n_groups"],
+        # the values the index depends on (rerun triggers, as before the command took them as options)
+        tiles=lambda w: json.dumps(config["tiles"], sort_keys=True),
         s82=lambda w: json.dumps(config["regions"]["stripe82"], sort_keys=True),
-        size=config["cutouts"]["size"],
-        pixel_scale=config["cutouts"]["pixel_scale"],
+        cut=lambda w: json.dumps({k: config["cutouts"][k] for k in ("size", "pixel_scale")}, sort_keys=True),
+        # the same values as the command's options (derived, not a trigger)
+        grid=lambda w, threads: (f"--nside {config['tiles']['nside']} --n-groups {config['tiles']['n_groups']}"
+                                 f" --size {config['cutouts']['size']} --pixel-scale {config['cutouts']['pixel_scale']}"),
         mock=_mock_db_arg(),
     resources:
         mem_mb=8000,
@@ -69,8 +71,8 @@ rule frame_index:
     conda:
         "../../envs/access.yaml"
     shell:
-        "python -m photoz frame-index --sdss-json {params.sdss:q} --nside {params.nside} --n-groups {params.n_groups}"
-        " --size {params.size} --pixel-scale {params.pixel_scale} --stripe82-json {params.s82:q} --catalog {input.catalog} {params.mock}"
+        "python -m photoz frame-index --sdss-json {params.sdss:q} {params.grid}"
+        " --stripe82-json {params.s82:q} --catalog {input.catalog} {params.mock}"
         " --pages results/frames/pages --frames-out {output.frames} --galaxies-out {output.galaxies} --log {log}"
 
 

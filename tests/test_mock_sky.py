@@ -218,7 +218,7 @@ def test_catalogue_ebv_is_a_noisy_estimate_and_the_truth_stays_in_the_truth_tabl
     _, cat, fields = tiny_chunk
     ratio = cat["ebv_sfd"] / cat["ebv_true"]
     assert np.allclose(cat["extinction_r"], 2.751 * cat["ebv_sfd"])
-    scatter = TINY["mock"]["ebv_sfd_scatter"]
+    scatter = TINY["ebv_sfd_scatter"]
     assert 0.5 * scatter < np.std(np.log(ratio)) < 1.5 * scatter
     t = build_tables(TINY, cat, fields)
     # one row per spectrum: a repeat spectrum (specObjID with REPEAT_SPECOBJID_BIT set) has its galaxy's E(B-V)

@@ -72,11 +72,7 @@ def write_shards(d, n_train, n_val, shard_size=4096, seed=0):
 
 def train_job(name, work, seeds, epochs, cache, width, dense, batch, device):
     """One ``python -m photoz train`` process; returns the per-epoch rates read from its metrics.csv files."""
-    net_bins = ("width", "dense", "n_bins", "z_min", "z_max", "ebv_input")
-    training = {k: v for k, v in PAPER_SETTINGS.items() if k not in net_bins}
-    cfg = {"training": dict(training, epochs=epochs, batch_size=batch, device=device),
-           "network": {"width": width, "dense": dense},
-           "bins": {"n": PAPER_SETTINGS["n_bins"], "z_min": PAPER_SETTINGS["z_min"], "z_max": PAPER_SETTINGS["z_max"]}}
+    cfg = paper_config(epochs=epochs, batch_size=batch, device=device, width=width, dense=dense).sections()
     out = work / "models" / name
     cmd = [sys.executable, "-m", "photoz", "train", "--shards", str(work / "shards"), "--split-npz",
            str(work / "shards" / "split.npz"), "--trial", "bench",

@@ -16,9 +16,6 @@ DEFAULT_SETTINGS = {
     "n_bins": 180, "z_min": 0.0, "z_max": 0.4, "amp": "auto", "channels_last": "auto", "compile": "auto",
     "resident": "auto", "resident_dtype": "float32", "eval_batch_size": 1024, "fused": "auto", "cuda_graph": "auto",
 }
-#: fields that come from other sections than ``training``
-NOT_TRAINING = ("width", "dense", "n_bins", "z_min", "z_max", "ebv_input")
-
 
 def train_config(**override):
     """``TrainConfig`` of the default's settings with ``override`` applied."""
@@ -27,7 +24,4 @@ def train_config(**override):
 
 def config_json(**override):
     """The ``--config-json`` of ``photoz train`` for the default's settings with ``override`` applied."""
-    s = {**DEFAULT_SETTINGS, **override}
-    return {"training": {k: v for k, v in s.items() if k not in NOT_TRAINING},
-            "network": {"width": s["width"], "dense": s["dense"]},
-            "bins": {"n": s["n_bins"], "z_min": s["z_min"], "z_max": s["z_max"]}}
+    return train_config(**override).sections()

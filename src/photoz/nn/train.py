@@ -128,6 +128,15 @@ class TrainConfig:
             raise KeyError("training settings missing: " + ", ".join(where.get(k, f"training.{k}") for k in missing))
         return cls(**d)
 
+    def sections(self):
+        """The inverse of :meth:`from_dicts`: ``{"training": ..., "network": ..., "bins": ...}``, the
+        ``--config-json`` of ``photoz train`` for these settings (``ebv_input`` travels with the trial)."""
+        d = asdict(self)
+        other = ("width", "dense", "n_bins", "z_min", "z_max", "ebv_input", "deterministic")
+        return {"training": {k: v for k, v in d.items() if k not in other},
+                "network": {"width": self.width, "dense": self.dense},
+                "bins": {"n": self.n_bins, "z_min": self.z_min, "z_max": self.z_max}}
+
     def fingerprint(self):
         """What must match for a checkpoint to be resumed (not device or speed settings)."""
         keys = ["epochs", "max_iterations", "min_iterations", "batch_size", "learning_rate", "width", "dense", "ebv_input",

@@ -31,6 +31,7 @@ def sdss_section(rerun=301, **override):
     return fill_section("sdss", {"data_release": 12, "rerun": rerun, "skyserver_url": "https://unused.example",
                                  "sas_url": "https://unused.example", **override})
 
+
 def synthetic_frame(path, ra_c, dec_c, band="r", run=9001, camcol=1, field=11, shape=(400, 600),
                     sources=(), noise=0.03, seed=0, truncate=False, pixscale=0.396127):
     """Write a synthetic frame ``path`` (``.fits`` or ``.fits.bz2``).

@@ -10,7 +10,7 @@ import pytest
 from test_query_fixtures import make_skyserver_db
 
 from photoz import frame_index as fx
-from photoz.config import fill_section
+from synthetic_frames import sdss_section
 from photoz.frame_index import FrameIndex, assign_groups, frames_table, galaxy_index, in_box
 
 S82 = {"ra_min": -60.0, "ra_max": 60.0, "dec_min": -1.26, "dec_max": 1.26}
@@ -147,8 +147,7 @@ def test_frame_index_command_with_mock_skyserver(tmp_path):
     with serve_sqlite(db) as s:
         run_catalog_query(SkyServerClient(s.url, 12, timeout=120, max_retries=6, max_requests_per_minute=1e6),
                           {"r_max": 17.8, "z_min": 0.0, "z_max": 0.4}, tmp_path / "p", 100, cat)
-    sdss = fill_section("sdss", {"data_release": 12, "rerun": 301, "skyserver_url": "https://skyserver.sdss.org",
-                                 "sas_url": "https://data.sdss.org/sas", "page_size": 7, "max_requests_per_minute": 60000})
+    sdss = sdss_section(301, skyserver_url="https://skyserver.sdss.org", page_size=7, max_requests_per_minute=60000)
     rc = fx.main(["--sdss-json", json.dumps(sdss), "--nside", "64", "--n-groups", "4", "--size", "64", "--pixel-scale", "0.396",
                   "--stripe82-json", json.dumps(S82), "--catalog", str(cat), "--mock-db", str(db),
                   "--pages", str(tmp_path / "fp"), "--frames-out", str(tmp_path / "frames.parquet"),

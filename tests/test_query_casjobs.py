@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from test_query_fixtures import make_skyserver_db
 
-from photoz.config import fill_section
+from synthetic_frames import sdss_section
 from photoz.sdss import catalog_query, skyserver
 from photoz.sdss import query as Q
 from photoz.sdss.casjobs import (CasJobsAuthError, CasJobsClient, CasJobsJobFailed, CasJobsUnanswered,
@@ -105,10 +105,9 @@ def test_unset_token_and_transient_errors(db, reference, tmp_path, monkeypatch):
 
 
 def test_query_command_with_service_casjobs_in_mock_mode(db, reference, tmp_path):
-    sdss = fill_section("sdss", {"data_release": 12, "rerun": 301, "service": "casjobs", "casjobs_context": "DR12",
-                                 "skyserver_url": "https://skyserver.sdss.org/dr12/en/tools/search/x_sql.aspx",
-                                 "sas_url": "https://data.sdss.org/sas", "page_size": 11, "max_retries": 2,
-                                 "timeout_s": 5, "casjobs_poll_s": 0.02})
+    sdss = sdss_section(301, service="casjobs", casjobs_context="DR12",
+                        skyserver_url="https://skyserver.sdss.org/dr12/en/tools/search/x_sql.aspx", page_size=11,
+                        max_retries=2, timeout_s=5, casjobs_poll_s=0.02)
     args = ["--sdss-json", json.dumps(sdss), "--selection-json", json.dumps(SEL), "--mock-db", str(db[0]),
             "--pages", str(tmp_path / "pages"), "--out", str(tmp_path / "cat.parquet"),
             "--rejected", str(tmp_path / "rej.csv"), "--log", str(tmp_path / "query.log")]
@@ -120,8 +119,7 @@ def test_query_command_with_service_casjobs_in_mock_mode(db, reference, tmp_path
 def test_run_casjobs_catalog_without_token_names_the_variable(db, tmp_path, monkeypatch):
     monkeypatch.delenv("SCISERVER_TOKEN", raising=False)
     with pytest.raises(CasJobsAuthError, match="SCISERVER_TOKEN"):
-        sdss = fill_section("sdss", {"data_release": 12, "rerun": 301, "skyserver_url": "http://127.0.0.1:9",
-                                     "sas_url": "http://127.0.0.1:9", "casjobs_url": "http://127.0.0.1:9"})
+        sdss = sdss_section(301, casjobs_url="http://127.0.0.1:9")
         run_casjobs_catalog(sdss, SEL, tmp_path / "p", tmp_path / "c.parquet")
 
 

@@ -9,7 +9,7 @@ import pytest
 from test_query_fixtures import make_skyserver_db
 
 from photoz.catalog import SCHEMA
-from photoz.config import fill_section
+from synthetic_frames import sdss_section
 from photoz.sdss import query as Q
 from photoz.sdss.skyserver import (
     QueryError, RateLimiter, SkyServerClient, catalog_paged_query, fetch_paged, field_paged_query,
@@ -241,9 +241,8 @@ def test_query_command_in_mock_mode(db, reference, tmp_path):
     from photoz.sdss import catalog_query
 
     path, _ = db
-    sdss = fill_section("sdss", {"data_release": 12, "rerun": 301, "sas_url": "https://data.sdss.org/sas",
-                                 "skyserver_url": "https://skyserver.sdss.org/dr12/en/tools/search/x_sql.aspx",
-                                 "page_size": 9, "max_requests_per_minute": 60000, "max_retries": 2, "timeout_s": 5})
+    sdss = sdss_section(301, skyserver_url="https://skyserver.sdss.org/dr12/en/tools/search/x_sql.aspx", page_size=9,
+                        max_requests_per_minute=60000, max_retries=2, timeout_s=5)
     args = ["--sdss-json", json.dumps(sdss), "--selection-json", json.dumps(SEL), "--mock-db", str(path),
             "--pages", str(tmp_path / "pages"), "--out", str(tmp_path / "cat.parquet"),
             "--rejected", str(tmp_path / "rej.csv"), "--log", str(tmp_path / "query.log")]

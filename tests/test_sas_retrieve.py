@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from astropy.io import fits
 
-from photoz.config import fill_section
 from photoz.sdss import sas
 from photoz.sdss.sas import RetrievalError, frame_name, frame_url, retrieve_group, verify_frame
 from photoz.sdss.sas_server import serve_sas
@@ -179,8 +178,7 @@ def test_local_frames_are_copies_not_hard_links(sas_tree, galaxies, tmp_path):
 def test_file_url_and_cli(sas_tree, galaxies, tmp_path):
     gpath = tmp_path / "galaxies.parquet"
     galaxies.to_parquet(gpath)
-    cfg = json.dumps(fill_section("sdss", {"data_release": 12, "rerun": 301, "skyserver_url": "https://unused.example",
-                                           "sas_url": "https://unused.example", "parallel_downloads": 2}))
+    cfg = json.dumps(_sdss(301, parallel_downloads=2))
     for g in (0, 1):
         out = tmp_path / "frames" / f"group-{g}"
         rc = sas.main(["--group", str(g), "--galaxies", str(gpath), "--sdss-json", cfg,

@@ -11,8 +11,8 @@ variant trains one member of the main trial on fold ``--fold`` with the run's
 own shards and splits, by the workflow's two commands (``python -m photoz
 train`` and ``python -m photoz predict``, one thread each, two variants side by
 side), with the training section of ``config.yaml`` where a variant overrides
-``epochs``, ``learning_rate``, ``batch_size`` or ``seed`` (the member index
-under the master seed). It prints, per variant: the epoch of the least
+``epochs``, ``learning_rate``, ``batch_size``, ``label_sigma_z`` or ``seed`` (the
+member index under the master seed). It prints, per variant: the epoch of the least
 validation loss (the one ``predict`` uses), that loss and the validation
 sigma_MAD there, the CPU time, and the test galaxies' sigma_MAD and outlier
 rate, beside the kNN's on the same galaxies. The validation loss is what chooses
@@ -42,7 +42,7 @@ from photoz import bins as zbins  # noqa: E402
 from photoz import metrics  # noqa: E402
 from photoz.config import load_config  # noqa: E402
 
-OVERRIDABLE = {"epochs": int, "learning_rate": float, "batch_size": int, "seed": int}
+OVERRIDABLE = {"epochs": int, "learning_rate": float, "batch_size": int, "label_sigma_z": float, "seed": int}
 
 
 def parse_variant(text):
@@ -126,7 +126,7 @@ def main(argv=None):
     print(f"run: {run.resolve()}; fold {a.fold}; {len(variants)} variants, {a.parallel} side by side, "
           f"{(time.time() - t0) / 60:.1f} min wall")
     print(f"training settings otherwise config.yaml's: epochs {cfg['training']['epochs']}, batch {cfg['training']['batch_size']}, "
-          f"learning rate {cfg['training']['learning_rate']}, network {cfg['trials']['main'].get('network', cfg['training']['network'])}")
+          f"learning rate {cfg['training']['learning_rate']}, label_sigma_z {cfg['training']['label_sigma_z']}, network {cfg['trials']['main'].get('network', cfg['training']['network'])}")
     print()
     print(f"{'variant':28s} {'epochs':>6s} {'best ep':>7s} {'min val_loss':>12s} {'val smad':>8s} {'wall s':>7s} "
           f"{'test smad':>9s} {'test eta%':>9s}")

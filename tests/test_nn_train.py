@@ -9,7 +9,7 @@ import torch
 from photoz import metrics
 from photoz.nn.data import ResidentImages
 from nn_settings import config_json, train_config
-from photoz.nn.train import augment, batch_order, load_member, n_epochs, train_members
+from photoz.nn.train import augment, batch_order, class_targets, load_member, n_epochs, train_members
 
 
 def synthetic_galaxies(n, seed=0):
@@ -209,3 +209,30 @@ def test_train_command_skips_a_finished_member_and_force_retrains(tmp_path):
     assert ck[0].stat().st_mtime_ns == stamp[0]
     assert "training 2 member(s)" in run("--force")
     assert "training 2 member(s)" in run(epochs=2)  # other settings: not the same member
+
+
+def test_class_targets_are_normalised_gaussians_centred_on_the_class():
+    assert class_targets(train_config(label_sigma_z=0.0)) is None  # the paper's one-hot targets
+    cfg = train_config(label_sigma_z=0.01)
+    t = class_targets(cfg).numpy()
+    mid = (np.arange(cfg.n_bins) + 0.5) * (cfg.z_max - cfg.z_min) / cfg.n_bins + cfg.z_min
+    assert t.shape == (cfg.n_bins, cfg.n_bins)
+    np.testing.assert_allclose(t.sum(axis=1), 1.0, rtol=1e-6)
+    assert np.array_equal(t.argmax(axis=1), np.arange(cfg.n_bins))
+    # away from the edges each row is a Gaussian of width 0.01 in z around its class
+    row = t[90]
+    mean = (row * mid).sum()
+    assert abs(mean - mid[90]) < 1e-9 and abs(np.sqrt((row * (mid - mean) ** 2).sum()) - 0.01) < 2e-4
+    # at an edge the Gaussian is cut and renormalised: the mean moves into the range
+    assert (t[0] * mid).sum() > mid[0]
+
+
+def test_smoothed_targets_change_the_loss_and_the_fingerprint(small, tmp_path):
+    """label_sigma_z is a result setting: a member trained with it differs, and a checkpoint of the other restarts."""
+    tr, zt, et, va, zv, ev = small
+    one_hot = train_members(train_config(epochs=1, label_sigma_z=0.0, **TINY), (tr, zt, et), (va, zv, ev), [5], [tmp_path / "a"])[0]
+    cfg = train_config(epochs=1, label_sigma_z=0.01, **TINY)
+    smooth = train_members(cfg, (tr, zt, et), (va, zv, ev), [5], [tmp_path / "b"])[0]
+    assert one_hot[0]["train_loss"] != smooth[0]["train_loss"]
+    assert np.isfinite(smooth[0]["val_loss"])
+    assert train_config(label_sigma_z=0.01).fingerprint() != train_config(label_sigma_z=0.0).fingerprint()

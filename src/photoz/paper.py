@@ -210,6 +210,13 @@ def _protocol_macros(cfg):
     m["KnnKChoice"] = (f"its $k$ chosen per fold from {{{', '.join(map(str, grid))}}} by five-fold "
                        "cross-validation on the training side" if grid else f"$k = {int(knn['k'])}$")
     m["BatchSize"] = str(cfg["training"]["batch_size"])
+    sigma = float(cfg["training"]["label_sigma_z"])
+    m["TrainingTargets"] = (
+        "The cross-entropy's target is the class of $z_{\\rm spec}$ alone, as in the paper" if not sigma else
+        f"Unlike the paper, whose target is the class of $z_{{\\rm spec}}$ alone, the cross-entropy's target is a "
+        f"Gaussian of width {sigma:g} in $z$ centred on that class (normalised over the classes), so that a near miss "
+        "costs less than a far one; the validation loss that chooses the kept epoch is still the log-likelihood of the "
+        "true class")
     m["LearningRate"] = f"{cfg['training']['learning_rate']:g}"
     net = trials.network_name(cfg, main)
     m["NetworkName"] = tex_escape(net)

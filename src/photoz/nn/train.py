@@ -1,6 +1,7 @@
 """Training loop of the photo-z CNN: one or several members, resumable at every epoch.
 
-Cross-entropy on the redshift classes, Adam, random flips and 90-degree
+Cross-entropy on the redshift classes (one-hot targets as in the paper, or
+Gaussian-smoothed ones: ``label_sigma_z``), Adam, random flips and 90-degree
 rotations, validation loss / sigma_MAD / PIT histogram after each epoch, the
 best-validation-loss weights kept, a checkpoint (model, optimizer, all RNG
 states, epoch, iteration) after every epoch.
@@ -56,7 +57,7 @@ from .model import Members, PhotoZNet, upgrade_state_dict
 from photoz import bins as zbins
 from photoz import metrics
 
-__all__ = ["TrainConfig", "SpeedSettings", "CUDA_ONLY", "cpu_has_native_bf16", "cpu_compiler", "n_epochs", "train_members", "train_step", "member_step", "GraphedStep", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
+__all__ = ["TrainConfig", "SpeedSettings", "CUDA_ONLY", "cpu_has_native_bf16", "cpu_compiler", "n_epochs", "train_members", "train_step", "member_step", "class_targets", "GraphedStep", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
 
 log = logging.getLogger("photoz.nn.train")
 
@@ -82,6 +83,7 @@ class TrainConfig:
     min_iterations: int             # small training sets run more epochs, up to this many steps
     batch_size: int
     learning_rate: float
+    label_sigma_z: float            # Gaussian width (in z) of the class targets; 0: the paper's one-hot targets
     device: str                     # auto | cpu | cuda
     num_threads: int
     width: float                    # networks.<name>
@@ -139,8 +141,8 @@ class TrainConfig:
 
     def fingerprint(self):
         """What must match for a checkpoint to be resumed (not device or speed settings)."""
-        keys = ["epochs", "max_iterations", "min_iterations", "batch_size", "learning_rate", "width", "dense", "ebv_input",
-                "n_bins", "z_min", "z_max"]
+        keys = ["epochs", "max_iterations", "min_iterations", "batch_size", "learning_rate", "label_sigma_z", "width", "dense",
+                "ebv_input", "n_bins", "z_min", "z_max"]
         return {k: getattr(self, k) for k in keys}
 
 
@@ -237,30 +239,47 @@ def augment(x, codes):
     return torch.where(k == 0, x, torch.where(k == 1, r1, torch.where(k == 2, r2, r3)))
 
 
-def member_step(fwd, opt, x, codes, y, ebv, amp=False):
+def class_targets(cfg, device="cpu"):
+    """The training target of each class: ``(n_bins, n_bins)`` float32 rows, or None for one-hot targets.
+
+    With ``cfg.label_sigma_z > 0`` row ``c`` is a Gaussian of that width (in z) centred on class
+    ``c``'s midpoint, evaluated at every class midpoint and normalised to 1 within the bins (the
+    paper's loss is ``label_sigma_z = 0``: one-hot targets). The cross-entropy against these rows
+    tells the network that neighbouring classes are neighbouring redshifts.
+    """
+    if not cfg.label_sigma_z:
+        return None
+    mid = torch.as_tensor(zbins.midpoints(cfg.n_bins, cfg.z_min, cfg.z_max), dtype=torch.float64)
+    w = torch.exp(-0.5 * ((mid[:, None] - mid[None, :]) / float(cfg.label_sigma_z)) ** 2)
+    return (w / w.sum(dim=1, keepdim=True)).to(device=device, dtype=torch.float32)
+
+
+def member_step(fwd, opt, x, codes, y, ebv, amp=False, targets=None):
     """One optimisation step of one member: augment, forward, cross-entropy, backward, Adam.
 
     ``x``: ``(B, 5, 64, 64)`` images, ``codes``: ``(B,)`` augmentation codes, ``y``: ``(B,)``
-    classes, ``ebv``: ``(B,)``. Returns the mean loss (a 0-d tensor, detached).
+    classes, ``ebv``: ``(B,)``; ``targets``: :func:`class_targets` (None: one-hot). Returns the
+    mean loss (a 0-d tensor, detached).
     """
     x = augment(x, codes)
     # no autocast weight cache: the step may be captured into a CUDA graph
     with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
         logits = fwd(x, ebv)
-    loss = F.cross_entropy(logits.float(), y)
+    loss = F.cross_entropy(logits.float(), y if targets is None else targets[y])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
     return loss.detach()
 
 
-def train_step(fwds, opts, x, codes, y, ebv, amp=False):
+def train_step(fwds, opts, x, codes, y, ebv, amp=False, targets=None):
     """One optimisation step of every member, one after the other (``member_step``).
 
     ``fwds``/``opts``: one forward function and one optimizer per member; ``x``:
     ``(G, B, 5, 64, 64)``, ``codes``/``y``/``ebv``: ``(G, B)``. Returns the losses ``(G,)``.
     """
-    return torch.stack([member_step(f, o, x[g], codes[g], y[g], ebv[g], amp) for g, (f, o) in enumerate(zip(fwds, opts))])
+    return torch.stack([member_step(f, o, x[g], codes[g], y[g], ebv[g], amp, targets)
+                        for g, (f, o) in enumerate(zip(fwds, opts))])
 
 
 class GraphedStep:
@@ -275,9 +294,9 @@ class GraphedStep:
     then on replays it. Only full batches come here (static shapes).
     """
 
-    def __init__(self, fwds, opts, shape, amp, device, warmup=3):
+    def __init__(self, fwds, opts, shape, amp, device, warmup=3, targets=None):
         G, b = shape
-        self.fwds, self.opts, self.amp, self.warmup = fwds, opts, amp, warmup
+        self.fwds, self.opts, self.amp, self.warmup, self.targets = fwds, opts, amp, warmup, targets
         self.x = torch.zeros(G, b, 5, 64, 64, device=device)
         self.codes = torch.zeros(G, b, dtype=torch.long, device=device)
         self.y = torch.zeros(G, b, dtype=torch.long, device=device)
@@ -293,7 +312,8 @@ class GraphedStep:
         for g, stream in enumerate(self.streams):
             stream.wait_stream(main)
             with torch.cuda.stream(stream):
-                loss = member_step(self.fwds[g], self.opts[g], self.x[g], self.codes[g], self.y[g], self.ebv[g], self.amp)
+                loss = member_step(self.fwds[g], self.opts[g], self.x[g], self.codes[g], self.y[g], self.ebv[g], self.amp,
+                                   self.targets)
                 self.losses[g].copy_(loss)
         for stream in self.streams:
             main.wait_stream(stream)
@@ -732,10 +752,11 @@ def train_members(cfg, train, val, seeds, out_dirs, stop_after_iterations=None, 
     fp = dict(cfg.fingerprint(), seeds=list(map(int, seeds)), n_train=n)
     run = _Members(cfg, list(seeds), fp, out_dirs)
     st = _resume(nets, opts, fp, seeds, [d / RESUME_NAME for d in out_dirs], logger)
-    full = partial(train_step, fwds, opts, amp=sp.amp)
+    targets = class_targets(cfg, sp.device)
+    full = partial(train_step, fwds, opts, amp=sp.amp, targets=targets)
     if sp.graph:
-        full = GraphedStep(fwds, opts, (G, cfg.batch_size), sp.amp, sp.device)
-    steps = (full, partial(train_step, list(nets), opts, amp=sp.amp))
+        full = GraphedStep(fwds, opts, (G, cfg.batch_size), sp.amp, sp.device, targets=targets)
+    steps = (full, partial(train_step, list(nets), opts, amp=sp.amp, targets=targets))
     writers = _tensorboard_writers(out_dirs)
     epochs = _announce(cfg, sp, seeds, n, len(val[0]), logger)
     budget = [stop_after_iterations]

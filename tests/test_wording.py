@@ -230,3 +230,14 @@ def test_validation_sentence_reports_the_injected_size_from_the_truth():
     # the rest's bias of the other sign: no "times"
     s = wording.validation_sentence({**v, "bias_rest": -0.0004, "bias_ratio": -30.25}, 0.04, "g")
     assert "times the rest's" not in s and "against the rest's" in s
+
+
+def test_zone_sentence_states_the_field_scatter_it_used():
+    from photoz import wording
+
+    base = {"controls": {"n_fit": 4000, "ebv": 0.01, "mag": 0.001}, "nside": 512, "min_galaxies": 30, "grow_z": 1.5,
+            "seed_z": 2.5, "threshold_z": 4.6, "alpha": 0.01, "n_permutations": 1000, "n_cells_tested": 100,
+            "found": False, "max_abs_z": 3.0, "n_candidate_zones": 2}
+    assert "0.0027" in wording.zone_sentence(dict(base, field_scatter=0.00266))
+    assert "no field-to-field term" in wording.zone_sentence(dict(base, field_scatter=0.0))
+    assert "field" not in wording.zone_sentence(dict(base, field_scatter=None)).split("Each HEALPix")[0]

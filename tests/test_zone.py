@@ -166,7 +166,8 @@ def test_cli_detect_and_validate(tmp_path):
     ids = np.arange(len(ra)) + 1
     pd.DataFrame({"specObjID": ids, "z_spec": zs, "z_phot": zs + dz * (1 + zs)}).to_parquet(tmp_path / "e.parquet")
     pd.DataFrame({"specObjID": ids, "ra": ra, "dec": dec, "ebv": ebv, "dered_petro_r": r - 2.3 * ebv,
-                  "extinction_r": 2.3 * ebv}).to_parquet(tmp_path / "c.parquet")
+                  "extinction_r": 2.3 * ebv, "run": 94, "camcol": 1,
+                  "field": _fields(ra, dec) % 10000}).to_parquet(tmp_path / "c.parquet")
     pd.DataFrame({"specObjID": ids, "in_suspect_zone": inj}).to_parquet(tmp_path / "t.parquet")
     cfg = {"mode": "sdss", "seed": 3, "zone": _zc(n_permutations=100),
            "regions": {"suspect_zone": {"ra_min": 150.0, "ra_max": 150.5, "dec_min": 29.0, "dec_max": 30.0}}}
@@ -219,3 +220,41 @@ def test_zone_sized_like_the_papers_is_recovered_and_a_weak_one_is_not():
         assert v["recovered"] is found, (z_target, v["reason"], v["z_injected"], res["threshold_z"])
         if not found:
             assert res["threshold_z"] > z_target and v["reason"] == "nothing_found"
+
+
+def _fields(ra, dec, size=0.15):
+    """A field id per galaxy: a grid of ``size``-degree squares (an SDSS field is ~0.23 x 0.16 deg)."""
+    return (np.floor((ra - 149.0) / size) * 1000 + np.floor((dec - 28.0) / size)).astype(np.int64)
+
+
+def test_field_excess_variance_recovers_a_known_field_scatter():
+    rng = np.random.default_rng(5)
+    n_f, per = 400, 60
+    idx = np.repeat(np.arange(n_f), per)
+    r = rng.normal(0, 0.003, n_f)[idx] + rng.normal(0, 0.015, n_f * per)
+    assert abs(np.sqrt(zone.field_excess_variance(r, idx, n_f)) - 0.003) < 0.0006
+    # no field effect: tau^2 is ~0 (never negative)
+    t0 = zone.field_excess_variance(rng.normal(0, 0.015, n_f * per), idx, n_f)
+    assert 0 <= t0 < 0.001 ** 2
+
+
+def test_field_to_field_scatter_alone_is_not_a_zone_but_a_zone_still_is():
+    """Fields whose bias scatters by 0.004 (observing conditions), 100 galaxies each: without the
+    field term single fields pass as zones; with it nothing does, and a zone spanning several
+    fields with a bias of 0.015 is still found."""
+    s = _sky(n=40000, seed=3)
+    ra, dec, dz, inj, ebv, r, zs = s
+    field = _fields(ra, dec)
+    ids, fidx = np.unique(field, return_inverse=True)
+    offsets = np.random.default_rng(11).normal(0, 0.004, len(ids))
+    dz_f = dz + offsets[fidx]
+    zc = _zc(nside=512)
+    plain, _ = zone.detect(ra, dec, dz_f, zc, (ebv, r, zs))
+    assert plain["found"], "the test needs field scatter that fools the plain Welch statistic"
+    res, cells = zone.detect(ra, dec, dz_f, zc, (ebv, r, zs), field=field)
+    assert not res["found"], res["zones"]
+    assert 0.003 < res["field_scatter"] < 0.005
+    res2, _ = zone.detect(ra, dec, dz_f + 0.015 * inj, zc, (ebv, r, zs), field=field)
+    assert res2["n_zones"] == 1
+    found = zone.region_mask(ra, dec, zone.table2_region(res2))
+    assert (found & inj).sum() / (found | inj).sum() > 0.5

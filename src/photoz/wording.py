@@ -143,7 +143,19 @@ def zone_sentence(z):
     if not z.get("n_cells_tested"):
         return ctrl + (f"No HEALPix cell (nside {z['nside']}) holds the {z['min_galaxies']} test galaxies a cell needs "
                        "to be tested, so no zone can be found.")
-    test = ctrl + (f"Each HEALPix cell (nside {z['nside']}) with at least {z['min_galaxies']} of them gets a Welch "
+    tau = z.get("field_scatter")
+    if tau is None:
+        fields = ""
+    elif not tau:
+        fields = ("The mean residuals of SDSS fields, whose observing conditions differ, scatter no more than their "
+                  "galaxies' noise allows here, so no field-to-field term enters the statistics. ")
+    else:
+        fields = ("Observing conditions differ from one SDSS field to the next, and here the fields' mean residuals "
+                  f"scatter by {_f(tau, '.4f')} in $\\dz$ beyond their galaxies' noise (the robust spread of the "
+                  "field means less their median sampling error). That scatter enters the variance of every cell's "
+                  "and zone's mean in proportion to how its galaxies spread over fields, so that a zone must stand "
+                  "out from the map's ordinary field-to-field variation. ")
+    test = ctrl + fields + (f"Each HEALPix cell (nside {z['nside']}) with at least {z['min_galaxies']} of them gets a Welch "
                    "statistic of its mean residual against all other galaxies; a zone is a connected set of cells past "
                    f"$|Z| = {z['grow_z']:g}$ with one sign, one of them past {z['seed_z']:g}, and it is found when its "
                    f"$|Z|$ exceeds {z['threshold_z']:.2f}, the {100 * (1 - z['alpha']):g}th percentile of the largest "

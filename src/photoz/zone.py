@@ -19,14 +19,26 @@ fixed what the paper ruled out:
   Fig. 12 maps; cells with fewer than ``zone.min_galaxies`` galaxies are not
   tested. Each tested cell gets a two-sample (Welch) statistic of its mean
   residual against all other galaxies.
+* **Fields.** Observing conditions (seeing, sky, depth) change from one SDSS
+  field to the next, and a network's bias follows them a little: the mean
+  residuals of fields scatter by more than their galaxies' noise allows.
+  That excess scatter, tau^2 (:func:`field_excess_variance`: the robust
+  spread of the fields' mean residuals, less their median sampling
+  variance), is added to the variance of every cell's and zone's mean, as
+  ``tau^2 * sum_f n_f^2 / n^2`` for its ``n_f`` galaxies in field ``f``
+  (:class:`FieldTerm`). A zone must then stand out from the map's ordinary
+  field-to-field scatter, not only from its galaxies' noise; at SDSS's
+  density (~15 targets per field) the term is small, on a mock 70 times
+  denser it is what keeps single fields from passing as zones.
 * **Zones.** A zone is a set of connected cells (HEALPix neighbours, corners
-  included) whose Welch statistics pass ``zone.grow_z`` with one sign, at
+  included) whose statistics pass ``zone.grow_z`` with one sign, at
   least one of them passing ``zone.seed_z``; its statistic Z is the Welch
-  statistic of all its galaxies against the rest.
+  statistic of all its galaxies against the rest (with the field term).
 * **Threshold.** The largest |Z| of any zone is compared with its
   distribution under the null hypothesis of no zone, drawn by permuting the
   residuals over the galaxies (``zone.n_permutations`` times, seeded by the
-  master seed): a zone is *found* when its |Z| exceeds the (1 − ``zone.alpha``)
+  master seed; each permuted map gets its own tau^2, as the statistic is
+  computed the same way on every map): a zone is *found* when its |Z| exceeds the (1 − ``zone.alpha``)
   quantile of that maximum, a family-wise level ``alpha`` over every zone the
   map could form. Zones are found one at a time: a found zone's galaxies leave
   the sample (fit, reference and permutations) before the search runs again,
@@ -77,8 +89,8 @@ import pandas as pd
 
 from photoz.io import atomic_path, setup_logging
 
-__all__ = ["RECOVERY_JACCARD", "PAPER_ZONE", "CATALOG_COLUMNS", "cell_of", "control_fit",
-           "cell_statistics", "zones", "null_max_z", "detect", "table2_region", "region_mask", "cross_check",
+__all__ = ["RECOVERY_JACCARD", "PAPER_ZONE", "CATALOG_COLUMNS", "cell_of", "control_fit", "field_excess_variance",
+           "FieldTerm", "cell_statistics", "zones", "null_max_z", "detect", "table2_region", "region_mask", "cross_check",
            "validate", "main"]
 
 log = logging.getLogger("photoz.zone")
@@ -89,7 +101,9 @@ RECOVERY_JACCARD = 0.5
 #: of its bias against the rest (about 9, for a per-galaxy scatter of ~0.015).
 PAPER_ZONE = {"n": 1807, "bias": 0.0033, "bias_rest": 0.0001, "z": 9.0}
 #: Catalogue columns the controls need (results/shards/catalog.parquet).
-CATALOG_COLUMNS = ("ra", "dec", "ebv", "dered_petro_r", "extinction_r")
+CATALOG_COLUMNS = ("ra", "dec", "ebv", "dered_petro_r", "extinction_r", "run", "camcol", "field")
+#: Fields with fewer test galaxies than this do not enter the estimate of the field-to-field scatter.
+FIELD_MIN_GALAXIES = 5
 
 
 def cell_of(ra, dec, nside):
@@ -164,15 +178,68 @@ def control_fit(dz, ebv=None, mag=None, z_spec=None, clip=None):
     return resid, used, coef
 
 
-def _welch(n, s, s2, n_all, s_all, s2_all):
-    """Welch statistic of groups (counts ``n``, sums ``s``, sums of squares ``s2``) against the rest."""
+def _welch(n, s, s2, n_all, s_all, s2_all, extra=0.0):
+    """Welch statistic of groups (counts ``n``, sums ``s``, sums of squares ``s2``) against the rest.
+
+    ``extra``: a variance added to that of each group's mean (the field term, :class:`FieldTerm`).
+    """
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = s / n
         var = (s2 - n * mean ** 2) / (n - 1)
         n_r = n_all - n
         mean_r = (s_all - s) / n_r
         var_r = (s2_all - s2 - n_r * mean_r ** 2) / (n_r - 1)
-        return (mean - mean_r) / np.sqrt(np.clip(var, 0, None) / n + np.clip(var_r, 0, None) / n_r)
+        return (mean - mean_r) / np.sqrt(np.clip(var, 0, None) / n + np.clip(var_r, 0, None) / n_r + extra)
+
+
+def field_excess_variance(resid, field_idx, n_fields, min_galaxies=FIELD_MIN_GALAXIES):
+    """tau^2: how much more the fields' mean residuals scatter than their galaxies' noise allows (>= 0).
+
+    ``(1.4826 MAD of the field means)^2`` minus the median of their sampling variances
+    ``s^2 / n``, over the fields with at least ``min_galaxies`` galaxies (robust: a
+    zone's few fields barely move it). 0 with fewer than 5 such fields.
+    """
+    r = np.asarray(resid, dtype=np.float64)
+    n = np.bincount(field_idx, minlength=n_fields).astype(float)
+    s = np.bincount(field_idx, weights=r, minlength=n_fields)
+    s2 = np.bincount(field_idx, weights=r * r, minlength=n_fields)
+    ok = n >= max(int(min_galaxies), 2)
+    if ok.sum() < 5:
+        return 0.0
+    m = s[ok] / n[ok]
+    v = np.clip(s2[ok] - n[ok] * m ** 2, 0, None) / (n[ok] - 1) / n[ok]
+    mad = 1.4826 * np.median(np.abs(m - np.median(m)))
+    return float(max(0.0, mad ** 2 - np.median(v)))
+
+
+class FieldTerm:
+    """How the galaxies of each cell spread over SDSS fields, and tau^2 (:func:`field_excess_variance`).
+
+    ``counts``: sparse ``(cells, fields)`` galaxy counts. The variance a group of cells'
+    mean gets from field-to-field scatter is ``tau2 * sum_f n_f^2 / (sum_f n_f)^2``.
+    """
+
+    def __init__(self, counts, tau2):
+        self.counts, self.tau2 = counts, float(tau2)
+
+    def cells(self, n):
+        """The extra variance of each cell's mean (``n``: its galaxies)."""
+        w = np.asarray(self.counts.multiply(self.counts).sum(axis=1)).ravel()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.tau2 * w / np.asarray(n, dtype=float) ** 2
+
+    def groups(self, labels, k):
+        """The extra variance of the mean of each of the ``k`` groups of cells ``labels`` (-1: none)."""
+        from scipy import sparse
+
+        on = np.flatnonzero(labels >= 0)
+        g = sparse.csr_matrix((np.ones(len(on)), (labels[on], on)), shape=(k, self.counts.shape[0])) @ self.counts
+        n = np.asarray(g.sum(axis=1)).ravel()
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.tau2 * np.asarray(g.multiply(g).sum(axis=1)).ravel() / n ** 2
+
+    def with_tau2(self, tau2):
+        return FieldTerm(self.counts, tau2)
 
 
 def cell_statistics(ra, dec, dz, nside, min_galaxies, resid=None, used=None):
@@ -244,16 +311,18 @@ def _components(z, edges, seed_z):
     return labels
 
 
-def zones(cell_n, cell_s, cell_s2, tested, edges, seed_z, grow_z=None):
+def zones(cell_n, cell_s, cell_s2, tested, edges, seed_z, grow_z=None, fields=None):
     """The zones of one map: (labels per cell, -1 outside; Z per zone) from per-cell counts, sums, sums of squares.
 
     A zone is a connected set of tested cells whose Welch statistics pass
     ``grow_z`` with one sign and of which at least one passes ``seed_z``
     (hysteresis; ``grow_z`` None: ``seed_z``). Its Z is the Welch statistic of
-    all its galaxies against the rest.
+    all its galaxies against the rest. ``fields``: a :class:`FieldTerm` whose
+    variance enters every cell's and zone's statistic (None: none).
     """
     n_all, s_all, s2_all = cell_n.sum(), cell_s.sum(), cell_s2.sum()
-    z = np.where(tested, _welch(cell_n, cell_s, cell_s2, n_all, s_all, s2_all), np.nan)
+    extra = 0.0 if fields is None else fields.cells(cell_n)
+    z = np.where(tested, _welch(cell_n, cell_s, cell_s2, n_all, s_all, s2_all, extra), np.nan)
     grow_z = seed_z if grow_z is None else min(grow_z, seed_z)
     labels = _components(z, edges, grow_z)
     seeded = np.unique(labels[(labels >= 0) & (np.abs(np.nan_to_num(z)) > seed_z)])
@@ -267,11 +336,16 @@ def zones(cell_n, cell_s, cell_s2, tested, edges, seed_z, grow_z=None):
     zn = np.bincount(labels[on], weights=cell_n[on], minlength=k)
     zs = np.bincount(labels[on], weights=cell_s[on], minlength=k)
     zs2 = np.bincount(labels[on], weights=cell_s2[on], minlength=k)
-    return labels, _welch(zn, zs, zs2, n_all, s_all, s2_all)
+    extra = 0.0 if fields is None else fields.groups(labels, k)
+    return labels, _welch(zn, zs, zs2, n_all, s_all, s2_all, extra)
 
 
-def null_max_z(resid, cell_idx, n_cells, tested, edges, zc, seed=0):
-    """Largest |Z| of any zone in each of ``zc["n_permutations"]`` maps with the residuals permuted over the galaxies."""
+def null_max_z(resid, cell_idx, n_cells, tested, edges, zc, seed=0, fields=None):
+    """Largest |Z| of any zone in each of ``zc["n_permutations"]`` maps with the residuals permuted over the galaxies.
+
+    ``fields``: ``(FieldTerm, field index of each galaxy)``; each permuted map's tau^2 is
+    estimated from that map, as the observed map's is (None: no field term).
+    """
     rng = np.random.default_rng(seed)
     resid = np.asarray(resid, dtype=np.float64)
     n = np.bincount(cell_idx, minlength=n_cells).astype(float)
@@ -280,14 +354,31 @@ def null_max_z(resid, cell_idx, n_cells, tested, edges, zc, seed=0):
         r = resid[rng.permutation(len(resid))]
         s = np.bincount(cell_idx, weights=r, minlength=n_cells)
         s2 = np.bincount(cell_idx, weights=r * r, minlength=n_cells)
-        _, zz = zones(n, s, s2, tested, edges, zc["seed_z"], zc["grow_z"])
+        term = None
+        if fields is not None:
+            term = fields[0].with_tau2(field_excess_variance(r, fields[1], fields[0].counts.shape[1]))
+        _, zz = zones(n, s, s2, tested, edges, zc["seed_z"], zc["grow_z"], term)
         out[p] = np.nanmax(np.abs(zz)) if len(zz) and np.isfinite(zz).any() else 0.0
     return out
 
 
-def _search(ra, dec, dz, controls, cell, zc, seed, keep):
-    """One pass on the galaxies ``keep``: control fit, cells, zones, permutation threshold."""
-    nside = zc["nside"]
+def _field_term(cidx, field, used, m_cells, resid):
+    """(:class:`FieldTerm` of the tested galaxies, their field index), or None without field ids."""
+    if field is None:
+        return None
+    from scipy import sparse
+
+    fu, fidx = np.unique(np.asarray(field)[used], return_inverse=True)
+    counts = sparse.csr_matrix((np.ones(len(fidx)), (cidx[used], fidx)), shape=(m_cells, len(fu)))
+    return FieldTerm(counts, field_excess_variance(resid[used], fidx, len(fu))), fidx
+
+
+def _search(ra, dec, dz, controls, units, zc, seed, keep):
+    """One pass on the galaxies ``keep``: control fit, cells, zones, permutation threshold.
+
+    ``units``: (HEALPix cell, field id or None) of every galaxy.
+    """
+    nside, (cell, field) = zc["nside"], units
     ctrl = [None if c is None else np.asarray(c, dtype=np.float64)[keep] for c in controls]
     resid_k, used_k, coef = control_fit(dz[keep], *ctrl)
     resid = np.full(len(dz), np.nan)
@@ -303,16 +394,19 @@ def _search(ra, dec, dz, controls, cell, zc, seed, keep):
     n_u = cells["n_used"].to_numpy(float)
     s = np.bincount(cidx, weights=r_used, minlength=m_cells)
     s2 = np.bincount(cidx, weights=r_used ** 2, minlength=m_cells)
-    labels, zz = zones(n_u, s, s2, tested, edges, zc["seed_z"], zc["grow_z"])
+    ft = _field_term(cidx, None if field is None else np.asarray(field)[keep], used_k, m_cells, resid_k)
+    labels, zz = zones(n_u, s, s2, tested, edges, zc["seed_z"], zc["grow_z"], ft and ft[0])
+    if ft is not None:  # the cells' statistics as the zones saw them
+        cells["z"] = np.where(tested, _welch(n_u, s, s2, n_u.sum(), s.sum(), s2.sum(), ft[0].cells(n_u)), np.nan)
     if tested.any():
         # the permutation moves the tested galaxies' residuals only
-        null = null_max_z(resid_k[used_k], cidx[used_k], m_cells, tested, edges, zc, seed)
+        null = null_max_z(resid_k[used_k], cidx[used_k], m_cells, tested, edges, zc, seed, ft)
         k = int(math.ceil((1.0 - zc["alpha"]) * (len(null) + 1))) - 1
         zstar = float(np.sort(null)[min(max(k, 0), len(null) - 1)])
     else:
         null, zstar = np.zeros(0), float("nan")
     return {"resid": resid, "used": used, "coef": coef, "cells": cells, "labels": labels, "z": zz, "null": null,
-            "threshold": zstar}
+            "threshold": zstar, "tau": float(np.sqrt(ft[0].tau2)) if ft is not None else None}
 
 
 def _zone_record(p, j, cell, keep, ra, dec, dz, nside):
@@ -345,10 +439,11 @@ def _summary(first, last, zlist, cell, dz, zc):
     m = int(cells["tested"].sum())
     return {
         "test": ("least-squares fit of dz against the controls on the whole test set; HEALPix cells of the "
-                 "residuals (Welch statistic against the rest); zones of connected cells past grow_z of one sign "
+                 "residuals (Welch statistic against the rest, its variance including the field-to-field scatter "
+                 "tau^2 weighted by the spread of its galaxies over SDSS fields); zones of connected cells past grow_z of one sign "
                  "with one past seed_z; family-wise threshold from the largest |Z| of any zone in maps with the "
                  "residuals permuted; zones found one at a time, each found zone's galaxies removed before the next"),
-        "controls": first["coef"], "nside": int(zc["nside"]), "alpha": float(zc["alpha"]),
+        "controls": first["coef"], "field_scatter": first["tau"], "nside": int(zc["nside"]), "alpha": float(zc["alpha"]),
         "min_galaxies": int(zc["min_galaxies"]), "seed_z": float(zc["seed_z"]), "grow_z": float(zc["grow_z"]),
         "n_permutations": int(zc["n_permutations"]),
         "n_galaxies": int(len(dz)), "n_tested_galaxies": int(first["used"].sum()), "n_cells": int(len(cells)),
@@ -364,13 +459,16 @@ def _summary(first, last, zlist, cell, dz, zc):
     }
 
 
-def detect(ra, dec, dz, zc, controls=(None, None, None), seed=0, max_zones=10):
+def detect(ra, dec, dz, zc, controls=(None, None, None), seed=0, max_zones=10, field=None):
     """Search the residual map for zones; returns (result dict, cell table).
 
     ``zc`` is the validated ``zone`` config section (``nside, alpha, min_galaxies, seed_z,
     grow_z, n_permutations``). ``controls`` are E(B-V), observed r and z_spec
     (:func:`control_fit`); the workflow always gives all three. Without them
     the search runs on Δz itself (what the tests use to show what controls change).
+    ``field``: each galaxy's SDSS field (any hashable id per run, camcol and field);
+    with it the field-to-field scatter enters every statistic (:class:`FieldTerm`;
+    the workflow always gives it), without it none does.
 
     Zones are found one at a time: when the strongest candidate passes, its
     galaxies leave the sample (the fit, the "rest" and the permutations) and
@@ -389,7 +487,7 @@ def detect(ra, dec, dz, zc, controls=(None, None, None), seed=0, max_zones=10):
     keep = np.ones(len(dz), dtype=bool)
     zlist, first = [], None
     for it in range(int(max_zones) + 1):
-        p = _search(ra, dec, dz, controls, cell, zc, seed + it, keep)
+        p = _search(ra, dec, dz, controls, (cell, field), zc, seed + it, keep)
         first = first or p
         zz = p["z"]
         if not len(zz) or not np.isfinite(p["threshold"]) or np.nanmax(np.abs(zz)) <= p["threshold"] \
@@ -555,7 +653,8 @@ def run_detect(df, cfg):
     zc = cfg["zone"]
     dz = _dz(df)
     controls = (df["ebv"], df["dered_petro_r"] + df["extinction_r"], df["z_spec"])
-    res, cells = detect(df["ra"], df["dec"], dz, zc, controls, int(cfg["seed"]))
+    field = (df["run"].to_numpy(np.int64) * 10 + df["camcol"].to_numpy(np.int64)) * 10000 + df["field"].to_numpy(np.int64)
+    res, cells = detect(df["ra"], df["dec"], dz, zc, controls, int(cfg["seed"]), field=field)
     res["mode"] = cfg["mode"]
     res["table2_region"] = table2_region(res, zc["table2_within"])
     if res["mode"] == "sdss":

@@ -27,9 +27,11 @@ fixed what the paper ruled out:
   variance), is added to the variance of every cell's and zone's mean, as
   ``tau^2 * sum_f n_f^2 / n^2`` for its ``n_f`` galaxies in field ``f``
   (:class:`FieldTerm`). A zone must then stand out from the map's ordinary
-  field-to-field scatter, not only from its galaxies' noise; at SDSS's
-  density (~15 targets per field) the term is small, on a mock 70 times
-  denser it is what keeps single fields from passing as zones.
+  field-to-field scatter, not only from its galaxies' noise. A cell or zone
+  spread over many fields (SDSS: ~15 targets per field) gets a small share
+  of tau^2; on a mock 70 times denser, where one field holds hundreds of test
+  galaxies, the term is what keeps single fields from passing as zones
+  (benchmarks/zone_rerun.txt).
 * **Zones.** A zone is a set of connected cells (HEALPix neighbours, corners
   included) whose statistics pass ``zone.grow_z`` with one sign, at
   least one of them passing ``zone.seed_z``; its statistic Z is the Welch

@@ -204,8 +204,8 @@ def test_table2_suspect_row_removes_the_found_region():
 
 
 def test_zone_sized_like_the_papers_is_recovered_and_a_weak_one_is_not():
-    """The injection's sizing (config.yaml, mock.suspect_zone_*): a zone of two by two fields (mock-science)
-    whose shift gives Z ~ 9 against the rest, the paper's Z, is recovered; the paper's per-galaxy effect on the
+    """The injection's sizing without field scatter: a zone of two by two fields (mock-science's zone
+    until 2026-12-05) whose shift gives Z ~ 9 against the rest, the paper's Z, is recovered; the paper's per-galaxy effect on the
     default's ~280 zone galaxies, Z = 9 sqrt(280/1807) ~ 3.5, stays under the map's family-wise threshold.
     (Over seeds 0-5 of this sky the Z ~ 9 zone is recovered 5 times of 6, Jaccard 0.44-0.61: cells of nside 512
     are about half a field across, so the found cells' edges cost overlap.)"""

@@ -3,16 +3,15 @@
 
     python benchmarks/zone_power.py > benchmarks/zone_power.txt
 
-A synthetic residual map with the mock-science preset's footprint (132 fields; run 9001's 6 x 8
-fields at RA 150, Dec +30 with the preset's field geometry, the other 84 fields elsewhere), ~182
-test galaxies per field as in the preset's run (24,080 test galaxies), per-galaxy residuals like
-the CNN's there (a core of 0.02 and 4 % outliers of 0.1: an all-galaxy scatter of ~0.028) and a
-field-to-field scatter tau (0.0025 measured on that run's CNN residuals, benchmarks/zone_rerun.txt).
-A zone of whole fields of run 9001 gets the paper's per-galaxy size: an excess mean residual of
-9 x (all-galaxy scatter) / sqrt(1807), the Z of 9 that the paper's zone has at its 1,807 galaxies,
-at any count. The workflow's search (``photoz.zone.detect``, the preset's zone settings but
-``nside``) runs on it; ``validate`` scores it against the zone's membership. Nothing here is a
-result of the run: it sizes the injection and the search's cells before a 2-hour run.
+A synthetic residual map with the mock-science preset's footprint (its ``mock.runs``: 132 fields, the
+mock's field geometry), ~182 test galaxies per field as in the preset's run (24,080 test galaxies),
+per-galaxy residuals like the CNN's there (a core of 0.02 and 4 % outliers of 0.1: an all-galaxy
+scatter of ~0.028) and a field-to-field scatter tau (0.0025 measured on that run's CNN residuals,
+benchmarks/zone_rerun.txt). A zone of whole fields of run 9001 gets the paper's per-galaxy size: an
+excess mean residual of 9 x (all-galaxy scatter) / sqrt(1807), the Z of 9 that the paper's zone has at
+its 1,807 galaxies, at any count. The workflow's search (``photoz.zone.detect`` with the preset's
+``zone`` settings, ``nside`` varied) runs on it; ``validate`` scores it against the zone's membership.
+Nothing here is a result of the run: it sizes the injection and the search's cells before a 2-hour run.
 """
 
 from __future__ import annotations
@@ -29,33 +28,37 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from photoz import zone  # noqa: E402
+from photoz.config import load_config  # noqa: E402
 from photoz.mock import geometry as geo  # noqa: E402
+
+PRESET = load_config(ROOT / "config" / "mock-science.yaml")
 
 CAMCOL_DEG = geo.CAMCOL_STEP * geo.PIXSCALE / 3600.0
 FIELD_DEG = geo.FIELD_STEP * geo.PIXSCALE / 3600.0
 PER_FIELD, TAU, CORE, OUT_FRAC, OUT_SD = 182, 0.0025, 0.02, 0.04, 0.1
 
 
-def sky(rng):
-    """Positions, field ids and (camcol, field index) of run 9001 for every synthetic test galaxy."""
+def sky(rng, runs):
+    """Positions, field ids and (camcol, field number) of run 9001 for every synthetic test galaxy.
+
+    ``runs``: the preset's ``mock.runs`` (a multi-epoch run's fields count once: the catalogue's)."""
     ra, dec, fid, cc, fi = [], [], [], [], []
-    blocks = [(9001, 150.0, 30.0, 8)] + [(9002 + k, 100.0 + 5 * k, 20.0 + k, 4) for k in range(3)] \
-        + [(9101, 20.0, 0.0, 2)]  # the Stripe 82-like patch: 12 fields
-    for run, ra0, dec0, nf in blocks:
-        for c in range(1, 7):
-            d0 = dec0 + (c - 3.5) * CAMCOL_DEG
-            for f in range(nf):
+    for r in runs:
+        for c in r["camcols"]:
+            d0 = r["dec"] + (c - 3.5) * CAMCOL_DEG
+            for f in range(r["n_fields"]):
                 n = rng.poisson(PER_FIELD)
                 dd = d0 + rng.uniform(-0.5, 0.5, n) * CAMCOL_DEG
-                rr = ra0 + (f + rng.uniform(0, 1, n)) * FIELD_DEG / np.cos(np.radians(dd))
+                rr = r["ra_start"] + (f + rng.uniform(0, 1, n)) * FIELD_DEG / np.cos(np.radians(dd))
                 ra.append(rr); dec.append(dd)
-                fid.append(np.full(n, (run * 10 + c) * 10000 + 11 + f)); cc.append(np.full(n, c if run == 9001 else 0))
-                fi.append(np.full(n, f + 11))
+                fid.append(np.full(n, (r["run"] * 10 + c) * 10000 + geo.FIELD0 + f))
+                cc.append(np.full(n, c if r["run"] == 9001 else 0))
+                fi.append(np.full(n, geo.FIELD0 + f))
     return [np.concatenate(x) for x in (ra, dec, fid, cc, fi)]
 
 
 def trial(rng, camcols, fields, size, nside):
-    ra, dec, fid, cc, fi = sky(rng)
+    ra, dec, fid, cc, fi = sky(rng, PRESET["mock"]["runs"])
     n = len(ra)
     dz = np.where(rng.random(n) < OUT_FRAC, rng.normal(0, OUT_SD, n), rng.normal(0, CORE, n))
     ufid, inv = np.unique(fid, return_inverse=True)
@@ -63,7 +66,7 @@ def trial(rng, camcols, fields, size, nside):
     inj = np.isin(cc, camcols) & np.isin(fi, fields)
     excess = size * 9.0 * np.std(dz) / np.sqrt(1807)
     dz[inj] += excess
-    zc = {"nside": nside, "alpha": 0.01, "min_galaxies": 30, "seed_z": 2.5, "grow_z": 1.5, "n_permutations": 1000}
+    zc = {**PRESET["zone"], "nside": nside}
     res, _ = zone.detect(ra, dec, dz, zc, seed=int(rng.integers(1 << 30)), field=fid)
     ids = np.arange(n)
     v = zone.validate(res, ids, ra, dec, dz, ids, inj)

@@ -15,7 +15,9 @@ Reads only what the run wrote:
   (the same galaxies for every estimator), with paired bootstrap errors of the
   ratios;
 * ``results/models/*/fold*/seed*/metrics.csv``: each member's best epoch and
-  the slope of its validation loss over the last third of its epochs.
+  the slope of its validation loss over the last third of its epochs;
+* ``logs/train/*`` with those ``metrics.csv``: where each training job's time
+  goes (epochs, the first epoch's compilation, start-up and checkpoints).
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from photoz import metrics  # noqa: E402
-from mock_science import parse_snakemake_logs, stage_table  # noqa: E402
+from mock_science import parse_snakemake_logs, print_train_time, stage_table  # noqa: E402
+from photoz.config import load_config  # noqa: E402
 
 
 def main(argv=None):
@@ -64,6 +67,7 @@ def main(argv=None):
         tot = sum(r[1] for r in rows.values()) / 60
         print(f"run: first job {t0:%Y-%m-%d %H:%M:%S} -> last job {t1:%H:%M:%S}: "
               f"{(t1 - t0).total_seconds() / 60:.1f} min wall ({tot:.0f} job-minutes)")
+    print_train_time(run, load_config(run / "config.yaml")["training"]["batch_size"])
     if a.cpu:
         import subprocess
 

@@ -92,6 +92,51 @@ def stage_table(jobs):
     return rows
 
 
+DONE = re.compile(r"done in ([0-9.]+) s wall, ([0-9.]+) s CPU")
+
+
+def train_time_rows(run):
+    """Where each training job's time goes: ``(member, wall s, CPU s, epochs s, first-epoch excess s,
+    outside-epochs s, images, steady img/s)`` per member.
+
+    From ``logs/train/**/seed*.log`` (the job's ``done in ... s wall, ... s CPU``) and the member's
+    ``metrics.csv`` (``seconds`` and ``iteration`` per epoch: the steps and the validation, nothing
+    else). The first-epoch excess (its seconds minus the median epoch's) is the compilation or the
+    loading of compiled code; outside the epochs are start-up, data loading and the checkpoints.
+    Members without a finished log are left out.
+    """
+    rows = []
+    for log in sorted(Path(run, "logs", "train").glob("*/fold*/seed*.log")):
+        m = DONE.search(log.read_text(errors="replace"))
+        trial, fold, seed = log.parts[-3], log.parts[-2], log.stem
+        mfile = Path(run, "results", "models", trial, fold, seed, "metrics.csv")
+        if not m or not mfile.exists():
+            continue
+        ep = pd.read_csv(mfile, usecols=["iteration", "seconds"])
+        sec = ep["seconds"].to_numpy()
+        steps = np.diff(np.concatenate([[0], ep["iteration"].to_numpy()]))
+        excess = float(sec[0] - np.median(sec[1:])) if len(sec) > 1 else float("nan")
+        steady = float(np.sum(steps[1:]) / np.sum(sec[1:])) if len(sec) > 1 else float("nan")
+        rows.append((f"{trial}/{fold}/{seed}", float(m.group(1)), float(m.group(2)), float(sec.sum()), excess,
+                     float(m.group(1)) - float(sec.sum()), int(ep["iteration"].iloc[-1]), steady))
+    return rows
+
+
+def print_train_time(run, batch_size):
+    """Print :func:`train_time_rows` and their sums (steady rate in images per second at ``batch_size``)."""
+    rows = train_time_rows(run)
+    if not rows:
+        return
+    print("\n## training jobs: where the time goes (logs/train/*: the job; metrics.csv: its epochs)")
+    print(f"{'member':26s} {'wall s':>7s} {'CPU s':>7s} {'epochs s':>8s} {'1st-epoch excess s':>18s} "
+          f"{'outside epochs s':>16s} {'images':>8s} {'steady img/s':>12s}")
+    for name, wall, cpu, eps, exc, out, it, steady in rows:
+        print(f"{name:26s} {wall:7.1f} {cpu:7.1f} {eps:8.1f} {exc:18.1f} {out:16.1f} {it * batch_size:8d} "
+              f"{steady * batch_size:12.0f}")
+    tot = np.nansum(np.array([r[1:6] for r in rows]), axis=0)
+    print(f"{'sum':26s} {tot[0]:7.1f} {tot[1]:7.1f} {tot[2]:8.1f} {tot[3]:18.1f} {tot[4]:16.1f}")
+
+
 def _halves_slopes(loss):
     """Least-squares slopes of a validation-loss curve per epoch over its first and its second half, and the
     error of the second from the residual scatter (NaN where a half has fewer than 3 epochs)."""
@@ -240,6 +285,7 @@ def main(argv=None):
         busy = sum(r[1] for r in rows.values())
         print(f"run: first job {t0:%Y-%m-%d %H:%M:%S} -> last job {t1:%H:%M:%S}: {(t1 - t0).total_seconds() / 60:.1f} min "
               f"wall ({busy / 60:.0f} job-minutes on 2 cores)")
+    print_train_time(run, load_config(run / a.configfile)["training"]["batch_size"])
 
     cat_path = res / "shards/catalog.parquet"
     if cat_path.exists():

@@ -12,7 +12,8 @@ own shards and splits, by the workflow's two commands (``python -m photoz
 train`` and ``python -m photoz predict``, one thread each, two variants side by
 side), with the training section of ``config.yaml`` where a variant overrides
 ``epochs``, ``learning_rate``, ``batch_size``, ``label_sigma_z`` or ``seed`` (the
-member index under the master seed). It prints, per variant: the epoch of the least
+member index under the master seed), and where a variant sets ``train_size``, on that many of the
+fold's training galaxies (a learning-curve subset). It prints, per variant: the epoch of the least
 validation loss (the one ``predict`` uses), that loss and the validation
 sigma_MAD there, the CPU time, and the test galaxies' sigma_MAD and outlier
 rate, beside the kNN's on the same galaxies. The validation loss is what chooses
@@ -42,7 +43,10 @@ from photoz import bins as zbins  # noqa: E402
 from photoz import metrics  # noqa: E402
 from photoz.config import load_config  # noqa: E402
 
-OVERRIDABLE = {"epochs": int, "learning_rate": float, "batch_size": int, "label_sigma_z": float, "seed": int}
+OVERRIDABLE = {"epochs": int, "learning_rate": float, "batch_size": int, "label_sigma_z": float, "seed": int,
+               "train_size": int}
+#: keys that go into the trial (its training subset), not the training section
+TRIAL_KEYS = ("train_size",)
 
 
 def parse_variant(text):
@@ -62,10 +66,10 @@ def variant_name(v):
 
 def run_variant(cfg, v, run_dir, scratch, fold):
     """Train and predict one member; returns (the member's directory, its test PDFs file, wall seconds)."""
-    training = dict(cfg["training"], num_threads=1, **{k: x for k, x in v.items() if k != "seed"})
+    training = dict(cfg["training"], num_threads=1, **{k: x for k, x in v.items() if k != "seed" and k not in TRIAL_KEYS})
     net = cfg["networks"][cfg["trials"]["main"].get("network", training["network"])]
     cfg_json = json.dumps({"training": training, "bins": cfg["bins"], "network": net})
-    trial_json = json.dumps(cfg["trials"]["main"])
+    trial_json = json.dumps(dict(cfg["trials"]["main"], **{k: v[k] for k in TRIAL_KEYS if k in v}))
     seed = v.get("seed", 0)
     out = Path(scratch) / variant_name(v)
     out.mkdir(parents=True, exist_ok=True)

@@ -266,29 +266,3 @@ def test_injected_zone_is_one_band_of_the_served_frames_only():
     assert grey["suspect_band"] == "all" and "served" not in grey["r"]
     big = np.abs(ref["r"]["image"]) > 1.0
     np.testing.assert_allclose(grey["r"]["image"][big] / ref["r"]["image"][big], factor, rtol=3e-3)
-
-
-def test_stars_drawn_by_fft_match_galsims_real_space_drawing():
-    """The renderer draws stars by FFT (7-10x faster); GalSim's default for a lone Moffat integrates
-    over each pixel in real space. The two images agree to 1e-4 of the flux in every pixel."""
-    import warnings
-
-    import galsim
-
-    from photoz.mock.render import _draw_band, gsparams
-
-    jac = galsim.JacobianWCS(0.0, 0.396, 0.396, 0.0)
-    psf = psf_profile(1.4, gsparams())
-    xy = (np.array([100.3, 900.6, 1500.1]), np.array([200.7, 700.2, 1200.9]))
-    fb = np.array([50.0, 3000.0, 1e5])
-    fast = _draw_band(xy, [None] * 3, fb, np.zeros(3), psf, 1.4, jac, gsparams())
-    ref = galsim.ImageF(geo.NCOL, geo.NROW, xmin=1, ymin=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", galsim.GalSimWarning)
-        for x, y, f in zip(*xy, fb):
-            stamp = psf.withFlux(f).drawImage(nx=64, ny=64, wcs=jac, center=galsim.PositionD(x + 1, y + 1))
-            ref[stamp.bounds & ref.bounds] += stamp[stamp.bounds & ref.bounds]
-    for x, y, f in zip(*xy, fb):
-        sl = np.s_[int(y) - 20:int(y) + 20, int(x) - 20:int(x) + 20]
-        assert np.abs(fast[sl] - ref.array[sl]).max() < 1e-4 * f
-        assert abs(fast[sl].sum() - ref.array[sl].sum()) < 1e-3 * f

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import bz2
 import io
-import warnings
 
 import numpy as np
 
@@ -45,13 +44,6 @@ def psf_profile(fwhm, gsparams=None):
     import galsim
 
     return galsim.Moffat(beta=MOFFAT_BETA, fwhm=fwhm, trunc=4.5 * fwhm, gsparams=gsparams)
-
-
-def gsparams():
-    """GalSim's accuracy settings for every profile of the mock."""
-    import galsim
-
-    return galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3, kvalue_accuracy=1e-4)
 
 
 def in_suspect_zone(mock, ra, dec):
@@ -128,18 +120,6 @@ def _draw_band(xy, shapes, fb, fd, psf, fwhm, jac, gsp):
 
     x, y = xy
     image = galsim.ImageF(geo.NCOL, geo.NROW, xmin=1, ymin=1)
-    with warnings.catch_warnings():
-        # the truncated Moffat and the pixel both have hard edges: GalSim suggests real space, which
-        # is the slow path avoided here on purpose
-        warnings.simplefilter("ignore", galsim.GalSimWarning)
-        _draw_objects(image, x, y, shapes, fb, fd, psf, fwhm, jac, gsp)
-    return image.array.astype(np.float64)
-
-
-def _draw_objects(image, x, y, shapes, fb, fd, psf, fwhm, jac, gsp):
-    """Add each object's stamp (drawn by FFT) to ``image`` in place."""
-    import galsim
-
     for k in range(len(shapes)):
         flux = fb[k] + fd[k]
         if not flux > 0:
@@ -152,13 +132,11 @@ def _draw_objects(image, x, y, shapes, fb, fd, psf, fwhm, jac, gsp):
             bulge, disk, size = shapes[k]
             prof = galsim.Convolve(bulge * fb[k] + disk * fd[k], psf, gsparams=gsp)
             n = int(np.clip(2 * np.ceil((5 * size + 2 * fwhm) / geo.PIXSCALE), 32, 256))
-        # by FFT for stars too: GalSim's default for a lone truncated Moffat is a real-space
-        # integration over each pixel, 7-10x slower for the same image within 1e-5 of the flux
-        # per pixel (tests/test_mock_render.py)
-        stamp = prof.drawImage(nx=n, ny=n, wcs=jac, center=pos, method="fft")
+        stamp = prof.drawImage(nx=n, ny=n, wcs=jac, center=pos)
         bounds = stamp.bounds & image.bounds
         if bounds.isDefined():
             image[bounds] += stamp[bounds]
+    return image.array.astype(np.float64)
 
 
 def _observe(model, cond, j, rng):
@@ -208,7 +186,7 @@ def render_frame(mock, fr, objects, cond):
     ebv = ebv_map(obj["ra"].to_numpy(), obj["dec"].to_numpy(), mock["seed"]) if len(obj) else np.zeros(0)
     h = geo.frame_wcs_header(fr)
     jac = galsim.JacobianWCS(h["CD1_1"] * 3600, h["CD1_2"] * 3600, h["CD2_1"] * 3600, h["CD2_2"] * 3600)
-    gsp = gsparams()
+    gsp = galsim.GSParams(folding_threshold=1e-2, maxk_threshold=2e-3, kvalue_accuracy=1e-4)
     suspect = bool(in_suspect_zone(mock, fr.ra_c, fr.dec_c))
     err_mag = float(mock["suspect_zone_error_mag"]) if suspect else 0.0
     err_band = mock["suspect_zone_band"]

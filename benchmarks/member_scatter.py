@@ -1,15 +1,15 @@
 #!/usr/bin/env python
 """How much a trial's test sigma_MAD moves from member to member: the scatter a rerun can show.
 
-    python benchmarks/member_scatter.py --run-dir RUN [--trial main] [--knn]
+    python benchmarks/member_scatter.py --run-dir RUN [--trial main] [--configfile PRESET]
 
 For each fold of ``--trial`` in a finished run: every member's test sigma_MAD
 (its own PDFs, ``results/predictions/{trial}/fold{f}/seed{s}.npz``), the
 ensemble's (the members' PDFs averaged, as ``photoz ensemble`` does), and the
 kNN's on the same galaxies. Below: the spread of single members (standard
 deviation), the expected standard deviation of an M-member fold ensemble from
-a rerun with other seeds (the members' spread / sqrt(M), an upper bound since
-averaging PDFs gains more than averaging sigma_MADs), and of the fold mean.
+a rerun with other seeds (the members' spread / sqrt(M), as if the members'
+errors were independent), and of the fold mean.
 """
 
 from __future__ import annotations

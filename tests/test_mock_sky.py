@@ -266,3 +266,24 @@ def test_injected_zone_is_one_band_of_the_served_frames_only():
     assert grey["suspect_band"] == "all" and "served" not in grey["r"]
     big = np.abs(ref["r"]["image"]) > 1.0
     np.testing.assert_allclose(grey["r"]["image"][big] / ref["r"]["image"][big], factor, rtol=3e-3)
+
+
+def test_stamp_skip_never_drops_a_stamp_that_touches_the_frame():
+    """render's skip of stamps outside the frame is conservative: every stamp GalSim would place
+    overlapping the frame (at its edges, for each stamp size used) is drawn."""
+    import galsim
+
+    from photoz.mock.render import _stamp_reaches_frame
+
+    frame = galsim.BoundsI(1, geo.NCOL, 1, geo.NROW)
+    prof = galsim.Gaussian(sigma=1.0)
+    rng = np.random.default_rng(3)
+    for n in (24, 32, 33, 160, 256):
+        edges = np.concatenate([-n / 2 + np.arange(-4, 4, 0.37), geo.NCOL - 1 + n / 2 + np.arange(-4, 4, 0.37)])
+        for x in edges:
+            y = rng.uniform(0, geo.NROW - 1)
+            for xx, yy in ((x, y), (y, x - geo.NCOL + geo.NROW)):  # each edge, in x and in y
+                stamp = prof.drawImage(nx=n, ny=n, scale=0.396, center=galsim.PositionD(xx + 1, yy + 1))
+                if (stamp.bounds & frame).isDefined():
+                    assert _stamp_reaches_frame(xx, yy, n), (n, xx, yy)
+    assert not _stamp_reaches_frame(-200.0, 500.0, 32)

@@ -24,7 +24,7 @@ from . import geometry as geo
 from .photometry import asinh_mag, asinh_mag_err, axis_ratio, noise_map, petrosian, segment
 from .population import cell_population
 from .reddening import EXTINCTION_COEFF, ebv_map, sfd_estimate
-from .render import frame_hdul, render_frame, sky_image, write_frame
+from .render import frame_hdul, render_frame, write_frame
 
 BANDS = geo.BANDS
 log = logging.getLogger("photoz")
@@ -63,7 +63,7 @@ def _photometry(sel, mock, cell, fr, rendered, cond):
     for j, b in enumerate(BANDS):
         r = rendered[b]
         images.append(r["image"])
-        errs.append(noise_map(r["image"], r["calibvec"], sky_image(r["allsky"]), cond["gain"][j],
+        errs.append(noise_map(r["image"], r["calibvec"], r["sky"], cond["gain"][j],
                               cond["darkVariance"][j]))
     segmap, ids = segment(images[2], errs[2], x, y)
     ph = petrosian(images, errs, x, y, segmap=segmap, seg_id=ids)

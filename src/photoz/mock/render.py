@@ -113,6 +113,13 @@ def _shapes(obj, gsp):
     return shapes
 
 
+def _stamp_reaches_frame(x, y, n):
+    """Whether an ``n`` x ``n`` stamp centred on the 0-based pixel position ``(x, y)`` can touch the frame
+    (conservative by two pixels, so a stamp that adds flux is never skipped)."""
+    h = n / 2 + 2
+    return -h < x < geo.NCOL - 1 + h and -h < y < geo.NROW - 1 + h
+
+
 def _draw_band(xy, shapes, fb, fd, psf, fwhm, jac, gsp):
     """The noiseless image (nanomaggies, float64) of the objects at pixel positions ``xy`` in one band:
     bulge and disk fluxes ``fb``, ``fd`` (reddened), convolved with ``psf`` of FWHM ``fwhm``."""
@@ -132,6 +139,8 @@ def _draw_band(xy, shapes, fb, fd, psf, fwhm, jac, gsp):
             bulge, disk, size = shapes[k]
             prof = galsim.Convolve(bulge * fb[k] + disk * fd[k], psf, gsparams=gsp)
             n = int(np.clip(2 * np.ceil((5 * size + 2 * fwhm) / geo.PIXSCALE), 32, 256))
+        if not _stamp_reaches_frame(x[k], y[k], n):
+            continue  # the stamp would add nothing: skip its drawing (the image is the same)
         stamp = prof.drawImage(nx=n, ny=n, wcs=jac, center=pos)
         bounds = stamp.bounds & image.bounds
         if bounds.isDefined():
@@ -170,8 +179,8 @@ def render_frame(mock, fr, objects, cond):
 
     Returns
     -------
-    dict band -> dict(image (nmgy, float32, sky subtracted), calibvec, allsky,
-    the noiseless model ``model`` in nmgy; in the injected band of a suspect frame also
+    dict band -> dict(image (nmgy, float32, sky subtracted), calibvec, allsky, ``sky`` (DN, float64,
+    :func:`sky_image` of allsky), the noiseless model ``model`` in nmgy; in the injected band of a suspect frame also
     ``served`` and ``served_calibvec``, what the SAS serves), plus ``"suspect"``,
     ``"suspect_mag"`` and ``"suspect_band"``.
     """
@@ -203,7 +212,7 @@ def render_frame(mock, fr, objects, cond):
         calib_cat = calib_true * (1.0 if one_band else 10 ** (-0.4 * err_mag))
         img = _truncate_float(((noisy - sky) * calib_cat[None, :]).astype(np.float32))
         out[b] = {"image": img, "calibvec": calib_cat.astype(np.float32), "allsky": allsky,
-                  "model": model.astype(np.float32)}
+                  "sky": sky, "model": model.astype(np.float32)}
         if one_band and b == err_band and err_mag:
             calib_served = calib_true * 10 ** (-0.4 * err_mag)
             out[b]["served"] = _truncate_float(((noisy - sky) * calib_served[None, :]).astype(np.float32))

@@ -275,3 +275,30 @@ def test_a_job_holds_at_most_parallel_downloads_connections(sas_tree, galaxies, 
                        backoff_base=0.001)
         assert len(s.requests) == 10
         assert s.max_active == parallel  # reached (the requests overlap), never exceeded
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_verifications_run_at_most_threads_at_once(sas_tree, galaxies, tmp_path, monkeypatch, threads):
+    """Downloads run parallel_downloads at a time; their CPU-bound verifications at most `threads` at once."""
+    import threading
+    import time
+
+    lock, now, peak = threading.Lock(), [0], [0]
+    real = sas.verify_frame
+
+    def counting(path, *a, **kw):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        try:
+            time.sleep(0.05)  # long enough for the other download threads to arrive
+            return real(path, *a, **kw)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(sas, "verify_frame", counting)
+    man = retrieve_group(galaxies, 0, f"file://{sas_tree}", tmp_path / "out", _sdss(301, parallel_downloads=4),
+                         threads=threads)
+    check_manifest(tmp_path / "out", sas_tree, galaxies, 0)
+    assert len(man["files"]) == 10 and peak[0] == threads

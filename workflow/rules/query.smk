@@ -103,4 +103,4 @@ rule retrieve:
         "../../envs/access.yaml"
     shell:
         "python -m photoz retrieve --group {wildcards.group} --galaxies {input.galaxies} --sdss-json {params.sdss:q}"
-        " --sas-url {params.sas:q} --manifest {output.manifest} --log {log}"
+        " --sas-url {params.sas:q} --threads {threads} --manifest {output.manifest} --log {log}"

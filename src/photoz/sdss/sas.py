@@ -39,18 +39,26 @@ Failures, by kind:
   answers 404, the SAS path is wrong or the archive is not serving frames: the
   job fails naming the URL instead;
 * a local (file://) source is read once: retrying a local disk gains nothing.
+
+Downloads run ``sdss.parallel_downloads`` at a time (network waits overlap), but
+verification (bzip2 decoding and the FITS parse, ~0.6 s of CPU per frame) runs on
+at most the job's CPU threads at once: more decoding threads than cores only add
+contention (measured on one core: 4 at once take 2.8 times the CPU of one at a
+time for the same 40 frames, benchmarks/bench_retrieve_verify.txt).
 """
 
 from __future__ import annotations
 
 import argparse
 import bz2
+import contextlib
 import hashlib
 import io
 import json
 import logging
 import os
 import shutil
+import threading
 import time
 import urllib.parse
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -227,8 +235,11 @@ def _download(url, part, timeout, session):
 
 
 def fetch_frame(url, dest, timeout, max_retries, backoff_base=2.0, backoff_max=300.0, session=None,
-                sleep=time.sleep):
+                sleep=time.sleep, verify_slots=None):
     """Make ``dest`` a verified copy of ``url``; return its sha256.
+
+    ``verify_slots``: a semaphore that every verification holds (the downloads of a job run
+    in parallel, their CPU-bound verifications at most as many at once as the job has threads).
 
     A ``dest`` that already verifies is kept (resume). Transient errors,
     answers that are not a frame (an HTML page) and files that fail
@@ -239,9 +250,11 @@ def fetch_frame(url, dest, timeout, max_retries, backoff_base=2.0, backoff_max=3
     :class:`RetrievalError` when the archive's problems outlast the retries.
     """
     dest = Path(dest)
+    slots = verify_slots or contextlib.nullcontext()
     if dest.exists():
         try:
-            return verify_frame(dest)
+            with slots:
+                return verify_frame(dest)
         except FrameError as err:
             log.warning("%s: kept file fails verification (%s); fetching it again", dest, err)
             dest.unlink()
@@ -253,7 +266,8 @@ def fetch_frame(url, dest, timeout, max_retries, backoff_base=2.0, backoff_max=3
         retry_after = 0.0
         try:
             _download(url, part, timeout, session)
-            sha = verify_frame(part)
+            with slots:
+                sha = verify_frame(part)
             os.replace(part, dest)
             return sha
         except _Fatal as err:
@@ -302,15 +316,18 @@ def _session(parallel):
     return session
 
 
-def _fetch_all(jobs, base_url, out_dir, sdss, backoff_base, group):
+def _fetch_all(jobs, base_url, out_dir, sdss, backoff_base, group, threads=1):
     """Fetch ``jobs`` ((run, camcol, field, band)) in parallel: ``(sha256 by job, unavailable reason by
-    job, transient failures, refusals)``; after a refusal the jobs not yet started are cancelled."""
+    job, transient failures, refusals)``; after a refusal the jobs not yet started are cancelled.
+    At most ``threads`` frames are verified at once."""
     rerun, parallel = sdss["rerun"], sdss["parallel_downloads"]
     session = _session(parallel)
+    slots = threading.BoundedSemaphore(max(1, int(threads)))
     results, unavailable, failures, refused = {}, {}, [], []
     with ThreadPoolExecutor(max_workers=max(1, int(parallel))) as pool:
         futs = {pool.submit(fetch_frame, frame_url(base_url, rerun, r, c, f, b), out_dir / frame_name(b, r, c, f),
-                            sdss["timeout_s"], sdss["max_retries"], backoff_base, session=session): (r, c, f, b)
+                            sdss["timeout_s"], sdss["max_retries"], backoff_base, session=session,
+                            verify_slots=slots): (r, c, f, b)
                 for (r, c, f, b) in jobs}
         for i, fut in enumerate(as_completed(futs), 1):
             key = futs[fut]
@@ -371,8 +388,11 @@ def _manifest_entries(results, unavailable, out_dir, group):
     return files, missing
 
 
-def retrieve_group(galaxies, group, base_url, out_dir, sdss, backoff_base=2.0, bands=BANDS):
+def retrieve_group(galaxies, group, base_url, out_dir, sdss, backoff_base=2.0, bands=BANDS, threads=1):
     """Fetch and verify every frame (all bands) of ``group`` into ``out_dir``; write ``MANIFEST.json``.
+
+    ``threads``: the job's CPU threads, the most frames verified at once (the downloads run
+    ``sdss.parallel_downloads`` at a time).
 
     ``sdss`` is the validated ``sdss`` config section (``rerun``, ``parallel_downloads``,
     ``timeout_s``, ``max_retries``). Frames already in ``out_dir`` that verify are kept. Raises
@@ -387,7 +407,7 @@ def retrieve_group(galaxies, group, base_url, out_dir, sdss, backoff_base=2.0, b
     fields, n_gal = group_frames(galaxies, group)
     jobs = [(r, c, f, b) for (r, c, f) in fields for b in bands]
     log.info("group %s: %d galaxies, %d fields, %d frames from %s", group, n_gal, len(fields), len(jobs), base_url)
-    fetched = _fetch_all(jobs, base_url, out_dir, sdss, backoff_base, group)
+    fetched = _fetch_all(jobs, base_url, out_dir, sdss, backoff_base, group, threads=threads)
     _raise_unless_complete(group, jobs, fetched, base_url, sdss["rerun"])
     files, missing = _manifest_entries(fetched[0], fetched[1], out_dir, group)
     manifest = {"group": int(group), "rerun": int(sdss["rerun"]), "base_url": base_url, "n_galaxies": int(n_gal),
@@ -425,6 +445,7 @@ def main(argv=None):
     p.add_argument("--sas-url", help="base URL of the frame tree (default: sdss.sas_url)")
     p.add_argument("--manifest", required=True,
                    help="results/frames/group-{g}/MANIFEST.json; the frames go in its directory")
+    p.add_argument("--threads", type=int, default=1, help="the job's CPU threads: the most frames verified at once")
     p.add_argument("--log")
     a = p.parse_args(argv)
     setup_logging(a.log)
@@ -439,7 +460,7 @@ def main(argv=None):
         p.error(f"--manifest must be named {MANIFEST_NAME} (got {manifest})")
     galaxies = pd.read_parquet(a.galaxies, columns=["specObjID", "group", "frames"])
     try:
-        retrieve_group(galaxies, a.group, base, manifest.parent, cfg)
+        retrieve_group(galaxies, a.group, base, manifest.parent, cfg, threads=a.threads)
     except RetrievalError as err:
         log.error("%s", err)
         return 1

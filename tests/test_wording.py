@@ -241,3 +241,15 @@ def test_zone_sentence_states_the_field_scatter_it_used():
     assert "0.0027" in wording.zone_sentence(dict(base, field_scatter=0.00266))
     assert "no field-to-field term" in wording.zone_sentence(dict(base, field_scatter=0.0))
     assert "field" not in wording.zone_sentence(dict(base, field_scatter=None)).split("Each HEALPix")[0]
+
+
+def test_low_overlap_sentence_says_which_side_fails():
+    """A zone found larger than the injected one (high recall, low precision) is not said to miss it."""
+    v = {"n_injected": 185, "n_found": 304, "n_both": 153, "recall": 153 / 185, "precision": 153 / 304,
+         "jaccard": 153 / 336, "bias_injected": 0.0233, "bias_injected_se": 0.0029, "bias_rest": -0.0023,
+         "bias_rest_se": 0.0003, "z_injected": 8.9, "bias_ratio": -10.0, "z_paper_scaled": 2.9, "bias_found": 0.0118,
+         "threshold_z": 4.7, "n_zones_found": 1, "n_spurious_zones": 0, "recovery_jaccard": 0.5, "same_sign": True,
+         "recovered": False, "reason": "low_overlap"}
+    s = wording.validation_sentence(v, 0.3, "g")
+    assert "did not recover it" in s and "hold 83\\,\\% of the injected zone's test galaxies" in s
+    assert "50\\,\\% of their own lie outside it" in s and "Jaccard index 0.46" in s

@@ -243,8 +243,11 @@ def validation_sentence(v, injected_mag=None, injected_band=None):
     if reason == "nothing_found":
         return what + f" The search did not recover it: no zone passed the threshold; {inj}."
     if reason == "low_overlap":
-        return what + (f" The search did not recover it: the zones found hold only {100 * v['recall']:.0f}\\,\\% of "
-                       f"the injected zone's test galaxies (Jaccard index {v['jaccard']:.2f}, recovery needs "
+        # say which side the overlap fails on: the injected galaxies missed (recall), or the found
+        # zones' galaxies outside it (precision; cells larger than the zone spill over its edges)
+        return what + (f" The search did not recover it: the zones found hold {100 * v['recall']:.0f}\\,\\% of "
+                       f"the injected zone's test galaxies, and {100 * (1 - v['precision']):.0f}\\,\\% of their own "
+                       f"lie outside it (Jaccard index {v['jaccard']:.2f}, recovery needs "
                        f"{v['recovery_jaccard']:g}); {inj}.")
     if reason == "opposite_sign":
         return what + (f" The search did not recover it: the zones found overlap the injected one (Jaccard index "

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import glob
-import os
 import platform
 import sys
 from pathlib import Path
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from photoz import metrics  # noqa: E402
-from mock_science import parse_snakemake_logs, print_train_time, stage_table  # noqa: E402
+from mock_science import machine_line, parse_snakemake_logs, print_train_time, stage_table  # noqa: E402
 from photoz.config import load_config  # noqa: E402
 
 
@@ -53,7 +52,7 @@ def main(argv=None):
 
     print("# default_run: a report of a run of the embedded default (benchmarks/default_run.py)")
     print(f"date of report: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores")
+    print(machine_line())
     print(f"versions: python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}")
     logs = sorted(glob.glob(str(run / ".snakemake" / "log" / "*.snakemake.log")))
     jobs = parse_snakemake_logs(logs)

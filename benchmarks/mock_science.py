@@ -253,6 +253,23 @@ def like_with_like(res):
                   f"zone at this count: Z {v['z_paper_scaled']:.1f}); {v['reason']}, Jaccard {v['jaccard']}")
 
 
+def machine_line(extra=""):
+    """``machine: ...`` with the CPU model and its bf16 instructions: the CPU training's numerics depend on them
+    (oneDNN picks AMX or AVX-512 BF16 kernels), so the same shards train to slightly different networks on
+    another CPU (benchmarks/default_run.txt)."""
+    model, flags = platform.processor() or "?", set()
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as fh:
+            for ln in fh:
+                if ln.startswith("model name"):
+                    model = ln.split(":", 1)[1].strip()
+                elif ln.startswith("flags"):
+                    flags = set(ln.split(":", 1)[1].split())
+                    break
+    bf16 = " ".join(f for f in ("avx512_bf16", "amx_bf16") if f in flags) or "none"
+    return f"machine: {platform.node()} {platform.machine()}, {model} (bf16 instructions: {bf16}), {os.cpu_count()} cores{extra}"
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-dir", default=".", help="the run's working directory")
@@ -266,9 +283,7 @@ def main(argv=None):
 
     print("# mock_science: a report of the mock-science preset's run (benchmarks/mock_science.py)")
     print(f"date of report: {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC}")
-    cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?") \
-        if os.path.exists("/proc/cpuinfo") else platform.processor()
-    print(f"machine: {platform.node()} {platform.machine()}, {cpu}, {os.cpu_count()} cores, no GPU used")
+    print(machine_line(", no GPU used"))
     print(f"versions: python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}")
     print(f"command: {a.command}")
 

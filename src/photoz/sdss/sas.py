@@ -234,8 +234,22 @@ def _download(url, part, timeout, session):
                 fh.write(chunk)
 
 
+def _kept_frame(dest, slots):
+    """The sha256 of ``dest`` if it exists and verifies (a resumed retrieval keeps it), else None
+    (a kept file that fails verification is removed, to be fetched again)."""
+    if not dest.exists():
+        return None
+    try:
+        with slots:
+            return verify_frame(dest)
+    except FrameError as err:
+        log.warning("%s: kept file fails verification (%s); fetching it again", dest, err)
+        dest.unlink()
+        return None
+
+
 def fetch_frame(url, dest, timeout, max_retries, backoff_base=2.0, backoff_max=300.0, session=None,
-                sleep=time.sleep, verify_slots=None):
+                verify_slots=None):
     """Make ``dest`` a verified copy of ``url``; return its sha256.
 
     ``verify_slots``: a semaphore that every verification holds (the downloads of a job run
@@ -251,13 +265,9 @@ def fetch_frame(url, dest, timeout, max_retries, backoff_base=2.0, backoff_max=3
     """
     dest = Path(dest)
     slots = verify_slots or contextlib.nullcontext()
-    if dest.exists():
-        try:
-            with slots:
-                return verify_frame(dest)
-        except FrameError as err:
-            log.warning("%s: kept file fails verification (%s); fetching it again", dest, err)
-            dest.unlink()
+    kept = _kept_frame(dest, slots)
+    if kept is not None:
+        return kept
     part = dest.with_name(dest.name + ".part")
     session = session or requests.Session()
     attempts = 1 if _is_local(url) else max_retries + 1
@@ -292,7 +302,7 @@ def fetch_frame(url, dest, timeout, max_retries, backoff_base=2.0, backoff_max=3
             wait = max(retry_after, min(backoff_max, backoff_base * 2 ** attempt))
             log.warning("%s: attempt %d/%d failed (%s); retrying in %.1f s", dest.name, attempt + 1,
                         attempts, last, wait)
-            sleep(wait)
+            time.sleep(wait)
     if last_is_frame_error:
         part.unlink(missing_ok=True)
         raise FrameUnavailable(f"{dest.name} ({url}): fails verification on all {attempts} attempt(s): {last}")

@@ -11,12 +11,12 @@ directory the frames of the first ``--fields`` fields of the group (5 bands each
 """
 
 import argparse
-import json
 import tempfile
 from pathlib import Path
 
 import pandas as pd
 
+from photoz.config import load_config
 from photoz.sdss.sas import retrieve_group
 
 
@@ -36,7 +36,7 @@ def main():
     ap.add_argument("--fields", type=int, default=8)
     a = ap.parse_args()
     run = Path(a.run_dir).resolve()
-    cfg = json.loads(json.dumps(__import__("yaml").safe_load((run / "config.yaml").read_text())["sdss"]))
+    cfg = load_config(run / "config.yaml")["sdss"]
     gal = pd.read_parquet(run / "results/frames/galaxies.parquet", columns=["specObjID", "group", "frames"])
     sub = subset(gal, a.group, a.fields)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,6 +12,7 @@ from photoz.nn.train import TrainConfig
 
 DEFAULT_SETTINGS = {
     "epochs": 20, "max_iterations": 120000, "min_iterations": 0, "batch_size": 32, "learning_rate": 0.001, "label_sigma_z": 0.01,
+    "average_fraction": 0.25,
     "device": "auto", "num_threads": 1, "width": 0.125, "dense": 128, "ebv_input": True,
     "n_bins": 180, "z_min": 0.0, "z_max": 0.4, "amp": "auto", "channels_last": "auto", "compile": "auto",
     "resident": "auto", "resident_dtype": "float32", "eval_batch_size": 1024, "fused": "auto", "cuda_graph": "auto",

@@ -9,7 +9,8 @@ import torch
 from photoz import metrics
 from photoz.nn.data import ResidentImages
 from nn_settings import config_json, train_config
-from photoz.nn.train import augment, batch_order, class_targets, load_member, n_epochs, train_members
+from photoz.nn.train import (augment, average_window, batch_order, class_targets, load_member, n_epochs,
+                             train_members)
 
 
 def synthetic_galaxies(n, seed=0):
@@ -71,6 +72,43 @@ def test_tiny_run_learns(data, tmp_path):
         y = torch.as_tensor(np.floor(zv / 0.4 * 180).astype(np.int64))
         loss = torch.nn.functional.cross_entropy(logits, y).item()
     assert loss == pytest.approx(hist[best_epoch - 1]["val_loss"], rel=1e-4)
+
+
+def test_average_window_is_the_last_fraction_of_the_epochs_run():
+    assert average_window(train_config(epochs=20, batch_size=32), 3080) == (16, 20)   # the default: the last 5 of 20
+    assert average_window(train_config(epochs=12, batch_size=32, average_fraction=0.25), 18000) == (10, 12)
+    assert average_window(train_config(epochs=3, average_fraction=0.25), 160) == (3, 3)  # at least the last epoch
+    assert average_window(train_config(epochs=4, average_fraction=1.0), 160) == (1, 4)
+    # max_iterations ends the run at epoch 7 (100 steps of 16 per epoch): the window is its last 2 epochs
+    assert average_window(train_config(epochs=20, batch_size=16, max_iterations=650, average_fraction=0.25), 1600) == (6, 7)
+    # min_iterations lengthens a small set's run, and its window with it
+    assert average_window(train_config(epochs=2, batch_size=16, min_iterations=80, average_fraction=0.5), 160) == (5, 8)
+
+
+def test_average_is_the_mean_of_the_window_and_survives_a_kill(small, tmp_path):
+    """average.pt holds the mean of the weights of the window's epochs (here 2 and 3 of 3); a job killed
+    inside the window resumes with the running sum and writes the same file bit for bit."""
+    tr, zt, et, va, zv, ev = small
+    cfg = train_config(epochs=3, learning_rate=1e-3, average_fraction=0.67, **TINY)
+    args = ((tr, zt, et), (va, zv, ev), [5])
+    train_members(cfg, *args, [tmp_path / "a"])
+    assert train_members(cfg, *args, [tmp_path / "b"], stop_after_iterations=25) is None   # killed in epoch 3
+    epoch2 = torch.load(tmp_path / "b" / "resume.pt", weights_only=False)
+    assert epoch2["epoch"] == 2 and epoch2["average_count"] == 1
+    train_members(cfg, *args, [tmp_path / "b"])
+    a, b = (torch.load(tmp_path / d / "average.pt", weights_only=False) for d in "ab")
+    last = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=False)
+    assert a["averaged_epochs"] == [2, 3] and a["epoch"] == 3
+    for k, v in a["model"].items():
+        assert torch.equal(v, b["model"][k]), k
+        assert torch.allclose(v, (epoch2["model"][k] + last["model"][k]) / 2, rtol=0, atol=1e-7), k
+    assert any(not torch.equal(v, last["model"][k]) for k, v in a["model"].items())  # not the last epoch's weights
+    # its recorded validation loss is that of the averaged weights, loaded as predict loads them
+    model, _ = load_member(tmp_path / "a" / "average.pt")
+    with torch.no_grad():
+        logits = model(va.images, torch.as_tensor(ev))
+        y = torch.as_tensor(np.floor(zv / 0.4 * 180).astype(np.int64))
+        assert torch.nn.functional.cross_entropy(logits, y).item() == pytest.approx(a["val_loss"], rel=1e-4)
 
 
 def test_kill_and_resume_is_identical(small, tmp_path):

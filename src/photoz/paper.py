@@ -203,8 +203,15 @@ def _protocol_macros(cfg):
     m["MinIterations"] = str(n_min)
     m["TrainingFloor"] = (f", or for at least {latex.count(n_min)} iterations where that takes more epochs (the small "
                           "training sets of the learning curve)") if n_min else ""
-    m["KeptWeights"] = ("the weights of the epoch with the lowest validation loss are kept"
-                        if cfg["training"]["predict_from"] == "best" else "the last epoch's weights are kept")
+    frac = float(cfg["training"]["average_fraction"])
+    m["KeptWeights"] = {
+        "best": "the weights of the epoch with the lowest validation loss are kept",
+        "last": "the last epoch's weights are kept",
+        "average": ("each member predicts with the mean of its weights over the last "
+                    + ("quarter" if frac == 0.25 else f"{latex.number(100 * frac, 'g')}\\,\\%") + " of its epochs, a window "
+                    "fixed in advance (stochastic weight averaging; \\citealt{izmailov2018}), rather than with the "
+                    "epoch of least validation loss, which a small validation set picks partly by noise"),
+    }[cfg["training"]["predict_from"]]
     knn = cfg["knn"]
     grid = knn.get("k_grid")
     m["KnnKChoice"] = (f"its $k$ chosen per fold from {{{', '.join(map(str, grid))}}} by five-fold "

@@ -17,6 +17,7 @@ from photoz.config import (  # noqa: E402
     ConfigError, coerce_overrides, result_settings, run_dir, validate_config,
 )
 from photoz.figures import FIGURES, declared_config, figure_inputs, figure_source  # noqa: E402
+from photoz.nn.files import WEIGHTS_FILES  # noqa: E402
 
 try:
     # `--config 'training={epochs: 2}'` arrives as strings: typed per the schema first.
@@ -189,8 +190,11 @@ def _train_network(trial):
 
 
 def _train_settings(trial):
-    """What a trial's training depends on: training keys (without execution keys), network, bins."""
-    return settings_json("training", "bins", network=_train_network(trial))
+    """What a trial's training depends on: training keys (without execution keys, and without predict_from,
+    which only picks the predict step's input among the member's files), network, bins."""
+    training = {k: v for k, v in result_settings(config, "training").items() if k != "predict_from"}
+    return json.dumps({"training": training, "bins": result_settings(config, "bins"), "network": _train_network(trial)},
+                      sort_keys=True)
 
 
 def _train_config(trial):

@@ -38,6 +38,7 @@ for _rule_name, _trial in train_rules().items():
         output:
             checkpoint=_member_files("checkpoint.pt", _trial),
             best=_member_files("best.pt", _trial),
+            average=_member_files("average.pt", _trial),
             metrics=_member_files("metrics.csv", _trial),
         wildcard_constraints:
             trial=".+" if _trial is None else re.escape(_trial),
@@ -71,8 +72,7 @@ rule predict:
     input:
         manifest="results/shards/manifest.json",
         catalog="results/shards/catalog.parquet",
-        model=lambda w: f"results/models/{w.trial}/fold{w.fold}/seed{w.seed}/"
-        + ("best.pt" if TRAINING["predict_from"] == "best" else "checkpoint.pt"),
+        model=lambda w: f"results/models/{w.trial}/fold{w.fold}/seed{w.seed}/{WEIGHTS_FILES[TRAINING['predict_from']]}",
     output:
         "results/predictions/{trial}/fold{fold}/seed{seed}.npz",
     log:

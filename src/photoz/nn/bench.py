@@ -44,6 +44,7 @@ PROTOCOL = {"models": 30, "epochs": 30, "images": 393_000}
 #: ``tests/test_nn_settings.py`` checks them against the config.
 PAPER_SETTINGS = {
     "epochs": 30, "max_iterations": 120000, "min_iterations": 0, "batch_size": 128, "learning_rate": 1e-4, "label_sigma_z": 0.0,
+    "average_fraction": 0.25,
     "device": "cuda", "num_threads": 8, "width": 1.0, "dense": 1096, "ebv_input": True,
     "n_bins": 180, "z_min": 0.0, "z_max": 0.4, "amp": "auto", "channels_last": "auto", "compile": "auto",
     "resident": "auto", "resident_dtype": "float32", "eval_batch_size": 1024, "fused": "auto", "cuda_graph": "auto",

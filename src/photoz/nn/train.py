@@ -3,8 +3,10 @@
 Cross-entropy on the redshift classes (one-hot targets as in the paper, or
 Gaussian-smoothed ones: ``label_sigma_z``), Adam, random flips and 90-degree
 rotations, validation loss / sigma_MAD / PIT histogram after each epoch, the
-best-validation-loss weights kept, a checkpoint (model, optimizer, all RNG
-states, epoch, iteration) after every epoch.
+best-validation-loss weights kept, the mean of the last epochs' weights
+(``average_fraction`` of the run's epochs: :func:`average_window`) kept as
+well, a checkpoint (model, optimizer, all RNG states, epoch, iteration, the
+running sum of the averaged weights) after every epoch.
 
 Determinism: member ``m``'s initialisation comes from its seed alone, its
 batch order and augmentations from ``(seed, epoch)`` alone. A job killed at any
@@ -53,11 +55,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from . import files
 from .model import Members, PhotoZNet, upgrade_state_dict
 from photoz import bins as zbins
 from photoz import metrics
 
-__all__ = ["TrainConfig", "SpeedSettings", "CUDA_ONLY", "cpu_has_native_bf16", "cpu_compiler", "n_epochs", "train_members", "train_step", "member_step", "class_targets", "GraphedStep", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
+__all__ = ["TrainConfig", "SpeedSettings", "average_window", "CUDA_ONLY", "cpu_has_native_bf16", "cpu_compiler", "n_epochs", "train_members", "train_step", "member_step", "class_targets", "GraphedStep", "augment", "batch_order", "resolve_device", "evaluate", "load_member"]
 
 log = logging.getLogger("photoz.nn.train")
 
@@ -84,6 +87,7 @@ class TrainConfig:
     batch_size: int
     learning_rate: float
     label_sigma_z: float            # Gaussian width (in z) of the class targets; 0: the paper's one-hot targets
+    average_fraction: float         # average.pt: the mean weights of this last fraction of the run's epochs
     device: str                     # auto | cpu | cuda
     num_threads: int
     width: float                    # networks.<name>
@@ -141,8 +145,8 @@ class TrainConfig:
 
     def fingerprint(self):
         """What must match for a checkpoint to be resumed (not device or speed settings)."""
-        keys = ["epochs", "max_iterations", "min_iterations", "batch_size", "learning_rate", "label_sigma_z", "width", "dense",
-                "ebv_input", "n_bins", "z_min", "z_max"]
+        keys = ["epochs", "max_iterations", "min_iterations", "batch_size", "learning_rate", "label_sigma_z",
+                "average_fraction", "width", "dense", "ebv_input", "n_bins", "z_min", "z_max"]
         return {k: getattr(self, k) for k in keys}
 
 
@@ -155,6 +159,21 @@ def n_epochs(cfg, n_train):
     """
     steps = math.ceil(int(n_train) / cfg.batch_size)
     return max(int(cfg.epochs), math.ceil(int(cfg.min_iterations) / max(steps, 1)))
+
+
+def average_window(cfg, n_train):
+    """``(first, last)``: the epochs (1-based, inclusive) whose weights ``average.pt`` averages.
+
+    The last ``average_fraction`` of the epochs the run will train (:func:`n_epochs`, or fewer
+    where ``max_iterations`` ends it first), rounded, at least the last one: the tail of
+    training where Adam's weights wander around a minimum, whose mean is a flatter, better
+    point than any one epoch (stochastic weight averaging: Izmailov et al. 2018, who average
+    over the last quarter of the budget). Fixed before training, never chosen on test galaxies.
+    """
+    steps = max(math.ceil(int(n_train) / cfg.batch_size), 1)
+    last = min(n_epochs(cfg, n_train), math.ceil(int(cfg.max_iterations) / steps))
+    k = min(last, max(1, int(math.floor(float(cfg.average_fraction) * last + 0.5))))
+    return last - k + 1, last
 
 
 def resolve_device(name):
@@ -443,22 +462,22 @@ def _write_metrics_csv(path, rows):
     os.replace(tmp, path)
 
 
-RESUME_NAME = "resume.pt"
+RESUME_NAME = files.RESUME
 
 
 def finished_member(out_dir, fingerprint):
     """Whether ``out_dir`` holds a member that finished training with these settings.
 
-    Its ``checkpoint.pt`` (written only at the end, from ``resume.pt``), ``best.pt``
-    and ``metrics.csv`` exist, and the checkpoint is of this format, marked
+    Its ``checkpoint.pt`` (written only at the end, from ``resume.pt``), ``best.pt``,
+    ``average.pt`` and ``metrics.csv`` exist, and the checkpoint is of this format, marked
     finished, with ``fingerprint`` (the settings, the member's seed and the
     number of training galaxies, as :func:`train_members` stores it).
     """
     d = Path(out_dir)
-    if not all((d / f).exists() for f in ("checkpoint.pt", "best.pt", "metrics.csv")):
+    if not all((d / f).exists() for f in (files.CHECKPOINT, files.BEST, files.AVERAGE, files.METRICS)):
         return False
     try:
-        ck = torch.load(d / "checkpoint.pt", map_location="cpu", weights_only=False)
+        ck = torch.load(d / files.CHECKPOINT, map_location="cpu", weights_only=False)
     except Exception:  # unreadable (a truncated copy): not finished, train it again
         return False
     return (ck.get("format") == CHECKPOINT_FORMAT and bool(ck.get("finished"))
@@ -555,19 +574,21 @@ def _build(cfg, sp, seeds):
 
 @dataclass
 class _RunState:
-    """What a resume restores: position, per-member history and best epochs."""
+    """What a resume restores: position, per-member history, best epochs and the running weight sums."""
 
     start_epoch: int
     iteration: int
     history: list
     best: list          # (best validation loss, its epoch) per member
     best_files: list    # contents of each member's best.pt (kept in resume.pt too)
+    avg_sums: list      # per member: the sum of its weights over the averaged epochs so far (None before the window)
+    avg_counts: list    # per member: how many epochs that sum holds
 
 
 def _resume(nets, opts, fp, seeds, resume_files, logger):
     """Restore model, optimizer, RNG and run state from every member's ``resume.pt`` if all match."""
     G = len(seeds)
-    fresh = _RunState(0, 0, [[] for _ in range(G)], [(math.inf, -1)] * G, [None] * G)
+    fresh = _RunState(0, 0, [[] for _ in range(G)], [(math.inf, -1)] * G, [None] * G, [None] * G, [0] * G)
     cks = []
     for g, f in enumerate(resume_files):
         if not f.exists():
@@ -586,7 +607,8 @@ def _resume(nets, opts, fp, seeds, resume_files, logger):
     _set_rng_states(cks[0]["rng"])
     logger.info("resumed from %s at epoch %d, iteration %d", resume_files[0].parent, cks[0]["epoch"], cks[0]["iteration"])
     return _RunState(cks[0]["epoch"], cks[0]["iteration"], [c["history"] for c in cks],
-                     [(c["best_val_loss"], c["best_epoch"]) for c in cks], [c["best"] for c in cks])
+                     [(c["best_val_loss"], c["best_epoch"]) for c in cks], [c["best"] for c in cks],
+                     [c["average_sum"] for c in cks], [c["average_count"] for c in cks])
 
 
 def _tensorboard_writers(out_dirs):
@@ -644,44 +666,91 @@ def _validate(cfg, sp, nets, val, G):
 
 @dataclass
 class _Members:
-    """What stays fixed while members train: their settings, seeds, fingerprint and folders."""
+    """What stays fixed while members train: their settings, seeds, fingerprint, folders and averaged epochs."""
 
     cfg: TrainConfig
     seeds: list
     fp: dict
     out_dirs: list
+    window: tuple       # (first, last) epoch of the weight average (average_window)
+
+
+def _member_file(run, net, st, g, epoch):
+    """What every weights file of member ``g`` records besides its weights."""
+    return {"format": CHECKPOINT_FORMAT, "model_config": net.config(),
+            "seed": int(run.seeds[g]), "epoch": epoch, "iteration": st.iteration,
+            "fingerprint": dict(run.fp, seeds=[int(run.seeds[g])]), "train_config": asdict(run.cfg)}
+
+
+def _accumulate(st, g, weights):
+    """Add one epoch's weights (a CPU state dict) to member ``g``'s running sum (float32; integer buffers: the latest)."""
+    if st.avg_sums[g] is None:
+        st.avg_sums[g] = {k: v.clone() for k, v in weights.items()}
+    else:
+        for k, v in weights.items():
+            if v.is_floating_point():
+                st.avg_sums[g][k] += v
+            else:
+                st.avg_sums[g][k] = v.clone()
+    st.avg_counts[g] += 1
 
 
 def _record_epoch(run, net, opt, st, g, row, rng, last):
     """Member ``g``'s row, best.pt (if improved), resume.pt and metrics.csv. Returns whether it improved."""
-    cfg, seeds, fp, out_dirs = run.cfg, run.seeds, run.fp, run.out_dirs
+    out_dirs = run.out_dirs
     st.history[g].append(row)
     member = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
     improved = not (row["val_loss"] >= st.best[g][0])  # NaN-safe: no validation -> every epoch is "best"
     if improved:
         st.best[g] = (row["val_loss"], row["epoch"])
-    common = {"format": CHECKPOINT_FORMAT, "model_config": net.config(),
-              "seed": int(seeds[g]), "epoch": row["epoch"], "iteration": st.iteration,
-              "fingerprint": dict(fp, seeds=[int(seeds[g])]), "train_config": asdict(cfg)}
+    if run.window[0] <= row["epoch"] <= run.window[1]:
+        _accumulate(st, g, member)
+    common = _member_file(run, net, st, g, row["epoch"])
     if improved:
         st.best_files[g] = dict(common, model=member, val_loss=row["val_loss"])
-        _save_atomic(st.best_files[g], out_dirs[g] / "best.pt")
+        _save_atomic(st.best_files[g], out_dirs[g] / files.BEST)
     ck = dict(common, model=member, optimizer=_optimizer_state(opt, net), rng=rng,
               history=st.history[g], best_val_loss=st.best[g][0], best_epoch=st.best[g][1], best=st.best_files[g],
-              finished=last)
+              average_sum=st.avg_sums[g], average_count=st.avg_counts[g], finished=last)
     _save_atomic(ck, out_dirs[g] / RESUME_NAME)
-    _write_metrics_csv(out_dirs[g] / "metrics.csv", st.history[g])
+    _write_metrics_csv(out_dirs[g] / files.METRICS, st.history[g])
     return improved
 
 
-def _finish(st, out_dirs):
-    """best.pt (re)written (a scheduler may have deleted it after a kill); resume.pt becomes checkpoint.pt."""
+def _averages(run, sp, nets, st, val, logger):
+    """Each member's ``average.pt``: the mean of its weights over ``run.window``, with its validation metrics.
+
+    The members' networks are left holding these weights (training is over).
+    """
+    first, last = run.window
+    for g, net in enumerate(nets):
+        if st.avg_counts[g] != last - first + 1:
+            raise RuntimeError(f"{run.out_dirs[g]}: weights of {st.avg_counts[g]} epochs summed for the average of "
+                               f"epochs {first}-{last}")
+        net.load_state_dict({k: v / st.avg_counts[g] if v.is_floating_point() else v for k, v in st.avg_sums[g].items()})
+    vals = _validate(run.cfg, sp, list(nets), val, len(nets))
+    out = []
+    for g, net in enumerate(nets):
+        weights = {k: v.detach().to("cpu", copy=True) for k, v in net.state_dict().items()}
+        out.append(dict(_member_file(run, net, st, g, last), model=weights, averaged_epochs=[first, last],
+                        val_loss=vals[g]["val_loss"], val_sigma_mad=vals[g]["val_sigma_mad"]))
+        row = next((r for r in st.history[g] if r["epoch"] == st.best[g][1]), {"val_sigma_mad": math.nan})
+        logger.info("seed %d: mean weights of epochs %d-%d: val_loss %.4f val_sigma_mad %.4f (least-loss epoch %d: "
+                    "%.4f %.4f)", run.seeds[g], first, last, vals[g]["val_loss"], vals[g]["val_sigma_mad"],
+                    st.best[g][1], st.best[g][0], row["val_sigma_mad"])
+    return out
+
+
+def _finish(st, out_dirs, averages):
+    """best.pt (re)written (a scheduler may have deleted it after a kill), average.pt written; resume.pt becomes
+    checkpoint.pt (last, so that a member with a checkpoint.pt has all its files)."""
     for g, d in enumerate(out_dirs):
         f = d / RESUME_NAME
         if not f.exists() or st.best_files[g] is None:
             raise RuntimeError(f"{f}: no checkpoint written (no epoch ran)")
-        _save_atomic(st.best_files[g], d / "best.pt")
-        os.replace(f, d / "checkpoint.pt")
+        _save_atomic(st.best_files[g], d / files.BEST)
+        _save_atomic(averages[g], d / files.AVERAGE)
+        os.replace(f, d / files.CHECKPOINT)
 
 
 def _epoch_end(run, nets, opts, st, rows, progress, writers, logger):
@@ -733,7 +802,7 @@ def train_members(cfg, train, val, seeds, out_dirs, stop_after_iterations=None, 
         ``photoz.nn.data``), the spectroscopic redshifts and E(B-V) (numpy)
     seeds : list of int, one per member
     out_dirs : list of directories; each receives ``checkpoint.pt``, ``best.pt``,
-        ``metrics.csv`` and, while running, ``resume.pt``
+        ``average.pt``, ``metrics.csv`` and, while running, ``resume.pt``
     stop_after_iterations : int, optional
         Simulate a kill: return (without finishing) once this many iterations
         have run in this call. For tests.
@@ -750,7 +819,7 @@ def train_members(cfg, train, val, seeds, out_dirs, stop_after_iterations=None, 
     data, val = _as_tensors(cfg, sp, train, val)
     nets, opts, fwds = _build(cfg, sp, seeds)
     fp = dict(cfg.fingerprint(), seeds=list(map(int, seeds)), n_train=n)
-    run = _Members(cfg, list(seeds), fp, out_dirs)
+    run = _Members(cfg, list(seeds), fp, out_dirs, average_window(cfg, n))
     st = _resume(nets, opts, fp, seeds, [d / RESUME_NAME for d in out_dirs], logger)
     targets = class_targets(cfg, sp.device)
     full = partial(train_step, fwds, opts, amp=sp.amp, targets=targets)
@@ -779,7 +848,7 @@ def train_members(cfg, train, val, seeds, out_dirs, stop_after_iterations=None, 
     if writers:
         for w in writers:
             w.close()
-    _finish(st, out_dirs)
+    _finish(st, out_dirs, _averages(run, sp, nets, st, val, logger))
     return st.history
 
 

@@ -253,3 +253,21 @@ def test_low_overlap_sentence_says_which_side_fails():
     s = wording.validation_sentence(v, 0.3, "g")
     assert "did not recover it" in s and "hold 83\\,\\% of the injected zone's test galaxies" in s
     assert "50\\,\\% of their own lie outside it" in s and "Jaccard index 0.46" in s
+
+
+def test_knn_sentence_says_what_the_cnn_validation_subset_chose():
+    """With the least-loss epoch the validation subset chooses the weights; with the averaged ones it only watches."""
+    main, knn = {"n_train": 3082}, {"n_train": 3238}
+    best = wording.knn_training(main, knn, "best")
+    avg = wording.knn_training(main, knn, "average")
+    assert "only to choose its epoch" in best and "only monitors" not in best
+    assert "only monitors training" in avg and "choose its epoch" not in avg
+
+
+@pytest.mark.parametrize("predict_from, phrase", [("best", "lowest validation loss are kept"),
+                                                  ("last", "last epoch's weights"),
+                                                  ("average", "last quarter of its epochs")])
+def test_kept_weights_sentence_names_the_file_predicted_with(default_config, predict_from, phrase):
+    cfg = json.loads(json.dumps(default_config))
+    cfg["training"]["predict_from"] = predict_from
+    assert phrase in paper._protocol_macros(cfg)["KeptWeights"]

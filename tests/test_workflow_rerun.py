@@ -124,6 +124,19 @@ def test_learning_rate_change_retrains(finished):
     assert "paper" in jobs and "cutouts" not in jobs and "query" not in jobs
 
 
+def test_predict_from_change_repredicts_without_retraining(finished):
+    """Every member writes best.pt, average.pt and checkpoint.pt: choosing another only redoes the predictions."""
+    repo, run = finished
+    from photoz import trials
+    from photoz.config import load_config
+
+    cfg = load_config(repo / "config.yaml")
+    assert cfg["training"]["predict_from"] == "average"
+    models = sum(len(trials.trial_folds(cfg, t)) * len(trials.trial_seeds(cfg, t)) for t in cfg["trials"])
+    jobs = scheduled(repo, run, "--config", _override("training", "predict_from", "best"))
+    assert "train" not in jobs and jobs.get("predict") == models and "paper" in jobs
+
+
 def test_editing_one_figure_rebuilds_that_figure_and_the_paper(finished):
     repo, run = finished
     module = repo / "src" / "photoz" / "figures" / "fig10_pit.py"

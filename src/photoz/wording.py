@@ -573,15 +573,17 @@ def comparison_rule(main, n_bootstrap):
             "published values carry no error here")
 
 
-def knn_training(main, knn):
-    """What the kNN trains on, with the counts of Table 2's rows (CNN ``main``, kNN ``knn``)."""
+def knn_training(main, knn, predict_from="best"):
+    """What the kNN trains on, with the counts of Table 2's rows (CNN ``main``, kNN ``knn``); ``predict_from``
+    (``training.predict_from``) says what the CNN's validation subset is used for."""
     from photoz.latex import count
 
     n_cnn = count(main.get("n_train")) if main is not None and _num(main.get("n_train")) else "--"
     n_knn = count(knn.get("n_train")) if knn is not None and _num(knn.get("n_train")) else "--"
     return ("trained on each fold's training side, the CNN's validation subset included: "
-            f"{n_knn} galaxies per fold, against the {n_cnn} the CNN fits its weights on (it uses its validation "
-            "subset only to choose its epoch)")
+            f"{n_knn} galaxies per fold, against the {n_cnn} the CNN fits its weights on ("
+            + ("it uses its validation subset only to choose its epoch" if predict_from == "best" else
+               "its validation subset only monitors training: the weights it predicts with are fixed in advance") + ")")
 
 
 def _row(t2, estimator, subset):
@@ -610,8 +612,9 @@ def folds_agreement(t1):
     return lead + f" ($\\chi^2 = {chi2:.1f}$ for {dof} degrees of freedom, Table~\\ref{{tab:t1}})"
 
 
-def comparison_macros(t2, bootstrap, mode):
-    """The estimators compared on Table 2's rows (CNN, B16, kNN, Stripe 82, the published row)."""
+def comparison_macros(t2, bootstrap, mode, predict_from="best"):
+    """The estimators compared on Table 2's rows (CNN, B16, kNN, Stripe 82, the published row); ``predict_from``:
+    the run's ``training.predict_from``."""
     from photoz.latex import b16_name
 
     main, b16, knn = _row(t2, "cnn", "all"), _row(t2, "b16", "all"), _row(t2, "knn", "all")
@@ -623,7 +626,7 @@ def comparison_macros(t2, bootstrap, mode):
             "not compared with (missing value)"
 
     m = {"BsixteenName": b16_name(mode), "ComparisonRule": comparison_rule(main, int(bootstrap)),
-         "KnnTraining": knn_training(main, knn), "MainVsBsixteen": word(main, b16), "KnnVsBsixteen": word(knn, b16),
+         "KnnTraining": knn_training(main, knn, predict_from), "MainVsBsixteen": word(main, b16), "KnnVsBsixteen": word(knn, b16),
          "MainVsKnn": word(main, knn), "SeightytwoVsMain": word(_row(t2, "cnn", "s82"), main)}
     if main is not None:
         m["MainVsPublished"] = compare(main["sigma_mad"], main.get("pub_sigma_mad"), main.get("sigma_mad_err"), 0.0,
@@ -676,7 +679,7 @@ def macros(paths, cfg, mode):
     """
     paths = {k: Path(v) for k, v in paths.items()}
     m = {"FoldsAgreement": folds_agreement(pd.read_csv(paths["table1"]))}
-    m.update(comparison_macros(pd.read_csv(paths["table2"]), cfg["paper"]["bootstrap"], mode))
+    m.update(comparison_macros(pd.read_csv(paths["table2"]), cfg["paper"]["bootstrap"], mode, cfg["training"]["predict_from"]))
     m.update(params_macros(pd.read_csv(paths["tableA1"])))
     m.update(mock_macros(cfg["mock"]))
     m.update(zone_macros(paths, cfg["mock"], mode))

@@ -53,7 +53,7 @@ def main(argv=None):
     from photoz.io import setup_logging
 
     ap = argparse.ArgumentParser(prog="photoz predict", description=__doc__.splitlines()[0])
-    ap.add_argument("--checkpoint", required=True, help="best.pt or checkpoint.pt of one member")
+    ap.add_argument("--checkpoint", required=True, help="best.pt, average.pt or checkpoint.pt of one member (training.predict_from)")
     ap.add_argument("--shards", default="results/shards", help="directory with shard-*.npy and catalog.parquet")
     ap.add_argument("--split-npz", help="split exported by `photoz train --export-split` (no pandas needed)")
     ap.add_argument("--trial-json", help="the trial's config entry (JSON)")

@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from mock_science import machine_line  # noqa: E402
+from predict_from_compare import print_summary  # noqa: E402
 from photoz import bins as zbins  # noqa: E402
 from photoz import metrics  # noqa: E402
 from photoz.config import load_config  # noqa: E402
@@ -143,12 +144,7 @@ def main(argv=None):
             table[w].append((pm[w]["sigma_mad"], pm[w]["eta"]))  # eta in per cent
         print(f"{f:>4} {len(ids):>5} " + " ".join(f"{pm[w]['sigma_mad']:.5f} ({pm[w]['eta']:4.2f})"
                                               for w in WEIGHTS + ("knn", "b16")), flush=True)
-    mean = {w: np.mean(v, axis=0) for w, v in table.items()}
-    print(" mean       " + " ".join(f"{mean[w][0]:.5f} ({mean[w][1]:4.2f})" for w in WEIGHTS + ("knn", "b16")))
-    for base in ("knn", "b16"):
-        print(f"fold-mean CNN/{base} ratio (+- the spread of the folds' ratios / sqrt(n)): " + ", ".join(
-            f"{w} {np.mean(r := np.array(table[w])[:, 0] / np.array(table[base])[:, 0]):.3f} +- "
-            f"{np.std(r, ddof=1) / np.sqrt(len(r)):.3f}" for w in WEIGHTS))
+    print_summary(table, WEIGHTS, ("knn", "b16"))
     return 0
 
 

@@ -31,6 +31,17 @@ from photoz.config import load_config  # noqa: E402
 from photoz.nn.files import WEIGHTS_FILES  # noqa: E402
 
 
+def print_summary(table, kinds, base):
+    """The fold means of ``table`` (``{column: [(sigma_MAD, eta %) per fold]}``) and each CNN column's fold-mean
+    ratio to each baseline column of ``base``, +- the spread of the folds' ratios / sqrt(n)."""
+    mean = {k: np.mean(v, axis=0) for k, v in table.items()}
+    print(" mean       " + " ".join(f"{mean[k][0]:.5f} ({mean[k][1]:4.2f})" for k in list(kinds) + list(base)))
+    for b in base:
+        print(f"fold-mean CNN/{b} ratio (+- the spread of the folds' ratios / sqrt(n)): " + ", ".join(
+            f"{k} {np.mean(r := np.array(table[k])[:, 0] / np.array(table[b])[:, 0]):.3f} +- "
+            f"{np.std(r, ddof=1) / np.sqrt(len(r)):.3f}" for k in kinds))
+
+
 def fold_pdfs(cfg, run_dir, trial, fold):
     """``({predict_from: ensemble PDFs}, specObjIDs)`` of one fold's test galaxies."""
     from photoz.nn.data import ShardStore, make_source, split_from_catalog
@@ -87,12 +98,7 @@ def main(argv=None):
             table[k].append((pm[k]["sigma_mad"], pm[k]["eta"]))
         print(f"{fold:>4} {len(ids):>5} " + " ".join(f"{pm[k]['sigma_mad']:.5f} ({pm[k]['eta']:4.2f})" for k in kinds + base),
               flush=True)
-    mean = {k: np.mean(v, axis=0) for k, v in table.items()}
-    print(" mean       " + " ".join(f"{mean[k][0]:.5f} ({mean[k][1]:4.2f})" for k in kinds + base))
-    for b in base:
-        print(f"fold-mean CNN/{b} ratio (+- the spread of the folds' ratios / sqrt(n)): " + ", ".join(
-            f"{k} {np.mean(r := np.array(table[k])[:, 0] / np.array(table[b])[:, 0]):.3f} +- "
-            f"{np.std(r, ddof=1) / np.sqrt(len(r)):.3f}" for k in kinds))
+    print_summary(table, kinds, base)
     return 0
 
 

@@ -94,6 +94,7 @@ def _patch_widths(lab, ids, ra, dec):
 def _patch_panel(ax, ra, dec, values, style, limits):
     """One zoomed patch: its cells coloured by their mean (``limits``), the outlined ones edged in black."""
     from matplotlib.collections import PolyCollection
+    from matplotlib.ticker import MaxNLocator
 
     t, lon, lat = cell_table(ra, dec, values, style.nside)
     ref = float(np.median(ra))
@@ -112,6 +113,8 @@ def _patch_panel(ax, ra, dec, values, style, limits):
     ax.set_aspect(1.0 / np.cos(np.radians(np.median(dec))), adjustable="datalim")
     ax.set_xlabel("RA (deg)", fontsize=7)
     ax.tick_params(labelsize=6)
+    # at most 4 RA labels (5 six-digit labels such as 150.25 collided on a ~1.4-inch panel)
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=3, steps=[1, 2, 5, 10]))
     ax.set_title(f"{len(ra):,}\ngalaxies", fontsize=7)  # two lines: narrow patches sit side by side
     return coll
 

@@ -241,6 +241,8 @@ def test_zone_sentence_states_the_field_scatter_it_used():
     assert "0.0027" in wording.zone_sentence(dict(base, field_scatter=0.00266))
     assert "no field-to-field term" in wording.zone_sentence(dict(base, field_scatter=0.0))
     assert "field" not in wording.zone_sentence(dict(base, field_scatter=None)).split("Each HEALPix")[0]
+    assert "2 candidates): this run finds no suspect zone." in wording.zone_sentence(dict(base, field_scatter=0.0))
+    assert "1 candidate): this run" in wording.zone_sentence(dict(base, field_scatter=0.0, n_candidate_zones=1))
 
 
 def test_low_overlap_sentence_says_which_side_fails():

@@ -162,8 +162,9 @@ def zone_sentence(z):
                    f"zone $|Z|$ in {count_(z['n_permutations'])} maps with the residuals permuted over the galaxies (a "
                    f"family-wise level of {z['alpha']:g}).")
     if not z["found"]:
-        return test + (f" No zone passes (largest zone $|Z|$ = {z['max_abs_z']:.2f}, {z['n_candidate_zones']} "
-                       "candidates): this run finds no suspect zone.")
+        n = z["n_candidate_zones"]
+        return test + (f" No zone passes (largest zone $|Z|$ = {z['max_abs_z']:.2f}, {n} "
+                       f"candidate{'s' if n != 1 else ''}): this run finds no suspect zone.")
     parts = []
     for zd in z["zones"]:
         b = zd["bounds"]

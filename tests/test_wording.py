@@ -273,3 +273,11 @@ def test_kept_weights_sentence_names_the_file_predicted_with(default_config, pre
     cfg = json.loads(json.dumps(default_config))
     cfg["training"]["predict_from"] = predict_from
     assert phrase in paper._protocol_macros(cfg)["KeptWeights"]
+
+
+def test_mean_pdf_caption_names_the_zone_curve_only_when_a_zone_was_found():
+    """Fig. 13 draws the zone's curve only for a non-empty Table 2 region; its caption must not promise one."""
+    found = wording.mean_pdf_caption({"table2_region": {"source": "found", "nside": 512, "cells": [1, 2]}})
+    none = wording.mean_pdf_caption({"table2_region": {"source": "found", "nside": 512, "cells": []}})
+    assert "in the suspect zone found" in found and "no suspect zone" not in found
+    assert "suspect zone found" not in none and "found no suspect zone to draw" in none

@@ -659,10 +659,19 @@ def mock_macros(mock):
             "PhotozDeepRMax": f"{DEEP_R_MAX:g}", "EbvScatterPercent": f"{100 * float(mock['ebv_sfd_scatter']):.0f}"}
 
 
+def mean_pdf_caption(z):
+    """Fig. 13's caption: its curves, the suspect zone's only where Table 2's region holds cells."""
+    if z["table2_region"].get("cells"):
+        return "Mean PDF, centred on $z_{\\rm spec}$, in the suspect zone found, in Stripe~82 and in the full test sample."
+    return ("Mean PDF, centred on $z_{\\rm spec}$, in Stripe~82 and in the full test sample (the search found no "
+            "suspect zone to draw).")
+
+
 def zone_macros(paths, mock, mode):
     """The zone search's sentences, and (unless ``mode`` is sdss) its validation against the injection."""
     z = _read_json(paths["zone"])
-    m = {"ZoneSearch": zone_sentence(z), "ZoneTableRow": table2_zone_sentence(z), "ZoneValidation": ""}
+    m = {"ZoneSearch": zone_sentence(z), "ZoneTableRow": table2_zone_sentence(z), "ZoneValidation": "",
+         "ZoneMeanPdfCaption": mean_pdf_caption(z)}
     if mode != "sdss":
         if "zone_validation" not in paths:
             raise ValueError("paper variables: mode %r needs the zone validation file (--zone_validation)" % mode)

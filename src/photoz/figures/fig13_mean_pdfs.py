@@ -48,6 +48,7 @@ def make(inputs, cfg, log):
     half = 30
     off = np.arange(-half, half + 1) * width
     fig, ax = plt.subplots(figsize=(3.5, 2.8))
+    top = 0.0
     for name, (sel, color) in groups.items():
         n = int(sel.sum())
         log.info("%s: %d galaxies", name, n)
@@ -55,10 +56,12 @@ def make(inputs, cfg, log):
             continue
         mean = centred_mean_pdf(pdfs[sel], df["z_spec"].to_numpy()[sel], b["n"], b["z_min"], b["z_max"], half)
         ax.step(off, mean / width, where="mid", color=color, label=f"{name} ($N$ = {n})")
+        top = max(top, float(np.nanmax(mean / width)))
     ax.axvline(0, color="0.5", lw=0.5, ls="--")
     ax.set_xlabel(r"$z - z_{\rm spec}$ (bin of $z_{\rm spec}$ at 0)")
     ax.set_ylabel(r"mean PDF $\langle p(z)\rangle$")
     ax.set_xlim(off[0], off[-1])
-    ax.set_ylim(0, None)
+    # headroom above the peaks for the legend (one line per curve), which would otherwise sit on them
+    ax.set_ylim(0, top * 1.3 if top > 0 else None)
     ax.legend(loc="upper left")
     return fig

@@ -129,7 +129,9 @@ def test_zone_sentences_when_nothing_could_be_tested():
     v["threshold_z"] = None
     assert "no cell had enough test galaxies" in wording.validation_sentence(v, 0.05)
     one_band = wording.validation_sentence(v, 0.04, "g")
-    assert "a zero-point error of 0.04\\,mag in the $g$ band of the images served, not in the catalogue" in one_band
+    assert ("a zero-point error of 0.04\\,mag in the $g$ band of the images served for the frames of one patch of "
+            "sky, not in the catalogue's photometry; it is recorded") in one_band
+    assert "a grey calibration error of 0.05\\,mag in the frames of one patch of sky; it" in wording.validation_sentence(v, 0.05)
     assert "removes nothing" in wording.table2_zone_sentence(z)
 
 

@@ -218,11 +218,12 @@ def tex_(s):
 
 def validation_sentence(v, injected_mag=None, injected_band=None):
     """Whether the search recovered the injected fault (mock only; ``results/zone/validation.json``)."""
-    kind = (f"a zero-point error of {injected_mag:g}\\,mag in the ${injected_band}$ band of the images served, "
-            "not in the catalogue's photometry" if injected_band and _num(injected_mag) is not None else
-            "a grey calibration error" + (f" of {injected_mag:g}\\,mag" if _num(injected_mag) is not None else ""))
-    what = (f"The mock injects {kind} in the frames of one patch of sky; it is recorded in the truth table only, "
-            "which the search never reads.")
+    kind = (f"a zero-point error of {injected_mag:g}\\,mag in the ${injected_band}$ band of the images served for "
+            "the frames of one patch of sky, not in the catalogue's photometry"
+            if injected_band and _num(injected_mag) is not None else
+            "a grey calibration error" + (f" of {injected_mag:g}\\,mag" if _num(injected_mag) is not None else "")
+            + " in the frames of one patch of sky")
+    what = f"The mock injects {kind}; it is recorded in the truth table only, which the search never reads."
     if _num(v.get("z_injected")) is not None:
         ratio = (f", {abs(v['bias_ratio']):.0f} times the rest's {_f(v['bias_rest'])}"
                  if _num(v.get("bias_ratio")) is not None and v["bias_ratio"] >= 1 else

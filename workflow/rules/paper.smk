@@ -23,6 +23,8 @@ rule paper_variables:
         # the reddening sentence: the main and no-E(B-V) ensembles (photoz.trials.noebv_trial)
         ensemble=reddening_ensembles().get("ensemble", []),
         ensemble_noebv=reddening_ensembles().get("ensemble_noebv", []),
+        # the code that writes the sentences: a changed wording is a changed paper (as a figure's module)
+        code=[str(ROOT / "src" / "photoz" / "wording.py"), str(ROOT / "src" / "photoz" / "paper.py")],
     output:
         "results/paper/variables.tex",
     log:
@@ -32,7 +34,7 @@ rule paper_variables:
         settings=json.dumps(result_settings(config), sort_keys=True),
         # the whole config (derived, not a trigger), whose digest the paper prints
         cfg=config_json(*config),
-        files=lambda w, input: " ".join(f"--{k} {shlex.quote(str(p))}" for k, p in input.items() if p),
+        files=lambda w, input: " ".join(f"--{k} {shlex.quote(str(p))}" for k, p in input.items() if p and k != "code"),
     resources:
         mem_mb=2000,
         runtime=10,

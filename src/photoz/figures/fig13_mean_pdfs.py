@@ -63,5 +63,6 @@ def make(inputs, cfg, log):
     ax.set_xlim(off[0], off[-1])
     # headroom above the peaks for the legend (one line per curve), which would otherwise sit on them
     ax.set_ylim(0, top * 1.3 if top > 0 else None)
-    ax.legend(loc="upper left")
+    # an opaque box, so that the dashed zero line does not run through the labels
+    ax.legend(loc="upper left", frameon=True, framealpha=1.0, edgecolor="none")
     return fig

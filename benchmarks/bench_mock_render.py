@@ -31,7 +31,7 @@ def main():
     from photoz.config import load_config
     from photoz.mock import chunk as ch
     from photoz.mock import geometry as geo
-    from photoz.mock.population import cell_population, natural_target_density
+    from photoz.mock.population import natural_target_density
     from photoz.mock.render import frame_hdul, render_frame, write_frame
 
     mock = load_config().get("mock")
@@ -45,7 +45,7 @@ def main():
         for fr in frs:
             cell = by_key[(fr.entry, fr.camcol, fr.field)]
             t0 = time.perf_counter()
-            objs = pd.concat([cell_population(mock, c) for c in ch._neighbours(cell, by_key)], ignore_index=True)
+            objs = ch.frame_objects(mock, cell, by_key)
             t1 = time.perf_counter()
             cond = geo.frame_conditions(mock, fr)
             out = render_frame(mock, fr, objs, cond)

@@ -70,7 +70,7 @@ def mock_sky(density, n_fields, workdir):
     with Timer() as t:
         for fr in frs:
             cell = by_key[(fr.entry, fr.camcol, fr.field)]
-            objs = pd.concat([cell_population(mock, c) for c in ch._neighbours(cell, by_key)], ignore_index=True)
+            objs = ch.frame_objects(mock, cell, by_key)
             cond = geo.frame_conditions(mock, fr)
             out = render_frame(mock, fr, objs, cond)
             for b in geo.BANDS:

@@ -47,7 +47,7 @@ def main(argv=None):
     from photoz.config import load_config
     from photoz.mock import chunk as ch
     from photoz.mock import geometry as geo
-    from photoz.mock.population import cell_population, natural_target_density
+    from photoz.mock.population import natural_target_density
     from photoz.mock.render import _observe, frame_hdul, render_frame
 
     mock = load_config(ROOT / "config.yaml").get("mock")
@@ -59,7 +59,7 @@ def main(argv=None):
     t_noise, t_fits, t_bz2, sizes, t_render = [], [], [], [], 0.0
     for fr in all_frames[: a.fields]:
         cell = by_key[(fr.entry, fr.camcol, fr.field)]
-        objs = pd.concat([cell_population(mock, c) for c in ch._neighbours(cell, by_key)], ignore_index=True)
+        objs = ch.frame_objects(mock, cell, by_key)
         cond = geo.frame_conditions(mock, fr)
         t0 = time.process_time()
         out = render_frame(mock, fr, objs, cond)

@@ -55,6 +55,14 @@ def _neighbours(cell, by_key):
     return out
 
 
+def frame_objects(mock, cell, by_key, population=None):
+    """The objects that can reach a frame of ``cell``: the populations of the cell and of its neighbours
+    (``by_key``: the cells by ``(entry, camcol, field)``); ``population(cell)``, default
+    :func:`cell_population`, lets a caller cache them."""
+    population = population or (lambda c: cell_population(mock, c))
+    return pd.concat([population(c) for c in _neighbours(cell, by_key)], ignore_index=True)
+
+
 def _photometry(sel, mock, cell, fr, rendered, cond):
     """Petrosian photometry, sizes and shapes of ``sel`` measured on the rendered epoch-0 frames
     (in place), with the true and the catalogue's (SFD-like) E(B-V)."""
@@ -177,7 +185,7 @@ def run_chunk(mock, k, sas_root, write_frames=True):
     t0 = time.time()
     for i, fr in enumerate(frs):
         cell = by_key[(fr.entry, fr.camcol, fr.field)]
-        objects = pd.concat([pop(c) for c in _neighbours(cell, by_key)], ignore_index=True)
+        objects = frame_objects(mock, cell, by_key, pop)
         cond = geo.frame_conditions(mock, fr)
         rendered = render_frame(mock, fr, objects, cond)
         if write_frames:
